@@ -1,0 +1,64 @@
+"""The code location: dbt models, raw sources and destination syncs, assembled in one place."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, get_asset_key_for_model
+
+from activation.dbt import build_dbt_assets, load_manifest, model_relation, raw_source_specs
+from activation.project import dbt_project
+from activation.resources import DuckDBWarehouse, destination_resource, dialect_kind
+from activation.settings import Settings
+from activation.syncs.assets import WAREHOUSE_RESOURCE, Mart, build_sync_assets, destination_resource_key
+from activation.syncs.load import MartRelation
+from activation.syncs.spec import SyncConfigError, load_sync_config
+
+ACTIVATE_JOB = "activate"
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    project = dbt_project(settings)
+    manifest = load_manifest(project)
+    dbt_models = build_dbt_assets(project)
+    config = load_sync_config(settings.syncs_file)
+
+    marts: dict[str, Mart] = {}
+    for sync in config.syncs.values():
+        relation = model_relation(manifest, sync.source)
+        if relation is None:
+            raise SyncConfigError(
+                f"{settings.syncs_file}: syncs.{sync.name}.source: dbt project {settings.dbt_project_dir} "
+                f"has no model {sync.source!r}"
+            )
+        marts[sync.source] = Mart(
+            asset_key=get_asset_key_for_model([dbt_models], sync.source), relation=MartRelation(*relation)
+        )
+
+    destinations = {
+        name: destination_resource(spec, base_dir=settings.syncs_file.parent)
+        for name, spec in config.destinations.items()
+    }
+    sync_assets = build_sync_assets(
+        config, marts, kinds={name: dialect_kind(res.url) for name, res in destinations.items()}
+    )
+
+    return dg.Definitions(
+        assets=[*raw_source_specs(manifest), dbt_models, *sync_assets],
+        jobs=[
+            dg.define_asset_job(
+                ACTIVATE_JOB,
+                selection=dg.AssetSelection.assets(dbt_models, *sync_assets),
+                description="Build the dbt project, then sync every mart into its destination tables.",
+            )
+        ],
+        resources={
+            "dbt": DbtCliResource(project_dir=project),
+            WAREHOUSE_RESOURCE: DuckDBWarehouse(path=str(settings.warehouse_path)),
+            **{destination_resource_key(name): res for name, res in destinations.items()},
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

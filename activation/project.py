@@ -1,0 +1,24 @@
+"""The dbt project, alone in its module.
+
+`dagster-dbt project prepare-and-package --file activation/project.py` imports this module
+to build manifest.json before anything reads it, so it must not define `@dbt_assets`.
+"""
+
+from dagster_dbt import DbtProject
+
+from activation.settings import Settings
+
+
+def dbt_project(settings: Settings | None = None) -> DbtProject:
+    settings = settings or Settings.from_env()
+    project = DbtProject(
+        project_dir=settings.dbt_project_dir,
+        profiles_dir=settings.dbt_project_dir,
+        target=settings.dbt_target,
+    )
+    # Parses the project under `dg dev` / `dagster dev`; a no-op elsewhere.
+    project.prepare_if_dev()
+    return project
+
+
+activation_dbt_project = dbt_project()

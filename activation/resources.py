@@ -1,0 +1,104 @@
+"""Warehouse and destination resources. Connection strings come from the environment only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+from sqlalchemy.engine import make_url
+
+from activation.syncs.spec import DestinationSpec, SyncConfigError
+
+
+def quote_duckdb(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """The local warehouse dbt builds into (dbt-duckdb); syncs read marts from it."""
+
+    path: str
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(self.path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def normalize_url(url: str) -> str:
+    """Make the driver choice and the charset explicit, so `mysql://` works and emoji survive."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+pymysql")
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def masked_url(url: str) -> str:
+    """The URL as it may appear in logs and metadata: password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def dialect_kind(url: str) -> str:
+    """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
+    backend = make_url(url).get_backend_name()
+    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
+
+
+def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite ignores REFERENCES unless asked per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class SQLDestination(dg.ConfigurableResource):
+    """An application database reached through a SQLAlchemy URL taken from the environment."""
+
+    url: str
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    @property
+    def masked_url(self) -> str:
+        return masked_url(self.url)
+
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            engine = sa.create_engine(normalize_url(self.url), pool_pre_ping=True, hide_parameters=True)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_foreign_keys)
+            self._engine = engine
+        return self._engine
+
+
+def destination_resource(spec: DestinationSpec, base_dir: Path) -> SQLDestination:
+    """The resource for a configured destination: the URL from its environment variable
+    (kept as an EnvVar, so it never shows in the UI), else the config's password-free default.
+
+    A relative SQLite path in the default is taken from `base_dir` (the sync config's folder),
+    so the same file is used whatever the working directory.
+    """
+    if os.environ.get(spec.url_env):
+        return SQLDestination(url=dg.EnvVar(spec.url_env))
+    if not spec.default_url:
+        raise SyncConfigError(
+            f"set {spec.url_env} to a SQLAlchemy URL: it is unset and the destination has no default_url"
+        )
+    url = make_url(spec.default_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+        path = (Path(base_dir) / url.database).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = url.set(database=str(path))
+    return SQLDestination(url=url.render_as_string(hide_password=False))

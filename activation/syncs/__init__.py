@@ -1,0 +1,1 @@
+"""The sync: spec (validated config) -> schema (destination tables) -> load (writers) -> assets."""

@@ -1,0 +1,124 @@
+"""Destination tables as Dagster assets, derived from the sync config.
+
+One multi-asset per destination database: every table is its own asset (own history, checks,
+automation), while a run that selects several tables of one database applies them in one
+transaction in foreign-key order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+
+from activation.syncs.load import DestinationSync, MartRelation, SyncResult
+from activation.syncs.spec import SyncConfig, SyncSpec
+
+WAREHOUSE_RESOURCE = "warehouse"
+
+
+def destination_resource_key(destination: str) -> str:
+    return f"{destination}_db"
+
+
+def sync_asset_key(spec: SyncSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.destination, spec.table])
+
+
+@dataclass(frozen=True)
+class Mart:
+    """A dbt model a sync reads: its asset key and where it lives in the warehouse."""
+
+    asset_key: dg.AssetKey
+    relation: MartRelation
+
+
+def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.AssetSpec:
+    parents = [sync_asset_key(p) for p in config.parents(sync)]
+    return dg.AssetSpec(
+        key=sync_asset_key(sync),
+        deps=[mart.asset_key, *parents],
+        description=sync.description
+        or f"`{sync.source}` synced into `{sync.table}` of the {sync.destination} database ({sync.mode.value}).",
+        group_name=sync.group or f"{sync.destination}_db",
+        owners=sync.owners or config.owners or None,
+        kinds={kind},
+        tags={"activation/mode": sync.mode.value},
+        metadata={
+            "dagster/table_name": f"{sync.destination}.{sync.table}",
+            "source_model": sync.source,
+            "primary_key": ", ".join(sync.primary_key),
+            "mode": sync.mode.value,
+        },
+    )
+
+
+def _materialization(spec: SyncSpec, mart: Mart, result: SyncResult, destination_url: str) -> dg.MaterializeResult:
+    rows_written = result.inserted + result.updated + result.deleted
+    column_sources = spec.columns or {name: name for name, _ in result.columns}
+    return dg.MaterializeResult(
+        asset_key=sync_asset_key(spec),
+        metadata={
+            "rows_inserted": result.inserted,
+            "rows_updated": result.updated,
+            "rows_deleted": result.deleted,
+            "rows_rejected": result.rejected,
+            "rows_unchanged": result.unchanged,
+            "rows_in_mart": result.rows_in_mart,
+            "dagster/row_count": result.rows_in_destination,
+            "mode": spec.mode.value,
+            "created_table": result.created_table,
+            "duration_seconds": round(result.seconds, 3),
+            "rows_per_second": round(rows_written / result.seconds, 1) if result.seconds else 0.0,
+            "destination": destination_url,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, type_) for name, type_ in result.columns]
+            ),
+            "dagster/column_lineage": dg.TableColumnLineage(
+                deps_by_column={
+                    dest: [dg.TableColumnDep(asset_key=mart.asset_key, column_name=src)]
+                    for dest, src in column_sources.items()
+                }
+            ),
+        },
+    )
+
+
+def build_sync_assets(
+    config: SyncConfig, marts: Mapping[str, Mart], kinds: Mapping[str, str]
+) -> list[dg.AssetsDefinition]:
+    """One subsettable multi-asset per destination; `kinds` maps destination -> database kind."""
+    assets = []
+    for destination in config.destinations:
+        ordered = [s for s in config.load_order() if s.destination == destination]
+        if ordered:
+            assets.append(_destination_asset(config, destination, ordered, marts, kinds[destination]))
+    return assets
+
+
+def _destination_asset(
+    config: SyncConfig, destination: str, ordered: list[SyncSpec], marts: Mapping[str, Mart], kind: str
+) -> dg.AssetsDefinition:
+    resource_key = destination_resource_key(destination)
+    relations = {s.name: marts[s.source].relation for s in ordered}
+
+    @dg.multi_asset(
+        name=f"sync_{destination}",
+        specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
+        can_subset=True,
+        required_resource_keys={resource_key, WAREHOUSE_RESOURCE},
+    )
+    def _sync(context: dg.AssetExecutionContext):
+        selected = [s for s in ordered if sync_asset_key(s) in context.selected_asset_keys]
+        target = getattr(context.resources, resource_key)
+        warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
+        context.log.info(
+            f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first, one transaction)"
+        )
+        with warehouse.connect() as con:
+            results = DestinationSync(target.engine(), con, context.log.info).run(selected, relations)
+        for spec, result in zip(selected, results, strict=True):
+            yield _materialization(spec, marts[spec.source], result, target.masked_url)
+
+    return _sync

@@ -1,0 +1,238 @@
+"""The sync config file: one place where a team declares what goes where.
+
+Everything else (assets, lineage, table DDL, load order) is derived from it, so a mistake
+here must fail loudly at load time with the file and the field named.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Names we splice into DDL (always quoted by SQLAlchemy) must still be boring enough that
+# quoting is safe on every dialect: no quotes, backticks, NUL or control characters.
+_IDENTIFIER = re.compile(r"^[^\x00-\x1f`\"'\\]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value) or value != value.strip():
+        raise ValueError(
+            f"{value!r} is not a usable identifier: 1-64 characters, no quotes, backticks, "
+            "control characters or surrounding spaces"
+        )
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Mode(StrEnum):
+    UPSERT = "upsert"  # insert new keys, update changed rows, never delete
+    REPLACE = "replace"  # the destination ends equal to the mart, deletes included
+
+
+class ForeignKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str
+    references_table: str
+    references_column: str
+
+
+class DestinationSpec(BaseModel):
+    """A database the syncs write to. The URL (with its password) lives in the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    default_url: str | None = None
+    description: str | None = None
+
+    @field_validator("default_url")
+    @classmethod
+    def _no_password_in_file(cls, value: str | None) -> str | None:
+        if value and re.search(r"://[^/@]*:[^/@]+@", value):
+            raise ValueError("default_url must not carry a password; put the URL in the environment")
+        return value
+
+
+class SyncSpec(BaseModel):
+    """One destination table fed from one dbt mart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = ""  # filled from the mapping key
+    source: str = Field(description="dbt model name of the mart")
+    destination: str
+    table: Identifier
+    primary_key: list[Identifier]
+    mode: Mode = Mode.UPSERT
+    description: str | None = None
+    owners: list[str] | None = None
+    group: str | None = None
+    # destination column -> mart column; empty means every mart column under its own name
+    columns: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # destination column -> "table.column" in the same destination
+    foreign_keys: dict[Identifier, str] = Field(default_factory=dict)
+    batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _key_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("primary_key")
+    @classmethod
+    def _key_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a sync needs a primary key: keys come from the mart, never the destination")
+        if len(set(value)) != len(value):
+            raise ValueError("primary key columns repeat")
+        return [_check_identifier(v) for v in value]
+
+    @field_validator("table")
+    @classmethod
+    def _table_identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _column_identifiers(cls, value: dict[str, str]) -> dict[str, str]:
+        for dest, src in value.items():
+            _check_identifier(dest)
+            _check_identifier(src)
+        return value
+
+    @field_validator("foreign_keys")
+    @classmethod
+    def _fk_format(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, target in value.items():
+            _check_identifier(column)
+            table, sep, ref_column = target.partition(".")
+            if not sep:
+                raise ValueError(f"foreign key {column}: {target!r} must be 'table.column'")
+            _check_identifier(table)
+            _check_identifier(ref_column)
+        return value
+
+    @model_validator(mode="after")
+    def _key_is_mapped(self) -> SyncSpec:
+        if self.columns:
+            missing = [k for k in self.primary_key if k not in self.columns]
+            if missing:
+                raise ValueError(f"primary key column(s) {missing} are not in `columns`")
+        return self
+
+    @property
+    def parsed_foreign_keys(self) -> list[ForeignKey]:
+        out = []
+        for column, target in self.foreign_keys.items():
+            table, _, ref_column = target.partition(".")
+            out.append(ForeignKey(column=column, references_table=table, references_column=ref_column))
+        return out
+
+
+class SyncConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    destinations: dict[str, DestinationSpec]
+    owners: list[str] = Field(default_factory=list)
+    syncs: dict[str, SyncSpec]
+
+    @field_validator("destinations", "syncs")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} must be a simple name (letters, digits, underscore)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_sync_names(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("syncs"), dict):
+            data = dict(data)
+            data["syncs"] = {
+                name: {**body, "name": name} if isinstance(body, dict) else body for name, body in data["syncs"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> SyncConfig:
+        tables: dict[tuple[str, str], SyncSpec] = {}
+        for sync in self.syncs.values():
+            if sync.destination not in self.destinations:
+                raise ValueError(
+                    f"syncs.{sync.name}.destination: {sync.destination!r} is not one of {sorted(self.destinations)}"
+                )
+            key = (sync.destination, sync.table)
+            if key in tables:
+                raise ValueError(
+                    f"syncs.{sync.name}.table: {sync.table!r} is already written by sync "
+                    f"{tables[key].name!r}; one table has one owner"
+                )
+            tables[key] = sync
+        for sync in self.syncs.values():
+            for fk in sync.parsed_foreign_keys:
+                parent = tables.get((sync.destination, fk.references_table))
+                if parent is None:
+                    raise ValueError(
+                        f"syncs.{sync.name}.foreign_keys.{fk.column}: no sync writes table "
+                        f"{fk.references_table!r} in destination {sync.destination!r}"
+                    )
+        self.load_order()  # raises on cycles
+        return self
+
+    def parents(self, sync: SyncSpec) -> list[SyncSpec]:
+        """Syncs whose tables this sync's foreign keys point at (self-references excluded)."""
+        by_table = {(s.destination, s.table): s for s in self.syncs.values()}
+        names = []
+        for fk in sync.parsed_foreign_keys:
+            parent = by_table[(sync.destination, fk.references_table)]
+            if parent.name != sync.name and parent not in names:
+                names.append(parent)
+        return names
+
+    def load_order(self) -> list[SyncSpec]:
+        """Parents before children, so inserts never point at a missing row."""
+        ordered: list[SyncSpec] = []
+        state: dict[str, str] = {}
+
+        def visit(sync: SyncSpec, path: list[str]) -> None:
+            if state.get(sync.name) == "done":
+                return
+            if state.get(sync.name) == "visiting":
+                raise ValueError(f"foreign keys form a cycle: {' -> '.join([*path, sync.name])}")
+            state[sync.name] = "visiting"
+            for parent in self.parents(sync):
+                visit(parent, [*path, sync.name])
+            state[sync.name] = "done"
+            ordered.append(sync)
+
+        for sync in sorted(self.syncs.values(), key=lambda s: s.name):
+            visit(sync, [])
+        return ordered
+
+
+class SyncConfigError(ValueError):
+    """The sync config file is unreadable or invalid; the message names the file and the field."""
+
+
+def load_sync_config(path: str | Path) -> SyncConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SyncConfigError(f"{path}: sync config file not found (set ACTIVATION_SYNCS_FILE)") from exc
+    except yaml.YAMLError as exc:
+        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return SyncConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"  {field}: {err['msg']}")
+        raise SyncConfigError(f"{path}: invalid sync config\n" + "\n".join(problems)) from None
