@@ -1,0 +1,135 @@
+"""The whole path on real components: demo lake -> dbt (DuckDB) -> Dagster syncs -> app databases."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import duckdb
+import pytest
+import sqlalchemy as sa
+
+from activation.definitions import ACTIVATE_JOB, build_definitions
+from activation.resources import normalize_url
+from activation.syncs.spec import load_sync_config
+from tests.compare import destination_rows, sorted_mart_rows
+from tests.databases import sqlite_database
+
+CONFIG = load_sync_config(__import__("activation.settings").settings.PROJECT_ROOT / "syncs.yml")
+SYNCS = CONFIG.load_order()
+
+
+def mart_columns(warehouse, model: str) -> list[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return [r[0] for r in con.execute(f"DESCRIBE main.{model}").fetchall()]
+
+
+def assert_destinations_equal_marts(warehouse, urls: dict[str, str]) -> None:
+    for sync in SYNCS:
+        columns = mart_columns(warehouse, sync.source)
+        expected = sorted_mart_rows(warehouse, f"main.{sync.source}", columns, sync.primary_key)
+        actual = destination_rows(urls[sync.destination], sync.table, columns, sync.primary_key)
+        if sync.mode.value == "upsert":
+            # upsert keeps rows that left the mart; every mart row must be there, identical
+            actual_keys = {r[columns.index(sync.primary_key[0])] for r in expected}
+            actual = [r for r in actual if r[columns.index(sync.primary_key[0])] in actual_keys]
+        assert len(expected) > 0, f"{sync.source} is empty: the demo lake is too small to test anything"
+        assert actual == expected, f"{sync.destination}.{sync.table} differs from mart {sync.source}"
+
+
+def assert_foreign_keys_intact(url: str) -> None:
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            declared = 0
+            for sync in SYNCS:
+                if sync.destination != "app":
+                    continue
+                fks = inspector.get_foreign_keys(sync.table)
+                assert {fk["constrained_columns"][0] for fk in fks} == set(sync.foreign_keys)
+                for fk in fks:
+                    declared += 1
+                    child, parent = sync.table, fk["referred_table"]
+                    (col,), (ref,) = fk["constrained_columns"], fk["referred_columns"]
+                    orphans = conn.execute(
+                        sa.text(
+                            f"SELECT count(*) FROM {child} c LEFT JOIN {parent} p ON c.{col} = p.{ref} "
+                            f"WHERE c.{col} IS NOT NULL AND p.{ref} IS NULL"
+                        )
+                    ).scalar_one()
+                    assert orphans == 0, f"{child}.{col} has {orphans} orphans"
+            assert declared == 3
+    finally:
+        engine.dispose()
+
+
+def sync_counts(result: dg.ExecuteInProcessResult) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        md = event.asset_materialization.metadata
+        if "rows_inserted" in md:
+            key = event.asset_materialization.asset_key.to_user_string()
+            out[key] = (md["rows_inserted"].value, md["rows_updated"].value, md["rows_deleted"].value)
+    return out
+
+
+def run_syncs(settings) -> dg.ExecuteInProcessResult:
+    """Only the destination assets: the marts were built by the session's dbt run."""
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(ACTIVATE_JOB)
+    keys = [dg.AssetKey([s.destination, s.table]) for s in SYNCS]
+    result = job.execute_in_process(asset_selection=keys, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    return result
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
+def app_urls(request, tmp_path, monkeypatch):
+    from tests.databases import destination_database
+
+    with destination_database(request.param, tmp_path) as app_url, sqlite_database(tmp_path) as crm_url:
+        monkeypatch.setenv("ACTIVATION_APP_DB_URL", app_url)
+        monkeypatch.setenv("ACTIVATION_CRM_DB_URL", crm_url)
+        yield {"app": app_url, "crm": crm_url}
+
+
+def test_sync_copies_marts_row_for_row_and_converges_after_a_day_of_changes(settings, app_urls, lake, warehouse):
+    first = sync_counts(run_syncs(settings))
+    assert first["app/facilities"][0] > 0 and first["app/applications"][0] > 0
+    assert_destinations_equal_marts(warehouse, app_urls)
+    assert_foreign_keys_intact(app_urls["app"])
+
+    again = sync_counts(run_syncs(settings))
+    assert set(again.values()) == {(0, 0, 0)}, "a second sync with no changes must write nothing"
+
+    shutil.copy(lake.day2, warehouse)  # the same warehouse after a day of Salesforce edits and a dbt build
+    after = sync_counts(run_syncs(settings))
+    assert_destinations_equal_marts(warehouse, app_urls)
+    assert_foreign_keys_intact(app_urls["app"])
+    assert after["app/job_postings"][0] > 0, "the day of changes adds job postings"
+    assert after["app/job_postings"][1] > 0, "the day of changes edits job postings"
+    assert after["app/job_postings"][2] > 0, "replace deletes postings that left the mart"
+    assert after["app/applications"][2] > 0
+    assert after["app/candidates"][2] == 0, "upsert never deletes"
+
+
+def test_activate_job_runs_dbt_and_every_sync_on_the_embedded_defaults(settings, tmp_path, monkeypatch, warehouse):
+    """The README's main command path: DuckDB warehouse, SQLite app DB, dbt run inside Dagster."""
+    app, crm = tmp_path / "app.sqlite", tmp_path / "crm.sqlite"
+    monkeypatch.setenv("ACTIVATION_APP_DB_URL", f"sqlite:///{app}")
+    monkeypatch.setenv("ACTIVATION_CRM_DB_URL", f"sqlite:///{crm}")
+    defs = build_definitions(settings)
+    result = defs.resolve_job_def(ACTIVATE_JOB).execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"app_facilities", "app/facilities", "crm/customer_scores"} <= materialized
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), "dbt tests run as asset checks and pass"
+    mart = next(
+        e.asset_materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "app_facilities"
+    )
+    assert mart.metadata["dagster/row_count"].value > 0
+    assert_destinations_equal_marts(warehouse, {"app": f"sqlite:///{app}", "crm": f"sqlite:///{crm}"})

@@ -1,0 +1,82 @@
+"""The sync config fails loudly, naming the file and the field."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from activation.settings import PROJECT_ROOT
+from activation.syncs.spec import Mode, SyncConfigError, load_sync_config
+
+BASE = """
+destinations:
+  app: {url_env: APP_URL, default_url: "sqlite:///app.sqlite"}
+syncs:
+  parents: {source: m_parents, destination: app, table: parents, primary_key: id, mode: replace}
+  children:
+    source: m_children
+    destination: app
+    table: children
+    primary_key: [id]
+    foreign_keys: {parent_id: parents.id}
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "syncs.yml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_config_loads_with_parents_first():
+    config = load_sync_config(PROJECT_ROOT / "syncs.yml")
+    order = [s.table for s in config.load_order() if s.destination == "app"]
+    assert order.index("facilities") < order.index("job_postings") < order.index("applications")
+    assert order.index("candidates") < order.index("applications")
+
+
+def test_valid_config(tmp_path):
+    config = load_sync_config(write(tmp_path, BASE))
+    assert [s.name for s in config.load_order()] == ["parents", "children"]
+    assert config.syncs["children"].mode is Mode.UPSERT
+    assert config.syncs["parents"].primary_key == ["id"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("mode: replace", "mode: mirrorr", r"syncs\.parents\.mode: Input should be 'upsert' or 'replace'"),
+        ("destination: app, table", "destination: nope, table", r"syncs\.parents\.destination: 'nope' is not one of"),
+        ("parent_id: parents.id", "parent_id: nowhere.id", r"no sync writes table 'nowhere'"),
+        ("parent_id: parents.id", "parent_id: parents", r"syncs\.children\.foreign_keys: .*must be 'table\.column'"),
+        ("primary_key: id,", "primary_key: [],", r"syncs\.parents\.primary_key: .*needs a primary key"),
+        ("table: parents", "table: 'par`ents'", r"syncs\.parents\.table: .*not a usable identifier"),
+        ("table: children", "table: parents", r"'parents' is already written by sync 'parents'"),
+        (
+            '"sqlite:///app.sqlite"',
+            '"mysql://u:secret@h/db"',
+            r"destinations\.app\.default_url: .*must not carry a password",
+        ),
+        ("mode: replace}", "mode: replace, colour: red}", r"syncs\.parents\.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_errors_name_the_file_and_field(tmp_path, old, new, message):
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(SyncConfigError, match=message) as err:
+        load_sync_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_foreign_key_cycle_is_refused(tmp_path):
+    text = BASE.replace("mode: replace}", "mode: replace, foreign_keys: {child_id: children.id}}")
+    with pytest.raises(SyncConfigError, match="foreign keys form a cycle"):
+        load_sync_config(write(tmp_path, text))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SyncConfigError, match="not found"):
+        load_sync_config(tmp_path / "absent.yml")
+    with pytest.raises(SyncConfigError, match="not valid YAML"):
+        load_sync_config(write(tmp_path, "syncs: [unclosed"))
