@@ -38,21 +38,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def activate_job():
+    """The `activate` job, importable by name so the multiprocess executor can rebuild it per step."""
     from activation.definitions import ACTIVATE_JOB, build_definitions
 
-    defs = build_definitions(Settings.from_env())
-    job = defs.resolve_job_def(ACTIVATE_JOB)
-    result = job.execute_in_process(instance=_instance(), raise_on_error=False)
-    for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
-        counts = {
-            k: mat.metadata[k].value for k in ("rows_inserted", "rows_updated", "rows_deleted") if k in mat.metadata
-        }
-        if counts:
-            print(f"{mat.asset_key.to_user_string():28} " + "  ".join(f"{k[5:]} {v:,}" for k, v in counts.items()))
-    print("success" if result.success else "FAILED: see the errors above")
-    return 0 if result.success else 1
+    return build_definitions(Settings.from_env()).resolve_job_def(ACTIVATE_JOB)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    # One process per step, as under the webserver: dbt-duckdb keeps the warehouse open in the
+    # process that ran dbt, so the syncs must not share it.
+    with dg.execute_job(dg.reconstructable(activate_job), instance=_instance()) as result:
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            counts = {
+                k: mat.metadata[k].value for k in ("rows_inserted", "rows_updated", "rows_deleted") if k in mat.metadata
+            }
+            if counts:
+                print(f"{mat.asset_key.to_user_string():28} " + "  ".join(f"{k[5:]} {v:,}" for k, v in counts.items()))
+        print(f"run {result.run_id}: " + ("success" if result.success else "FAILED (see the log above)"))
+        return 0 if result.success else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,5 @@
 """dbt models as Dagster assets: clear keys, one group per layer, dbt tests as asset checks."""
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Mapping
@@ -24,7 +22,13 @@ RAW_GROUP_SUFFIX = "_raw"
 
 
 class ActivationTranslator(DagsterDbtTranslator):
-    """Groups follow the project's folders: `staging`, and `<folder>_marts` under models/marts."""
+    """Models are keyed by name (unique, and prefixed by layer: stg_, dim_, app_ ...), not by schema;
+    groups follow the project's folders: `staging`, and `<folder>_marts` under models/marts."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props.get("resource_type") == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
@@ -69,10 +73,9 @@ def raw_source_specs(manifest: Mapping[str, Any]) -> list[dg.AssetSpec]:
     """The lake's raw tables, shown upstream of staging; loaded by the EL tool, not by us."""
     specs = []
     for source in manifest["sources"].values():
-        spec = TRANSLATOR.get_asset_spec(manifest, source["unique_id"], None)
         specs.append(
             dg.AssetSpec(
-                key=spec.key,
+                key=TRANSLATOR.get_asset_key(source),
                 description=source.get("description") or f"Raw {source['source_name']}.{source['name']}",
                 group_name=TRANSLATOR.get_group_name(source),
                 kinds={source["source_name"]},

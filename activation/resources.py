@@ -28,7 +28,15 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(self.path)
+        """Read-only, so syncs of several destinations can read the marts in parallel processes."""
+        try:
+            con = duckdb.connect(self.path, read_only=True)
+        except duckdb.ConnectionException as exc:
+            # This process already holds the file read-write (dbt-duckdb in an in-process run);
+            # share that handle: no other process can hold the file meanwhile.
+            if "different configuration" not in str(exc):
+                raise
+            con = duckdb.connect(self.path)
         try:
             yield con
         finally:
@@ -53,6 +61,8 @@ def masked_url(url: str) -> str:
 
 def dialect_kind(url: str) -> str:
     """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
+    if isinstance(url, dg.EnvVar):
+        url = url.get_value() or ""
     backend = make_url(url).get_backend_name()
     return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
 

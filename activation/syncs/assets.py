@@ -5,8 +5,6 @@ automation), while a run that selects several tables of one database applies the
 transaction in foreign-key order.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from dataclasses import dataclass
 

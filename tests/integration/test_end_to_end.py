@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
 import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
 
+from activation.dbt import load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
+from activation.project import dbt_project
 from activation.resources import normalize_url
+from activation.settings import PROJECT_ROOT
 from activation.syncs.spec import load_sync_config
 from tests.compare import destination_rows, sorted_mart_rows
 from tests.databases import sqlite_database
 
-CONFIG = load_sync_config(__import__("activation.settings").settings.PROJECT_ROOT / "syncs.yml")
+CONFIG = load_sync_config(PROJECT_ROOT / "syncs.yml")
 SYNCS = CONFIG.load_order()
+
+
+def mart_relation(model: str) -> str:
+    schema, table = model_relation(load_manifest(dbt_project()), model)
+    return f'"{schema}"."{table}"'
 
 
 def mart_columns(warehouse, model: str) -> list[str]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return [r[0] for r in con.execute(f"DESCRIBE main.{model}").fetchall()]
+        return [r[0] for r in con.execute(f"DESCRIBE {mart_relation(model)}").fetchall()]
 
 
 def assert_destinations_equal_marts(warehouse, urls: dict[str, str]) -> None:
     for sync in SYNCS:
         columns = mart_columns(warehouse, sync.source)
-        expected = sorted_mart_rows(warehouse, f"main.{sync.source}", columns, sync.primary_key)
+        expected = sorted_mart_rows(warehouse, mart_relation(sync.source), columns, sync.primary_key)
         actual = destination_rows(urls[sync.destination], sync.table, columns, sync.primary_key)
         if sync.mode.value == "upsert":
             # upsert keeps rows that left the mart; every mart row must be there, identical
@@ -67,9 +77,9 @@ def assert_foreign_keys_intact(url: str) -> None:
 def sync_counts(result: dg.ExecuteInProcessResult) -> dict[str, tuple[int, int, int]]:
     out = {}
     for event in result.get_asset_materialization_events():
-        md = event.asset_materialization.metadata
+        md = event.materialization.metadata
         if "rows_inserted" in md:
-            key = event.asset_materialization.asset_key.to_user_string()
+            key = event.materialization.asset_key.to_user_string()
             out[key] = (md["rows_inserted"].value, md["rows_updated"].value, md["rows_deleted"].value)
     return out
 
@@ -114,22 +124,29 @@ def test_sync_copies_marts_row_for_row_and_converges_after_a_day_of_changes(sett
     assert after["app/candidates"][2] == 0, "upsert never deletes"
 
 
-def test_activate_job_runs_dbt_and_every_sync_on_the_embedded_defaults(settings, tmp_path, monkeypatch, warehouse):
-    """The README's main command path: DuckDB warehouse, SQLite app DB, dbt run inside Dagster."""
+def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(settings, tmp_path, warehouse):
+    """The README's main command: `activation run` (dbt inside Dagster, then the syncs, one process each)."""
     app, crm = tmp_path / "app.sqlite", tmp_path / "crm.sqlite"
-    monkeypatch.setenv("ACTIVATION_APP_DB_URL", f"sqlite:///{app}")
-    monkeypatch.setenv("ACTIVATION_CRM_DB_URL", f"sqlite:///{crm}")
-    defs = build_definitions(settings)
-    result = defs.resolve_job_def(ACTIVATE_JOB).execute_in_process(instance=dg.DagsterInstance.ephemeral())
-    assert result.success
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"app_facilities", "app/facilities", "crm/customer_scores"} <= materialized
-    checks = result.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks), "dbt tests run as asset checks and pass"
-    mart = next(
-        e.asset_materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.to_user_string() == "app_facilities"
+    env = {
+        **os.environ,
+        "ACTIVATION_APP_DB_URL": f"sqlite:///{app}",
+        "ACTIVATION_CRM_DB_URL": f"sqlite:///{crm}",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    proc = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "activation"), "run"], env=env, capture_output=True, text=True
     )
-    assert mart.metadata["dagster/row_count"].value > 0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "success" in proc.stdout
     assert_destinations_equal_marts(warehouse, {"app": f"sqlite:///{app}", "crm": f"sqlite:///{crm}"})
+
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
+    facilities = instance.get_latest_materialization_event(dg.AssetKey("app_facilities")).asset_materialization
+    assert facilities.metadata["dagster/row_count"].value > 0, "dbt row counts are attached"
+    assert "dagster/column_schema" in facilities.metadata
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("app_facilities"), "unique_app_facilities_facility_id"), limit=1
+    )
+    assert checks and checks[0].status.value == "SUCCEEDED", "dbt tests run as asset checks"
+    synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
+    assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
