@@ -10,7 +10,7 @@ from activation.project import dbt_project
 from activation.resources import DuckDBWarehouse, destination_resource, dialect_kind
 from activation.settings import Settings
 from activation.syncs.assets import WAREHOUSE_RESOURCE, Mart, build_sync_assets, destination_resource_key
-from activation.syncs.load import MartRelation
+from activation.syncs.plan import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,39 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     """The local warehouse dbt builds into (dbt-duckdb); syncs read marts from it."""
 
     path: str
+    # How long a sync waits for a dbt build (DuckDB's single writer) to release the file.
+    lock_timeout_seconds: float = 900.0
+
+    def state_path(self, destination: str) -> str:
+        """The sync bookkeeping of one destination: its own file, so it never blocks dbt or other syncs."""
+        folder = Path(self.path).parent / "activation_state"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / f"{destination}.duckdb")
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Read-only, so syncs of several destinations can read the marts in parallel processes."""
-        try:
-            con = duckdb.connect(self.path, read_only=True)
-        except duckdb.ConnectionException as exc:
-            # This process already holds the file read-write (dbt-duckdb in an in-process run);
-            # share that handle: no other process can hold the file meanwhile.
-            if "different configuration" not in str(exc):
-                raise
-            con = duckdb.connect(self.path)
+    def connect(self, log: Callable[[str], None] = print) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Read-only, so syncs of several destinations read the marts in parallel processes."""
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay, waited = 0.2, False
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=True)
+                break
+            except duckdb.ConnectionException as exc:
+                # This process already holds the file read-write (dbt-duckdb in an in-process run);
+                # share that handle: no other process can hold the file meanwhile.
+                if "different configuration" not in str(exc):
+                    raise
+                con = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                if not waited:
+                    log(f"warehouse {self.path} is locked by another process (a dbt build?); waiting")
+                    waited = True
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         try:
             yield con
         finally:
@@ -52,6 +74,17 @@ def normalize_url(url: str) -> str:
     elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def _is_mysql(url: str) -> bool:
+    return make_url(url).get_backend_name() in ("mysql", "mariadb")
+
+
+def destination_identity(url: str) -> str:
+    """Which database a URL points at, without user or password: state recorded for one
+    destination must not be trusted for another."""
+    u = make_url(url)
+    return f"{u.get_backend_name()}://{u.host or ''}:{u.port or ''}/{u.database or ''}"
 
 
 def masked_url(url: str) -> str:
@@ -86,7 +119,12 @@ class SQLDestination(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = sa.create_engine(normalize_url(self.url), pool_pre_ping=True, hide_parameters=True)
+            engine = sa.create_engine(
+                normalize_url(self.url),
+                pool_pre_ping=True,
+                hide_parameters=True,  # row values (PII) stay out of error messages and logs
+                connect_args={"local_infile": True} if _is_mysql(self.url) else {},
+            )
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_foreign_keys)
             self._engine = engine

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation.syncs.load import DestinationSync, MartRelation, SyncResult
+from activation.resources import destination_identity
+from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
+from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
@@ -66,10 +68,18 @@ def _materialization(spec: SyncSpec, mart: Mart, result: SyncResult, destination
             "rows_in_mart": result.rows_in_mart,
             "dagster/row_count": result.rows_in_destination,
             "mode": spec.mode.value,
+            "strategy": result.strategy,
+            "change_detection": result.reason,
+            "rows_sent": result.rows_sent,
             "created_table": result.created_table,
             "duration_seconds": round(result.seconds, 3),
             "rows_per_second": round(rows_written / result.seconds, 1) if result.seconds else 0.0,
             "destination": destination_url,
+            **(
+                {"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings))}
+                if result.warnings
+                else {}
+            ),
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(name, type_) for name, type_ in result.columns]
             ),
@@ -95,6 +105,12 @@ def build_sync_assets(
     return assets
 
 
+class SyncRunConfig(dg.Config):
+    """Per-run options, set in the launchpad."""
+
+    full_resync: bool = False  # compare every row with the destination (repairs edits made there)
+
+
 def _destination_asset(
     config: SyncConfig, destination: str, ordered: list[SyncSpec], marts: Mapping[str, Mart], kind: str
 ) -> dg.AssetsDefinition:
@@ -107,15 +123,22 @@ def _destination_asset(
         can_subset=True,
         required_resource_keys={resource_key, WAREHOUSE_RESOURCE},
     )
-    def _sync(context: dg.AssetExecutionContext):
+    def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
         selected = [s for s in ordered if sync_asset_key(s) in context.selected_asset_keys]
         target = getattr(context.resources, resource_key)
         warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
-        context.log.info(
-            f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first, one transaction)"
-        )
-        with warehouse.connect() as con:
-            results = DestinationSync(target.engine(), con, context.log.info).run(selected, relations)
+        context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
+        with warehouse.connect(log=context.log.info) as con:
+            planner = Planner(con, warehouse.state_path(destination), destination_identity(target.url))
+            try:
+                results = DestinationSync(target.engine(), planner, context.log.info).run(
+                    selected, relations, full_resync=config.full_resync
+                )
+            except GuardTripped as exc:
+                raise dg.Failure(
+                    description=str(exc),
+                    metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+                ) from exc
         for spec, result in zip(selected, results, strict=True):
             yield _materialization(spec, marts[spec.source], result, target.masked_url)
 

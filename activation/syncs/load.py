@@ -1,27 +1,54 @@
-"""Apply syncs to one destination database, all selected tables in one transaction.
+"""Apply sync plans to one destination database, parents before children.
 
-Why one transaction per destination: the app never sees job postings whose facility is
-missing, and a failure anywhere leaves every table as it was. Inside it, rows are inserted
-and updated parents-first and deleted children-first, so no foreign key is broken at any
-statement, and keys are the mart's own (never the destination's auto_increment).
-
-The mart is streamed in Arrow batches into a temporary staging table; inserts, updates and
-deletes are then set-based SQL whose row counts are measured, not assumed.
+Order of work for the selected tables of one destination:
+1. DDL (MySQL commits implicitly on it, so it runs before any data transaction): create
+   missing tables with their keys, and the shadow tables of `replace` syncs.
+2. One transaction, table by table, parents first: stage what the plan sends (only changed
+   rows for an incremental plan) into a temporary table, or load the shadow table; count what
+   would change; check the guards (a tripped guard rolls the whole transaction back, so
+   nothing is written); insert and update. Without shadow tables the deletes
+   (children-first) join this transaction.
+3. Shadow swaps, each atomic (RENAME TABLE on MySQL, transactional DDL elsewhere): readers
+   see the old table or the new one, never an empty or partial one.
+4. A transaction with the deletes, children-first, once no swapped-out table references a parent.
+Every count is a row count the database reported, or a COUNT over the tables themselves.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from activation.resources import quote_duckdb
 from activation.syncs import schema
+
+try:
+    from activation.syncs.bulk import bulk_insert
+except ImportError:  # TEMPORARY until bulk.py lands
+    import pyarrow.compute as pc
+
+    def bulk_insert(conn, table, batches, progress=None):
+        total = 0
+        for batch in batches:
+            cols = []
+            for i, f in enumerate(batch.schema):
+                col = batch.column(i)
+                if conn.dialect.name != "postgresql" and pa.types.is_timestamp(f.type) and f.type.tz:
+                    col = pc.cast(col, pa.timestamp(f.type.unit))
+                cols.append(col)
+            rows = pa.RecordBatch.from_arrays(cols, names=batch.schema.names).to_pylist()
+            if rows:
+                conn.execute(table.insert(), rows)
+            total += len(rows)
+            if progress:
+                progress(total)
+        return total
+
+
+from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
 
 Log = Callable[[str], None]
@@ -29,19 +56,15 @@ SAMPLE = 5
 
 
 class SyncError(RuntimeError):
-    """A sync refused or failed; the destination is left as it was."""
+    """A sync refused or failed; what the message says was not written."""
 
 
-@dataclass(frozen=True)
-class MartRelation:
-    """Where a dbt mart lives in the warehouse."""
+class GuardTripped(SyncError):
+    """A plan crossed a configured threshold; nothing was written."""
 
-    schema: str
-    name: str
-
-    @property
-    def sql(self) -> str:
-        return f"{quote_duckdb(self.schema)}.{quote_duckdb(self.name)}"
+    def __init__(self, message: str, plans: dict[str, dict[str, int]]):
+        super().__init__(message)
+        self.plans = plans
 
 
 @dataclass
@@ -49,7 +72,10 @@ class SyncResult:
     sync: str
     table: str
     mode: str
+    strategy: str = ""
+    reason: str = ""
     rows_in_mart: int = 0
+    rows_sent: int = 0
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
@@ -59,264 +85,579 @@ class SyncResult:
     created_table: bool = False
     seconds: float = 0.0
     columns: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
-class _TableJob:
-    spec: SyncSpec
-    relation: MartRelation
-    arrow_schema: pa.Schema  # destination column names, mart types
+class _Job:
+    plan: Plan
+    result: SyncResult
     target: sa.Table | None = None
+    strategy: str = "diff"  # diff | shadow | truncate
     staging: sa.Table | None = None
-    result: SyncResult | None = None
+    deleted_keys: sa.Table | None = None
+    shadow: sa.Table | None = None
+    planned: dict[str, int] = field(default_factory=dict)
+    rows_before: int = 0  # rows this sync owns in the destination before the run
+
+    @property
+    def spec(self) -> SyncSpec:
+        return self.plan.spec
 
 
-def _select_list(spec: SyncSpec, mart_columns: Sequence[str]) -> list[tuple[str, str]]:
-    """(destination column, mart column) pairs."""
-    if spec.columns:
-        missing = [src for src in spec.columns.values() if src not in mart_columns]
-        if missing:
-            raise SyncError(f"sync {spec.name}: mart {spec.source} has no column(s) {missing}")
-        return list(spec.columns.items())
-    return [(c, c) for c in mart_columns]
-
-
-def _mart_query(job: _TableJob, pairs: Sequence[tuple[str, str]]) -> str:
-    cols = ", ".join(f"{quote_duckdb(src)} AS {quote_duckdb(dest)}" for dest, src in pairs)
-    keys = ", ".join(quote_duckdb(k) for k in job.spec.primary_key)
-    # Key order makes the destination's B-tree inserts sequential.
-    return f"SELECT {cols} FROM {job.relation.sql} ORDER BY {keys}"
+def _short(name: str, suffix: str) -> str:
+    """Helper table names stay within MySQL's 64 characters."""
+    base = name if len(name) + len(suffix) <= 64 else name[: 64 - len(suffix) - 9] + f"_{abs(hash(name)) % 10**8:08d}"
+    return base + suffix
 
 
 class DestinationSync:
-    """Runs the selected syncs of one destination against one warehouse connection."""
+    """Runs the selected syncs of one destination."""
 
-    def __init__(self, engine: sa.Engine, warehouse: duckdb.DuckDBPyConnection, log: Log = print):
+    def __init__(self, engine: sa.Engine, planner: Planner, log: Log = print):
         self.engine = engine
-        self.warehouse = warehouse
+        self.planner = planner
         self.log = log
 
-    # -- warehouse side -------------------------------------------------------------------
-    def _describe(self, spec: SyncSpec, relation: MartRelation) -> tuple[pa.Schema, list[tuple[str, str]]]:
-        try:
-            mart_schema = self.warehouse.sql(f"SELECT * FROM {relation.sql} LIMIT 0").to_arrow_table().schema
-        except duckdb.CatalogException as exc:
-            raise SyncError(
-                f"sync {spec.name}: mart {spec.source} ({relation.sql}) is not in the warehouse; "
-                "build it with dbt first"
-            ) from exc
-        pairs = _select_list(spec, mart_schema.names)
-        dest_names = [d for d, _ in pairs]
-        missing_keys = [k for k in spec.primary_key if k not in dest_names]
-        if missing_keys:
-            raise SyncError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
-        fields = [pa.field(dest, mart_schema.field(src).type) for dest, src in pairs]
-        return pa.schema(fields), pairs
-
-    def _check_keys(self, job: _TableJob, pairs: Sequence[tuple[str, str]]) -> None:
-        """Refuse null or duplicate keys before anything is written: they would silently merge rows."""
-        src = dict(pairs)
-        table = f"{job.spec.source} -> {job.spec.table}"
-        for key in job.spec.primary_key:
-            nulls = self.warehouse.execute(
-                f"SELECT count(*) FROM {job.relation.sql} WHERE {quote_duckdb(src[key])} IS NULL"
-            ).fetchone()[0]
-            if nulls:
-                raise SyncError(f"{table}: {nulls} row(s) have a NULL key in column {key!r}; nothing was written")
-        key_cols = ", ".join(quote_duckdb(src[k]) for k in job.spec.primary_key)
-        dups = self.warehouse.execute(
-            f"SELECT {key_cols}, count(*) AS n FROM {job.relation.sql} GROUP BY ALL HAVING count(*) > 1 "
-            f"ORDER BY n DESC LIMIT {SAMPLE}"
-        ).fetchall()
-        if dups:
-            sample = ", ".join(f"{row[:-1] if len(row) > 2 else row[0]!r} x{row[-1]}" for row in dups)
-            raise SyncError(
-                f"{table}: duplicate key {tuple(job.spec.primary_key)} in the mart ({sample}); nothing was written"
-            )
-
-    def _string_lengths(self, job: _TableJob, pairs: Sequence[tuple[str, str]]) -> dict[str, int | None]:
-        texts = [
-            (d, s)
-            for d, s in pairs
-            if pa.types.is_string(job.arrow_schema.field(d).type)
-            or pa.types.is_large_string(job.arrow_schema.field(d).type)
-        ]
-        if not texts:
-            return {}
-        exprs = ", ".join(f"max(length({quote_duckdb(s)}))" for _, s in texts)
-        row = self.warehouse.execute(f"SELECT {exprs} FROM {job.relation.sql}").fetchone()
-        return {d: n for (d, _), n in zip(texts, row, strict=True)}
-
-    def _check_lengths(self, job: _TableJob, pairs: Sequence[tuple[str, str]]) -> None:
-        """A value longer than its VARCHAR would be truncated or rejected mid-load; name it up front."""
-        src = dict(pairs)
-        key_expr = " || '/' || ".join(f"CAST({quote_duckdb(src[k])} AS VARCHAR)" for k in job.spec.primary_key)
-        for column in job.target.columns:
-            limit = getattr(column.type, "length", None)
-            if not isinstance(column.type, sa.String) or not limit or column.name not in src:
-                continue
-            rows = self.warehouse.execute(
-                f"SELECT {key_expr}, length({quote_duckdb(src[column.name])}) FROM {job.relation.sql} "
-                f"WHERE length({quote_duckdb(src[column.name])}) > {int(limit)} LIMIT {SAMPLE}"
-            ).fetchall()
-            if rows:
-                sample = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
-                raise SyncError(
-                    f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters "
-                    f"in {sample}; widen the column or trim it in the mart. Nothing was written."
-                )
-
-    # -- destination side -----------------------------------------------------------------
-    def _prepare_target(
-        self, conn: sa.Connection, metadata: sa.MetaData, job: _TableJob, pairs: Sequence[tuple[str, str]]
-    ) -> None:
-        spec = job.spec
+    # -- destination inspection --------------------------------------------------------------
+    def _foreign_keys(self, conn: sa.Connection) -> dict[str, list[dict]]:
+        """Every foreign key in the destination schema, by constrained table."""
         inspector = sa.inspect(conn)
+        out: dict[str, list[dict]] = {}
+        for (_schema, table), fks in inspector.get_multi_foreign_keys().items():
+            out[table] = list(fks)
+        return out
+
+    def _order(self, jobs: list[_Job], fks: dict[str, list[dict]]) -> list[_Job]:
+        """Parents first, from the destination's own foreign keys plus the config's."""
+        by_table = {j.spec.table: j for j in jobs}
+        parents = {
+            j.spec.table: {fk["referred_table"] for fk in fks.get(j.spec.table, [])}
+            | {fk.references_table for fk in j.spec.parsed_foreign_keys}
+            for j in jobs
+        }
+        ordered: list[_Job] = []
+        state: dict[str, str] = {}
+
+        def visit(table: str, path: list[str]) -> None:
+            if state.get(table) == "done":
+                return
+            if state.get(table) == "visiting":
+                raise SyncError(f"destination foreign keys form a cycle: {' -> '.join([*path, table])}")
+            state[table] = "visiting"
+            for parent in sorted(parents[table]):
+                if parent in by_table and parent != table:
+                    visit(parent, [*path, table])
+            state[table] = "done"
+            ordered.append(by_table[table])
+
+        for job in jobs:
+            visit(job.spec.table, [])
+        return ordered
+
+    def _is_auto_increment(self, conn: sa.Connection, table: str, column: str) -> bool:
+        dialect = conn.dialect.name
+        if dialect in ("mysql", "mariadb"):
+            extra = conn.execute(
+                sa.text(
+                    "SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND TABLE_NAME = :t AND COLUMN_NAME = :c"
+                ),
+                {"t": table, "c": column},
+            ).scalar()
+            return "auto_increment" in (extra or "").lower()
+        if dialect == "postgresql":
+            row = conn.execute(
+                sa.text(
+                    "SELECT column_default, is_identity FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = :t AND column_name = :c"
+                ),
+                {"t": table, "c": column},
+            ).one_or_none()
+            return bool(row) and (row[1] == "YES" or "nextval(" in (row[0] or ""))
+        if dialect == "sqlite":
+            sql = conn.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table}
+            ).scalar()
+            return "AUTOINCREMENT" in (sql or "").upper()
+        return False
+
+    def _scope_clause(self, job: _Job, table: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(sa.true(), *[table.c[c] == v for c, v in job.spec.scope.items()])
+
+    # -- preparation (DDL) ----------------------------------------------------------------
+    def _prepare(self, conn: sa.Connection, metadata: sa.MetaData, job: _Job) -> None:
+        spec, plan = job.spec, job.plan
+        inspector = sa.inspect(conn)
+        soft = spec.soft_delete_column
+        for column in spec.scope:
+            if column not in plan.columns:
+                raise SyncError(
+                    f"{spec.table}: scope column {column!r} must come from mart {spec.source}, so the rows the "
+                    "sync writes carry it"
+                )
         if inspector.has_table(spec.table):
             target = sa.Table(spec.table, metadata, autoload_with=conn)
-            missing = [c for c in job.arrow_schema.names if c not in target.columns]
+            missing = [c for c in plan.columns if c not in target.columns]
+            if soft and soft not in target.columns:
+                missing.append(soft)
             if missing:
                 raise SyncError(
-                    f"{spec.table}: destination table has no column(s) {missing} that mart {spec.source} "
-                    "provides; add them to the table or map them away in `columns`"
+                    f"{spec.table}: the destination table has no column(s) {missing}; add them, or map the mart's "
+                    "columns away in `columns`"
                 )
             actual_key = [c.name for c in target.primary_key.columns]
             if sorted(actual_key) != sorted(spec.primary_key):
                 raise SyncError(
-                    f"{spec.table}: the destination's primary key is {actual_key or 'missing'} but the sync "
-                    f"declares {spec.primary_key}; the sync key must be the table's primary key"
+                    f"{spec.table}: the destination's primary key is {actual_key or 'missing'} but the sync declares "
+                    f"{spec.primary_key}; the sync key must be the table's primary key"
                 )
-            created = False
+            for key in spec.primary_key:
+                if self._is_auto_increment(conn, spec.table, key):
+                    raise SyncError(
+                        f"{spec.table}.{key} is AUTO_INCREMENT in the destination: a sync key must come from the "
+                        "mart, or the app's foreign keys break on the next full load. Drop AUTO_INCREMENT from "
+                        "the column (keep it as the primary key)."
+                    )
         else:
             target = schema.build_table(
                 metadata,
                 spec.table,
-                job.arrow_schema,
+                plan.arrow_schema,
                 spec.primary_key,
-                string_lengths=self._string_lengths(job, pairs),
+                string_lengths=self.planner.string_lengths(plan),
                 foreign_keys=spec.parsed_foreign_keys,
+                soft_delete_column=soft,
             )
             target.create(conn)
+            job.result.created_table = True
             self.log(f"{spec.table}: created table with {len(target.columns)} columns")
-            created = True
         job.target = target
-        job.result = SyncResult(
-            sync=spec.name,
-            table=spec.table,
-            mode=spec.mode.value,
-            created_table=created,
-            columns=[(c.name, str(c.type.compile(conn.dialect))) for c in target.columns],
-        )
+        job.result.columns = [(c.name, str(c.type.compile(conn.dialect))) for c in target.columns]
 
-    def _stage(self, conn: sa.Connection, job: _TableJob, pairs: Sequence[tuple[str, str]]) -> None:
-        """Stream the mart into a temporary table shaped like the target."""
+    def _choose_strategy(self, job: _Job, fks: dict[str, list[dict]]) -> None:
+        """Swap a shadow table in only where nothing references the table and the sync owns all of it."""
         spec = job.spec
-        staging = sa.Table(
-            f"_activation_stage_{spec.table}",
+        soft = spec.soft_delete_column
+        referenced_by = sorted(
+            t
+            for t, table_fks in fks.items()
+            if t != spec.table
+            for fk in table_fks
+            if fk["referred_table"] == spec.table
+        )
+        if spec.mode is Mode.REPLACE:
+            why = []
+            if referenced_by:
+                why.append(f"foreign keys in {referenced_by} point at it (a swapped table would orphan them)")
+            if spec.scope:
+                why.append("it has a scope (the app's own rows must stay)")
+            if soft:
+                why.append("it soft-deletes")
+            if why:
+                job.strategy = "diff"
+                job.result.warnings.append(f"replace applied as a diff because {' and '.join(why)}")
+            else:
+                job.strategy = "shadow"
+        elif spec.mode is Mode.TRUNCATE_INSERT:
+            job.strategy = "truncate"
+            if referenced_by:
+                job.result.warnings.append(
+                    f"truncate_insert on a table referenced by {referenced_by}: deleting rows they still reference "
+                    "fails the sync; prefer mirror"
+                )
+        for warning in job.result.warnings:
+            self.log(f"{spec.table}: {warning}")
+
+    def _check_lengths(self, job: _Job) -> None:
+        """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front."""
+        for column in job.target.columns:
+            limit = getattr(column.type, "length", None)
+            if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:
+                continue
+            rows = self.planner.too_long(job.plan, column.name, limit)
+            if rows:
+                shown = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
+                raise SyncError(
+                    f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in "
+                    f"{shown}; widen the column or trim it in the mart. Nothing was written."
+                )
+
+    def _create_shadow(self, conn: sa.Connection, job: _Job) -> None:
+        name = _short(job.spec.table, "__activation_new")
+        dialect = conn.dialect.name
+        prep = conn.dialect.identifier_preparer
+        src, dst = prep.quote(job.spec.table), prep.quote(name)
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {dst}"))
+        if dialect in ("mysql", "mariadb", "postgresql"):
+            like = (
+                f"CREATE TABLE {dst} LIKE {src}"
+                if dialect != "postgresql"
+                else f"CREATE TABLE {dst} (LIKE {src} INCLUDING ALL)"
+            )
+            conn.execute(sa.text(like))
+            for fk in sa.inspect(conn).get_foreign_keys(job.spec.table):  # LIKE copies no foreign keys
+                cols = ", ".join(prep.quote(c) for c in fk["constrained_columns"])
+                refs = ", ".join(prep.quote(c) for c in fk["referred_columns"])
+                ondelete = (fk.get("options") or {}).get("ondelete")
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {dst} ADD FOREIGN KEY ({cols}) REFERENCES {prep.quote(fk['referred_table'])} "
+                        f"({refs})" + (f" ON DELETE {ondelete}" if ondelete else "")
+                    )
+                )
+            job.shadow = sa.Table(name, sa.MetaData(), autoload_with=conn)
+        else:
+            metadata = sa.MetaData()
+            for fk in job.target.foreign_keys:  # the copy's foreign keys must resolve
+                fk.column.table.to_metadata(metadata)
+            shadow = job.target.to_metadata(metadata, name=name)
+            for index in list(shadow.indexes):
+                index.name = _short(index.name or "ix", "_n")
+            shadow.create(conn)
+            job.shadow = shadow
+
+    # -- staging and counting -----------------------------------------------------------
+    def _temp_table(self, conn: sa.Connection, job: _Job, suffix: str, columns: Sequence[str]) -> sa.Table:
+        table = sa.Table(
+            _short(f"_activation_{job.spec.table}", suffix),
             sa.MetaData(),
             *[
-                sa.Column(name, job.target.c[name].type, primary_key=name in spec.primary_key, autoincrement=False)
-                for name in job.arrow_schema.names
+                sa.Column(c, job.target.c[c].type, primary_key=c in job.spec.primary_key, autoincrement=False)
+                for c in columns
             ],
             prefixes=["TEMPORARY"],
             mysql_engine="InnoDB",
             mysql_charset="utf8mb4",
             mysql_collate="utf8mb4_bin",
         )
-        staging.drop(conn, checkfirst=True)
-        staging.create(conn)
-        job.staging = staging
-        naive_utc = conn.dialect.name != "postgresql"
-        reader = self.warehouse.sql(_mart_query(job, pairs)).to_arrow_reader(spec.batch_size)
-        total = 0
-        for batch in reader:
-            rows = _python_rows(batch, naive_utc=naive_utc)
-            if rows:
-                conn.execute(staging.insert(), rows)
-            total += len(rows)
-            self.log(f"{spec.table}: staged {total:,} rows")
-        job.result.rows_in_mart = conn.execute(sa.select(sa.func.count()).select_from(staging)).scalar_one()
-        if job.result.rows_in_mart != total:
-            raise SyncError(f"{spec.table}: staged {job.result.rows_in_mart} rows but read {total}")
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        return table
 
-    def _upsert(self, conn: sa.Connection, job: _TableJob) -> None:
-        t, s, keys = job.target, job.staging, job.spec.primary_key
-        names = job.arrow_schema.names
-        on_key = sa.and_(*[t.c[k] == s.c[k] for k in keys])
-        values = [n for n in names if n not in keys]
-        if values:
-            differs = sa.or_(*[t.c[n].is_distinct_from(s.c[n]) for n in values])
-            update = sa.update(t).where(on_key, differs).values({n: s.c[n] for n in values})
-            job.result.updated = conn.execute(update).rowcount
-        insert = sa.insert(t).from_select(
-            names,
-            sa.select(*[s.c[n] for n in names]).where(~sa.exists().where(on_key)).order_by(*[s.c[k] for k in keys]),
+    def _progress(self, job: _Job, what: str) -> Callable[[int], None]:
+        total = (
+            job.plan.mart_rows if job.plan.full or job.strategy != "diff" else job.plan.new_keys + job.plan.changed_keys
         )
-        job.result.inserted = conn.execute(insert).rowcount
 
-    def _delete_missing(self, conn: sa.Connection, job: _TableJob) -> None:
-        t, s, keys = job.target, job.staging, job.spec.primary_key
-        on_key = sa.and_(*[t.c[k] == s.c[k] for k in keys])
+        def report(done: int) -> None:
+            self.log(f"{job.spec.table}: {what} {done:,} / {total:,} rows")
+
+        return report
+
+    def _load(self, conn: sa.Connection, job: _Job, table: sa.Table, batches: Iterable[pa.RecordBatch]) -> int:
+        return bulk_insert(conn, table, batches, progress=self._progress(job, f"loaded into {table.name}"))
+
+    def _count(self, conn: sa.Connection, stmt: sa.Select) -> int:
+        return conn.execute(stmt).scalar_one()
+
+    def _differs(self, job: _Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
+        values = [c for c in job.plan.columns if c not in job.spec.primary_key]
+        cond = [a.c[c].is_distinct_from(b.c[c]) for c in values]
+        soft = job.spec.soft_delete_column
+        if soft:
+            cond.append(a.c[soft].is_not(None))
+        return sa.or_(sa.false(), *cond)
+
+    def _on_key(self, job: _Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(*[a.c[k] == b.c[k] for k in job.spec.primary_key])
+
+    def _stage(self, conn: sa.Connection, job: _Job) -> None:
+        plan, t = job.plan, job.target
+        owned = self._scope_clause(job, t)
+        job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(t).where(owned))
+        if job.strategy == "shadow":
+            if not plan.full and plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
+                job.strategy = "unchanged"
+                job.planned = {"insert": 0, "update": 0, "delete": 0}
+                return
+            job.result.rows_sent = self._load(
+                conn, job, job.shadow, self.planner.rows(plan, job.spec.batch_size, everything=True)
+            )
+            s = job.shadow
+            job.planned = self._compare(conn, job, s, t, owned)
+            return
+        if job.strategy == "truncate":
+            job.staging = self._temp_table(conn, job, "__stage", plan.columns)
+            job.result.rows_sent = self._load(
+                conn, job, job.staging, self.planner.rows(plan, job.spec.batch_size, everything=True)
+            )
+            # Guards judge the net effect; the result reports the physical delete + insert.
+            job.planned = self._compare(conn, job, job.staging, t, owned)
+            return
+        # diff
+        job.staging = self._temp_table(conn, job, "__stage", plan.columns)
+        batches = self.planner.rows(plan, job.spec.batch_size)
+        job.result.rows_sent = self._load(conn, job, job.staging, batches)
+        if plan.full:
+            job.planned = self._compare(conn, job, job.staging, t, owned)
+        else:
+            s = job.staging
+            job.planned = {
+                "insert": self._count(
+                    conn, sa.select(sa.func.count()).select_from(s).where(~sa.exists().where(self._on_key(job, t, s)))
+                ),
+                "update": self._count(
+                    conn,
+                    sa.select(sa.func.count())
+                    .select_from(s.join(t, self._on_key(job, t, s)))
+                    .where(owned, self._differs(job, t, s)),
+                ),
+                "delete": plan.deleted_keys if job.spec.mode.deletes else 0,
+            }
+            if job.spec.mode.deletes and plan.deleted_keys:
+                job.deleted_keys = self._temp_table(conn, job, "__gone", job.spec.primary_key)
+                self._load(conn, job, job.deleted_keys, self.planner.deleted(plan, job.spec.batch_size))
+        if not job.spec.mode.deletes:
+            job.planned["delete"] = 0
+        if job.spec.mode is Mode.INSERT:
+            job.planned["update"] = 0
+        if job.spec.mode is Mode.UPDATE:
+            job.planned["insert"] = 0
+
+    def _compare(self, conn: sa.Connection, job: _Job, new: sa.Table, old: sa.Table, owned) -> dict[str, int]:
+        on = self._on_key(job, old, new)
+        return {
+            "insert": self._count(
+                conn, sa.select(sa.func.count()).select_from(new).where(~sa.exists().where(on, owned))
+            ),
+            "update": self._count(
+                conn,
+                sa.select(sa.func.count()).select_from(new.join(old, on)).where(owned, self._differs(job, old, new)),
+            ),
+            "delete": self._count(
+                conn, sa.select(sa.func.count()).select_from(old).where(owned, ~sa.exists().where(on))
+            )
+            if job.spec.mode.deletes
+            else 0,
+        }
+
+    def _check_guards(self, jobs: Sequence[_Job]) -> None:
+        problems = []
+        for job in jobs:
+            guards, p, before = job.spec.guards, job.planned, job.rows_before
+            if job.spec.mode.deletes and job.plan.mart_rows == 0 and before > 0 and not guards.allow_empty_source:
+                problems.append(
+                    f"{job.spec.table}: mart {job.spec.source} is empty and would wipe {before:,} rows "
+                    "(set guards.allow_empty_source to allow)"
+                )
+            if guards.max_deletes and not guards.max_deletes.allows(p.get("delete", 0), before):
+                problems.append(
+                    f"{job.spec.table}: would delete {p['delete']:,} of {before:,} rows, over max_deletes "
+                    f"{guards.max_deletes}"
+                )
+            if guards.max_updates and not guards.max_updates.allows(p.get("update", 0), before):
+                problems.append(
+                    f"{job.spec.table}: would update {p['update']:,} of {before:,} rows, over max_updates "
+                    f"{guards.max_updates}"
+                )
+        if problems:
+            plans = {j.spec.table: dict(j.planned) for j in jobs}
+            summary = "; ".join(
+                f"{t}: +{p.get('insert', 0):,} ~{p.get('update', 0):,} -{p.get('delete', 0):,}"
+                for t, p in plans.items()
+            )
+            raise GuardTripped(
+                "guard tripped, nothing was written: " + " | ".join(problems) + f". The plan was {summary}.", plans
+            )
+
+    # -- applying -------------------------------------------------------------------------
+    def _upsert(self, conn: sa.Connection, job: _Job) -> None:
+        if job.strategy in ("shadow", "unchanged"):
+            return
+        t, s, spec = job.target, job.staging, job.spec
+        owned = self._scope_clause(job, t)
+        on = self._on_key(job, t, s)
+        if job.strategy == "truncate":
+            try:
+                job.result.deleted = conn.execute(sa.delete(t).where(owned)).rowcount
+            except sa.exc.IntegrityError as exc:
+                raise SyncError(
+                    f"{spec.table}: truncate_insert cannot delete rows other tables still reference; use mirror. "
+                    "Nothing was written."
+                ) from exc
+            cols = job.plan.columns
+            job.result.inserted = conn.execute(
+                sa.insert(t).from_select(cols, sa.select(*[s.c[c] for c in cols]))
+            ).rowcount
+            return
+        values = [c for c in job.plan.columns if c not in spec.primary_key]
+        soft = spec.soft_delete_column
+        if spec.mode is not Mode.INSERT and (values or soft):
+            assignments = {c: s.c[c] for c in values}
+            if soft:
+                assignments[soft] = None
+            stmt = sa.update(t).where(on, owned, self._differs(job, t, s)).values(assignments)
+            job.result.updated = conn.execute(stmt).rowcount
+        if spec.mode is not Mode.UPDATE:
+            cols = job.plan.columns
+            stmt = sa.insert(t).from_select(
+                cols,
+                sa.select(*[s.c[c] for c in cols])
+                .where(~sa.exists().where(on))
+                .order_by(*[s.c[k] for k in spec.primary_key]),
+            )
+            job.result.inserted = conn.execute(stmt).rowcount
+
+    def _delete(self, conn: sa.Connection, job: _Job) -> None:
+        if job.strategy != "diff" or not job.spec.mode.deletes:
+            return
+        t, spec = job.target, job.spec
+        owned = self._scope_clause(job, t)
+        if job.plan.full:
+            where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, job.staging)))
+        elif job.deleted_keys is not None:
+            where = sa.and_(owned, sa.exists().where(self._on_key(job, t, job.deleted_keys)))
+        else:
+            return
+        soft = spec.soft_delete_column
+        if soft:
+            stmt = sa.update(t).where(where, t.c[soft].is_(None)).values({soft: sa.func.current_timestamp()})
+        else:
+            stmt = sa.delete(t).where(where)
         try:
-            job.result.deleted = conn.execute(sa.delete(t).where(~sa.exists().where(on_key))).rowcount
+            job.result.deleted = conn.execute(stmt).rowcount
         except sa.exc.IntegrityError as exc:
             raise SyncError(
-                f"{job.spec.table}: rows that left mart {job.spec.source} are still referenced by another "
-                "table's foreign key; sync the child tables in the same run (select them together) so "
-                "their rows are deleted first. Nothing was written."
+                f"{spec.table}: rows that left mart {spec.source} are still referenced by another table's foreign "
+                "key; sync the referencing tables in the same run so their rows go first. Rolled back."
             ) from exc
 
-    def run(self, specs: Sequence[SyncSpec], relations: dict[str, MartRelation]) -> list[SyncResult]:
-        """Apply `specs` (already in parent-before-child order) in one destination transaction."""
+    def _swap(self, conn: sa.Connection, job: _Job) -> None:
+        prep = conn.dialect.identifier_preparer
+        table, new = prep.quote(job.spec.table), prep.quote(job.shadow.name)
+        old = prep.quote(_short(job.spec.table, "__activation_old"))
+        p = job.planned
+        job.result.inserted, job.result.updated, job.result.deleted = p["insert"], p["update"], p["delete"]
+        if conn.dialect.name in ("mysql", "mariadb"):
+            with conn.begin():  # each statement commits implicitly; the rename itself is atomic
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {old}"))
+                conn.execute(sa.text(f"RENAME TABLE {table} TO {old}, {new} TO {table}"))
+                conn.execute(sa.text(f"DROP TABLE {old}"))
+        else:
+            with conn.begin():
+                conn.execute(sa.text(f"DROP TABLE {table}"))
+                conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
+        job.shadow = None
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, specs: Sequence[SyncSpec], relations: dict, *, full_resync: bool = False) -> list[SyncResult]:
         started = time.monotonic()
-        jobs: list[tuple[_TableJob, list[tuple[str, str]]]] = []
+        jobs: list[_Job] = []
         for spec in specs:
-            relation = relations[spec.name]
-            arrow_schema, pairs = self._describe(spec, relation)
-            job = _TableJob(spec=spec, relation=relation, arrow_schema=arrow_schema)
-            self._check_keys(job, pairs)
-            jobs.append((job, pairs))
+            try:
+                plan = self.planner.describe(spec, relations[spec.name])
+            except PlanError as exc:
+                raise SyncError(str(exc)) from exc
+            problem = self.planner.null_and_duplicate_keys(plan)
+            if problem:
+                raise SyncError(problem)
+            if spec.scope:
+                bad = self.planner.scope_violations(plan, spec.scope, plan.columns)
+                if bad:
+                    raise SyncError(f"{spec.table}: {bad} mart row(s) fall outside the sync's scope {spec.scope}")
+            jobs.append(_Job(plan=plan, result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)))
 
         metadata = sa.MetaData()
         with self.engine.connect() as conn:
-            # Counts are measured: every dialect must report rows affected by INSERT ... SELECT.
-            conn.execution_options(preserve_rowcount=True)
-            # DDL first and outside the data transaction: MySQL commits implicitly on CREATE TABLE.
+            conn.execution_options(preserve_rowcount=True)  # counts are measured on every dialect
             with conn.begin():
-                self._reflect_parents(conn, metadata, [j for j, _ in jobs])
-                for job, pairs in jobs:
-                    self._prepare_target(conn, metadata, job, pairs)
-            for job, pairs in jobs:
-                self._check_lengths(job, pairs)
+                fks = self._foreign_keys(conn)
+            jobs = self._order(jobs, fks)
+            with conn.begin():  # DDL: MySQL commits implicitly on it anyway
+                self._reflect_parents(conn, metadata, jobs)
+                for job in jobs:
+                    self._prepare(conn, metadata, job)
+            with conn.begin():
+                fks = self._foreign_keys(conn)  # again: tables created just now have keys too
+            for job in jobs:
+                self._choose_strategy(job, fks)
+            for job in jobs:
+                self._check_lengths(job)
+                self.planner.plan(job.plan, full_resync=full_resync or job.result.created_table)
+            with conn.begin():
+                for job in jobs:
+                    self._distrust_state(conn, job)
+            for job in jobs:
+                if job.strategy == "shadow" and (
+                    job.plan.full or job.plan.new_keys + job.plan.changed_keys + job.plan.deleted_keys
+                ):
+                    with conn.begin():
+                        self._create_shadow(conn, job)
+            shadows = [j for j in jobs if j.shadow is not None]
             try:
                 with conn.begin():
-                    for job, pairs in jobs:
-                        self._stage(conn, job, pairs)
-                    for job, _ in jobs:  # parents first
+                    # Parents first: a child's shadow table checks its foreign keys as it loads.
+                    # A guard tripping on any table rolls back this whole transaction.
+                    for job in jobs:
+                        self._stage(conn, job)
+                        job.result.strategy = job.strategy
+                        self._check_guards([job])
                         self._upsert(conn, job)
-                    for job, _ in reversed(jobs):  # children first
-                        if job.spec.mode is Mode.REPLACE:
-                            self._delete_missing(conn, job)
+                    if not shadows:
+                        for job in reversed(jobs):  # children first
+                            self._delete(conn, job)
+                for job in shadows:
+                    self._swap(conn, job)
+                if shadows:
+                    with conn.begin():
+                        for job in reversed(jobs):
+                            self._delete(conn, job)
             except sa.exc.DBAPIError as exc:
                 raise SyncError(f"destination write failed and was rolled back: {exc.orig!r}") from exc
             finally:
-                for job, _ in jobs:
-                    if job.staging is not None:
-                        with conn.begin():
-                            job.staging.drop(conn, checkfirst=True)
-            elapsed = time.monotonic() - started
-            for job, _ in jobs:
-                r = job.result
-                r.rows_in_destination = conn.execute(sa.select(sa.func.count()).select_from(job.target)).scalar_one()
-                r.unchanged = r.rows_in_mart - r.inserted - r.updated
-                r.seconds = elapsed
-                self.log(
-                    f"{r.table}: {r.inserted:,} inserted, {r.updated:,} updated, {r.deleted:,} deleted, "
-                    f"{r.unchanged:,} unchanged; {r.rows_in_destination:,} rows now"
-                )
-        return [job.result for job, _ in jobs]
+                self._cleanup(conn, jobs)
+            for job in jobs:
+                self.planner.commit(job.plan)
+                self._finish(conn, job, time.monotonic() - started)
+        return [job.result for job in jobs]
 
-    def _reflect_parents(self, conn: sa.Connection, metadata: sa.MetaData, jobs: Sequence[_TableJob]) -> None:
+    def _distrust_state(self, conn: sa.Connection, job: _Job) -> None:
+        """An incremental plan assumes the destination still holds what the last sync wrote.
+        When its row count says otherwise (a restore, a truncate, rows deleted by hand),
+        compare everything instead of sending only the changes."""
+        plan = job.plan
+        if plan.full:
+            return
+        owned = self._scope_clause(job, job.target)
+        have = self._count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
+        expected = plan.mart_rows - plan.new_keys + plan.deleted_keys  # the mart as of the last sync
+        drifted = have < expected if not job.spec.mode.deletes else have != expected
+        if job.spec.soft_delete_column:
+            drifted = have < expected  # soft-deleted rows stay
+        if job.spec.mode in (Mode.INSERT, Mode.UPDATE):
+            drifted = have == 0 and expected > 0
+        if drifted:
+            self.planner.plan(plan, full_resync=True)
+            plan.reason = f"destination holds {have:,} rows where the last sync left {expected:,}: comparing all"
+            self.log(f"{job.spec.table}: {plan.reason}")
+
+    def _cleanup(self, conn: sa.Connection, jobs: Sequence[_Job]) -> None:
+        if conn.in_transaction():
+            conn.rollback()
+        for job in jobs:
+            for table in (job.staging, job.deleted_keys):
+                if table is not None:
+                    with conn.begin():
+                        table.drop(conn, checkfirst=True)
+            if job.shadow is not None:
+                with conn.begin():
+                    job.shadow.drop(conn, checkfirst=True)
+
+    def _finish(self, conn: sa.Connection, job: _Job, elapsed: float) -> None:
+        r = job.result
+        r.reason = job.plan.reason
+        r.rows_in_mart = job.plan.mart_rows
+        target = sa.Table(job.spec.table, sa.MetaData(), autoload_with=conn)
+        r.rows_in_destination = self._count(conn, sa.select(sa.func.count()).select_from(target))
+        r.unchanged = max(r.rows_in_mart - r.inserted - r.updated, 0)
+        r.seconds = elapsed
+        self.log(
+            f"{r.table}: {r.inserted:,} inserted, {r.updated:,} updated, {r.deleted:,} deleted, {r.unchanged:,} "
+            f"unchanged ({r.strategy}, {r.reason}); {r.rows_in_destination:,} rows now"
+        )
+
+    def _reflect_parents(self, conn: sa.Connection, metadata: sa.MetaData, jobs: Sequence[_Job]) -> None:
         """Put referenced tables that this run does not write into `metadata`, so FK DDL resolves."""
         written = {j.spec.table for j in jobs}
         inspector = sa.inspect(conn)
@@ -326,18 +667,7 @@ class DestinationSync:
                     continue
                 if not inspector.has_table(fk.references_table):
                     raise SyncError(
-                        f"{job.spec.table}.{fk.column} references {fk.references_table}, which does not exist "
-                        f"yet; sync {fk.references_table} first"
+                        f"{job.spec.table}.{fk.column} references {fk.references_table}, which does not exist yet; "
+                        f"sync {fk.references_table} first"
                     )
                 sa.Table(fk.references_table, metadata, autoload_with=conn)
-
-
-def _python_rows(batch: pa.RecordBatch, *, naive_utc: bool) -> list[dict]:
-    """Arrow -> driver values. Zone-aware timestamps become UTC, naive where the column has no zone."""
-    columns = []
-    for i, f in enumerate(batch.schema):
-        col = batch.column(i)
-        if naive_utc and pa.types.is_timestamp(f.type) and f.type.tz is not None:
-            col = pc.cast(col, pa.timestamp(f.type.unit))  # keeps the UTC instant, drops the zone
-        columns.append(col)
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist()

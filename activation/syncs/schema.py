@@ -98,6 +98,7 @@ def build_table(
     *,
     string_lengths: Mapping[str, int | None] | None = None,
     foreign_keys: Sequence[ForeignKey] = (),
+    soft_delete_column: str | None = None,
     temporary: bool = False,
 ) -> sa.Table:
     """A SQLAlchemy table for the mart's columns; keys are never auto-increment."""
@@ -113,6 +114,8 @@ def build_table(
             is_key=is_key,
         )
         columns.append(sa.Column(field.name, type_, primary_key=is_key, nullable=not is_key, autoincrement=False))
+    if soft_delete_column:
+        columns.append(sa.Column(soft_delete_column, _timestamp(None), nullable=True))
     constraints = (
         []
         if temporary

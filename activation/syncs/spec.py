@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,8 +33,65 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Mode(StrEnum):
+    INSERT = "insert"  # new keys only; existing rows are never touched
+    UPDATE = "update"  # existing keys only; new keys are skipped
     UPSERT = "upsert"  # insert new keys, update changed rows, never delete
-    REPLACE = "replace"  # the destination ends equal to the mart, deletes included
+    MIRROR = "mirror"  # upsert, and delete keys that left the mart (applied as a diff)
+    REPLACE = "replace"  # the destination becomes the mart; shadow table + atomic swap where safe
+    TRUNCATE_INSERT = "truncate_insert"  # delete everything (in scope), insert everything, one transaction
+
+    @property
+    def deletes(self) -> bool:
+        return self in (Mode.MIRROR, Mode.REPLACE, Mode.TRUNCATE_INSERT)
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class Limit(BaseModel):
+    """A threshold given as a row count (`500`) or a share of the destination table (`"10%"`)."""
+
+    model_config = ConfigDict(frozen=True)
+    rows: int | None = None
+    percent: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("give a row count (500) or a percentage ('10%')")
+        if isinstance(value, int):
+            return {"rows": value}
+        if isinstance(value, str):
+            match = _PERCENT.match(value)
+            if not match:
+                raise ValueError(f"{value!r} is neither a row count nor a percentage like '10%'")
+            return {"percent": float(match.group(1))}
+        return value
+
+    def allows(self, count: int, table_rows: int) -> bool:
+        if self.rows is not None:
+            return count <= self.rows
+        if self.percent is not None:
+            return table_rows == 0 or count * 100.0 <= self.percent * table_rows
+        return True
+
+    def __str__(self) -> str:
+        return f"{self.rows} rows" if self.rows is not None else f"{self.percent:g}%"
+
+
+class Guards(BaseModel):
+    """Stop a sync before it writes when its plan looks like an accident upstream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_deletes: Limit | None = Field(default_factory=lambda: Limit(percent=50.0))
+    max_updates: Limit | None = None
+    allow_empty_source: bool = False  # an empty mart never wipes a table unless this is set
+
+
+class SoftDelete(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    soft: str  # destination column set to the deletion time instead of deleting the row
 
 
 class ForeignKey(BaseModel):
@@ -78,6 +135,11 @@ class SyncSpec(BaseModel):
     # destination column -> "table.column" in the same destination
     foreign_keys: dict[Identifier, str] = Field(default_factory=dict)
     batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
+    # `hard` deletes rows; `{soft: deleted_at}` stamps that column instead (NULL again if the row returns)
+    delete: Literal["hard"] | SoftDelete = "hard"
+    # destination column -> value: the rows this sync owns in a shared table; it never touches others
+    scope: dict[Identifier, str | int | bool] = Field(default_factory=dict)
+    guards: Guards = Field(default_factory=Guards)
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -118,8 +180,25 @@ class SyncSpec(BaseModel):
             _check_identifier(ref_column)
         return value
 
+    @field_validator("scope")
+    @classmethod
+    def _scope_identifiers(cls, value: dict[str, object]) -> dict[str, object]:
+        for column in value:
+            _check_identifier(column)
+        return value
+
+    @property
+    def soft_delete_column(self) -> str | None:
+        return self.delete.soft if isinstance(self.delete, SoftDelete) else None
+
     @model_validator(mode="after")
     def _key_is_mapped(self) -> SyncSpec:
+        if self.soft_delete_column:
+            _check_identifier(self.soft_delete_column)
+            if not self.mode.deletes:
+                raise ValueError(f"delete: soft needs a mode that deletes (mirror, replace), not {self.mode.value}")
+            if self.soft_delete_column in self.columns or self.soft_delete_column in self.primary_key:
+                raise ValueError(f"the soft-delete column {self.soft_delete_column!r} must not come from the mart")
         if self.columns:
             missing = [k for k in self.primary_key if k not in self.columns]
             if missing:

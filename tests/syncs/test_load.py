@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from activation.resources import normalize_url
-from activation.syncs.load import DestinationSync, MartRelation, SyncError
+from activation.syncs.load import DestinationSync, SyncError
+from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig
 from tests.compare import destination_rows, sorted_mart_rows
 
@@ -60,18 +61,31 @@ def make_marts(path, n_parents: int = 50, n_children: int = 120, offset: int = 0
         """)
 
 
-def run_sync(url: str, duck_path, names=("parents", "children")):
-    config = SyncConfig.model_validate(CONFIG)
-    specs = [s for s in config.load_order() if s.name in names]
-    relations = {s.name: MartRelation("main", s.source) for s in specs}
-    engine = sa.create_engine(normalize_url(url))
+def engine_for(url: str) -> sa.Engine:
+    engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True} if "mysql" in url else {})
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", lambda c, _: c.execute("PRAGMA foreign_keys=ON"))
+    return engine
+
+
+def run_specs(url: str, duck_path, specs, *, full_resync: bool = False):
+    """Run sync specs the way the Dagster asset does: read-only warehouse, state beside it."""
+    relations = {s.name: MartRelation("main", s.source) for s in specs}
+    engine = engine_for(url)
     try:
-        with duckdb.connect(str(duck_path)) as con:
-            return {r.table: r for r in DestinationSync(engine, con, log=lambda _: None).run(specs, relations)}
+        with duckdb.connect(str(duck_path), read_only=True) as con:
+            planner = Planner(con, str(duck_path.parent / "state.duckdb"), url)
+            results = DestinationSync(engine, planner, log=lambda _: None).run(
+                specs, relations, full_resync=full_resync
+            )
+            return {r.table: r for r in results}
     finally:
         engine.dispose()
+
+
+def run_sync(url: str, duck_path, names=("parents", "children"), config=CONFIG, **kwargs):
+    specs = [s for s in SyncConfig.model_validate(config).load_order() if s.name in names]
+    return run_specs(url, duck_path, specs, **kwargs)
 
 
 def assert_equal(url, duck_path):
@@ -160,15 +174,9 @@ def test_upsert_never_deletes(destination_url, tmp_path):
     duck = tmp_path / "w.duckdb"
     make_marts(duck)
     config = dict(CONFIG, syncs={"parents": dict(CONFIG["syncs"]["parents"], mode="upsert")})
-    spec = SyncConfig.model_validate(config).syncs["parents"]
-    engine = sa.create_engine(normalize_url(destination_url))
-    try:
-        with duckdb.connect(str(duck)) as con:
-            writer = DestinationSync(engine, con, log=lambda _: None)
-            writer.run([spec], {"parents": MartRelation("main", "parents")})
-            con.execute("DELETE FROM parents WHERE id < 'P00010'")
-            con.execute("UPDATE parents SET name = name || '!' WHERE id = 'P00020'")
-            [result] = writer.run([spec], {"parents": MartRelation("main", "parents")})
-    finally:
-        engine.dispose()
+    run_sync(destination_url, duck, names=("parents",), config=config)
+    with duckdb.connect(str(duck)) as con:
+        con.execute("DELETE FROM parents WHERE id < 'P00010'")
+        con.execute("UPDATE parents SET name = name || '!' WHERE id = 'P00020'")
+    result = run_sync(destination_url, duck, names=("parents",), config=config)["parents"]
     assert (result.inserted, result.updated, result.deleted, result.rows_in_destination) == (0, 1, 0, 50)

@@ -46,7 +46,12 @@ def test_valid_config(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("mode: replace", "mode: mirrorr", r"syncs\.parents\.mode: Input should be 'upsert' or 'replace'"),
+        (
+            "mode: replace",
+            "mode: mirrorr",
+            r"syncs\.parents\.mode: Input should be 'insert', 'update', 'upsert', 'mirror', 'replace' or "
+            "'truncate_insert'",
+        ),
         ("destination: app, table", "destination: nope, table", r"syncs\.parents\.destination: 'nope' is not one of"),
         ("parent_id: parents.id", "parent_id: nowhere.id", r"no sync writes table 'nowhere'"),
         ("parent_id: parents.id", "parent_id: parents", r"syncs\.children\.foreign_keys: .*must be 'table\.column'"),

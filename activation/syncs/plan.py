@@ -1,0 +1,248 @@
+"""Change detection inside the warehouse: what changed in a mart since its last successful sync.
+
+Per sync, the bookkeeping keeps (key, row hash) as of the last sync the destination committed.
+The diff is SQL run by the warehouse engine, so only changed rows (and deleted keys) leave it.
+The state advances only after the destination committed (`commit`), so a crash or a retry
+re-sends the same changes, which the writer applies idempotently: nothing skipped or doubled.
+
+On DuckDB the bookkeeping lives in a separate file ATTACHed read-write to a read-only
+warehouse connection: DuckDB admits one writer per file, and dbt must stay free to build.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from activation.resources import quote_duckdb as q
+from activation.syncs.spec import SyncSpec
+
+STATE = "activation_state"  # the attached bookkeeping database
+HASH = "_activation_row_hash"
+
+
+@dataclass(frozen=True)
+class MartRelation:
+    """Where a dbt mart lives in the warehouse."""
+
+    schema: str
+    name: str
+
+    @property
+    def sql(self) -> str:
+        return f"{q(self.schema)}.{q(self.name)}"
+
+
+@dataclass
+class Plan:
+    """What one sync would send, as computed in the warehouse."""
+
+    spec: SyncSpec
+    relation: MartRelation
+    pairs: list[tuple[str, str]]  # (destination column, mart column)
+    arrow_schema: pa.Schema  # destination names, mart types
+    mart_rows: int = 0
+    new_keys: int = 0
+    changed_keys: int = 0
+    deleted_keys: int = 0
+    full: bool = True  # no usable state: compare everything in the destination
+    reason: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return [d for d, _ in self.pairs]
+
+
+class PlanError(RuntimeError):
+    pass
+
+
+class Planner:
+    """Computes plans and streams their rows from one warehouse connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, state_path: str, destination_identity: str):
+        self.con = con
+        self.identity = destination_identity
+        con.execute(f"ATTACH IF NOT EXISTS {_literal(state_path)} AS {STATE} (READ_WRITE)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE}.syncs (sync VARCHAR PRIMARY KEY, signature VARCHAR, "
+            "synced_at TIMESTAMP)"
+        )
+
+    # -- reading the mart -------------------------------------------------------------------
+    def describe(self, spec: SyncSpec, relation: MartRelation) -> Plan:
+        try:
+            schema = self.con.sql(f"SELECT * FROM {relation.sql} LIMIT 0").to_arrow_table().schema
+        except duckdb.CatalogException as exc:
+            raise PlanError(
+                f"sync {spec.name}: mart {spec.source} ({relation.sql}) is not in the warehouse; build it with dbt"
+            ) from exc
+        if spec.columns:
+            missing = [src for src in spec.columns.values() if src not in schema.names]
+            if missing:
+                raise PlanError(f"sync {spec.name}: mart {spec.source} has no column(s) {missing}")
+            pairs = list(spec.columns.items())
+        else:
+            pairs = [(c, c) for c in schema.names]
+        dest = [d for d, _ in pairs]
+        missing_keys = [k for k in spec.primary_key if k not in dest]
+        if missing_keys:
+            raise PlanError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
+        arrow_schema = pa.schema([pa.field(d, schema.field(s).type) for d, s in pairs])
+        return Plan(spec=spec, relation=relation, pairs=pairs, arrow_schema=arrow_schema)
+
+    def _source(self, plan: Plan) -> str:
+        cols = ", ".join(f"{q(s)} AS {q(d)}" for d, s in plan.pairs)
+        return f"(SELECT {cols} FROM {plan.relation.sql})"
+
+    def _keys(self, plan: Plan, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(prefix + q(k) for k in plan.spec.primary_key)
+
+    def _tmp(self, plan: Plan, kind: str) -> str:
+        return q(f"_activation_{kind}_{plan.spec.name}")
+
+    def _state_table(self, plan: Plan) -> str:
+        return f"{STATE}.{q('sync__' + plan.spec.name)}"
+
+    def signature(self, plan: Plan) -> str:
+        """Anything that makes old hashes meaningless: columns, types, key, mode, destination, engine."""
+        return json.dumps(
+            {
+                "columns": [(f.name, str(f.type)) for f in plan.arrow_schema],
+                "key": plan.spec.primary_key,
+                "mode": plan.spec.mode.value,  # insert mode records rows it did not update
+                "destination": self.identity,
+                "table": plan.spec.table,
+                "engine": f"duckdb {duckdb.__version__}",
+            },
+            sort_keys=True,
+        )
+
+    def plan(self, plan: Plan, *, full_resync: bool = False) -> Plan:
+        """Hash the mart once, compare with the state, and count what changed."""
+        value_cols = [c for c in plan.columns if c not in plan.spec.primary_key]
+        hash_expr = f"hash({', '.join(q(c) for c in value_cols)})" if value_cols else "0::UBIGINT"
+        cur = self._tmp(plan, "current")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {cur} AS SELECT {self._keys(plan)}, {hash_expr} AS {HASH} "
+            f"FROM {self._source(plan)}"
+        )
+        plan.mart_rows = self.con.execute(f"SELECT count(*) FROM {cur}").fetchall()[0][0]
+        rows = self.con.execute(f"SELECT signature FROM {STATE}.syncs WHERE sync = ?", [plan.spec.name]).fetchall()
+        row = rows[0] if rows else None
+        if full_resync:
+            plan.full, plan.reason = True, "full resync requested"
+        elif row is None:
+            plan.full, plan.reason = True, "first sync: no state yet"
+        elif row[0] != self.signature(plan):
+            plan.full, plan.reason = True, "columns, key, destination or engine changed since the last sync"
+        else:
+            plan.full, plan.reason = False, "incremental"
+        delta = self._tmp(plan, "delta")
+        if plan.full:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS SELECT {self._keys(plan)} FROM {cur}")
+            plan.new_keys, plan.changed_keys, plan.deleted_keys = plan.mart_rows, 0, 0
+            return plan
+        st = self._state_table(plan)
+        on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {delta} AS SELECT {self._keys(plan, 'c')}, s.{HASH} IS NULL AS is_new "
+            f"FROM {cur} c LEFT JOIN {st} s ON {on} WHERE s.{HASH} IS DISTINCT FROM c.{HASH}"
+        )
+        plan.new_keys, plan.changed_keys = self.con.execute(
+            f"SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM {delta}"
+        ).fetchall()[0]
+        plan.deleted_keys = self.con.execute(
+            f"SELECT count(*) FROM {st} s WHERE NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on})"
+        ).fetchall()[0][0]
+        return plan
+
+    def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
+        """The rows to send: every mart row for a full plan (or `everything`), else only new and
+        changed ones; in key order, so the destination's B-tree grows sequentially."""
+        delta = self._tmp(plan, "delta")
+        src = self._source(plan)
+        using = ", ".join(q(k) for k in plan.spec.primary_key)
+        cols = ", ".join(f"m.{q(c)}" for c in plan.columns)
+        query = f"SELECT {cols} FROM {src} m SEMI JOIN {delta} d USING ({using}) ORDER BY {self._keys(plan, 'm')}"
+        if plan.full or everything:
+            query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
+        return self.con.sql(query).to_arrow_reader(batch_size)
+
+    def deleted(self, plan: Plan, batch_size: int) -> pa.RecordBatchReader:
+        """Keys the destination holds (as of the last sync) that left the mart."""
+        cur, st = self._tmp(plan, "current"), self._state_table(plan)
+        on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+        return self.con.sql(
+            f"SELECT {self._keys(plan, 's')} FROM {st} s WHERE NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on}) "
+            f"ORDER BY {self._keys(plan, 's')}"
+        ).to_arrow_reader(batch_size)
+
+    def commit(self, plan: Plan) -> None:
+        """Record the mart as synced. Call only after the destination committed."""
+        cur = self._tmp(plan, "current")
+        self.con.execute("BEGIN")
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {self._state_table(plan)} AS SELECT * FROM {cur}")
+            self.con.execute(
+                f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
+                [plan.spec.name, self.signature(plan)],
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def forget(self, spec: SyncSpec) -> None:
+        """Drop a sync's state, so its next run compares everything (after a failed or partial write)."""
+        self.con.execute(f"DELETE FROM {STATE}.syncs WHERE sync = ?", [spec.name])
+
+    # -- pre-write checks -------------------------------------------------------------------
+    def null_and_duplicate_keys(self, plan: Plan, sample: int = 5) -> str | None:
+        table = f"{plan.spec.source} -> {plan.spec.table}"
+        src = self._source(plan)
+        for key in plan.spec.primary_key:
+            nulls = self.con.execute(f"SELECT count(*) FROM {src} WHERE {q(key)} IS NULL").fetchall()[0][0]
+            if nulls:
+                return f"{table}: {nulls} row(s) have a NULL key in column {key!r}; nothing was written"
+        keys = self._keys(plan)
+        dups = self.con.execute(
+            f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, {keys} "
+            f"LIMIT {sample}"
+        ).fetchall()
+        if dups:
+            shown = ", ".join(f"{row[0]!r} x{row[-1]}" if len(row) == 2 else f"{row[:-1]!r} x{row[-1]}" for row in dups)
+            return f"{table}: duplicate key {tuple(plan.spec.primary_key)} in the mart ({shown}); nothing was written"
+        return None
+
+    def string_lengths(self, plan: Plan) -> dict[str, int | None]:
+        texts = [f.name for f in plan.arrow_schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        if not texts:
+            return {}
+        row = self.con.execute(
+            f"SELECT {', '.join(f'max(length({q(c)}))' for c in texts)} FROM {self._source(plan)}"
+        ).fetchall()[0]
+        return dict(zip(texts, row, strict=True))
+
+    def too_long(self, plan: Plan, column: str, limit: int, sample: int = 5) -> list[tuple[str, int]]:
+        key = " || '/' || ".join(f"CAST({q(k)} AS VARCHAR)" for k in plan.spec.primary_key)
+        return self.con.execute(
+            f"SELECT {key}, length({q(column)}) FROM {self._source(plan)} WHERE length({q(column)}) > {int(limit)} "
+            f"ORDER BY 1 LIMIT {sample}"
+        ).fetchall()
+
+    def scope_violations(self, plan: Plan, scope: dict, columns: Sequence[str]) -> int:
+        conds = " OR ".join(f"{q(c)} IS DISTINCT FROM ?" for c in scope if c in columns)
+        if not conds:
+            return 0
+        values = [v for c, v in scope.items() if c in columns]
+        return self.con.execute(f"SELECT count(*) FROM {self._source(plan)} WHERE {conds}", values).fetchall()[0][0]
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
