@@ -16,7 +16,9 @@ def _instance():
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    config = home / "dagster.yaml"
+    if not config.exists():  # one step at a time may hold the DuckDB warehouse
+        config.write_text("concurrency:\n  pools:\n    default_limit: 1\n")
     return dg.DagsterInstance.get()
 
 

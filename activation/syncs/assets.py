@@ -16,6 +16,7 @@ from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
+WAREHOUSE_POOL = "duckdb_warehouse"  # the same pool as the dbt assets
 
 
 def destination_resource_key(destination: str) -> str:
@@ -121,6 +122,7 @@ def _destination_asset(
         name=f"sync_{destination}",
         specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
         can_subset=True,
+        pool=WAREHOUSE_POOL,
         required_resource_keys={resource_key, WAREHOUSE_RESOURCE},
     )
     def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):

@@ -23,6 +23,11 @@ from activation.syncs.spec import SyncSpec
 
 STATE = "activation_state"  # the attached bookkeeping database
 HASH = "_activation_row_hash"
+JSON_FIELD = b"activation.json"
+
+
+def is_json(field: pa.Field) -> bool:
+    return bool(field.metadata and field.metadata.get(JSON_FIELD))
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,9 @@ class Planner:
     # -- reading the mart -------------------------------------------------------------------
     def describe(self, spec: SyncSpec, relation: MartRelation) -> Plan:
         try:
-            schema = self.con.sql(f"SELECT * FROM {relation.sql} LIMIT 0").to_arrow_table().schema
+            rel = self.con.sql(f"SELECT * FROM {relation.sql} LIMIT 0")
+            schema = rel.to_arrow_table().schema
+            duck_types = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
         except duckdb.CatalogException as exc:
             raise PlanError(
                 f"sync {spec.name}: mart {spec.source} ({relation.sql}) is not in the warehouse; build it with dbt"
@@ -92,11 +99,23 @@ class Planner:
         missing_keys = [k for k in spec.primary_key if k not in dest]
         if missing_keys:
             raise PlanError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
-        arrow_schema = pa.schema([pa.field(d, schema.field(s).type) for d, s in pairs])
-        return Plan(spec=spec, relation=relation, pairs=pairs, arrow_schema=arrow_schema)
+        fields = []
+        for d, s in pairs:
+            type_ = schema.field(s).type
+            if duck_types[s] == "JSON" or pa.types.is_nested(type_):
+                # JSON, lists, structs and maps travel as JSON text into a JSON column.
+                fields.append(pa.field(d, pa.string(), metadata={JSON_FIELD: b"1"}))
+            else:
+                fields.append(pa.field(d, type_))
+        return Plan(spec=spec, relation=relation, pairs=pairs, arrow_schema=pa.schema(fields))
 
     def _source(self, plan: Plan) -> str:
-        cols = ", ".join(f"{q(s)} AS {q(d)}" for d, s in plan.pairs)
+        def column(dest: str, src: str) -> str:
+            if is_json(plan.arrow_schema.field(dest)):
+                return f"CAST(to_json({q(src)}) AS VARCHAR) AS {q(dest)}"
+            return f"{q(src)} AS {q(dest)}"
+
+        cols = ", ".join(column(d, s) for d, s in plan.pairs)
         return f"(SELECT {cols} FROM {plan.relation.sql})"
 
     def _keys(self, plan: Plan, alias: str = "") -> str:

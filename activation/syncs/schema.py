@@ -20,6 +20,10 @@ VARCHAR_DEFAULT = 255
 VARCHAR_MAX = 1024
 
 
+# JSON text in; a real JSON column where the database has one (SQLite keeps the text as is).
+JSON_TYPE = sa.Text().with_variant(mysql.JSON(), "mysql", "mariadb").with_variant(postgresql.JSONB(), "postgresql")
+
+
 class SchemaError(ValueError):
     """A mart column cannot be represented in the destination."""
 
@@ -106,6 +110,9 @@ def build_table(
     columns = []
     for field in arrow_schema:
         is_key = field.name in primary_key
+        if field.metadata and field.metadata.get(b"activation.json"):
+            columns.append(sa.Column(field.name, JSON_TYPE, nullable=not is_key))
+            continue
         type_ = sql_type(
             field.type,
             table=name,

@@ -150,3 +150,44 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
     assert checks and checks[0].status.value == "SUCCEEDED", "dbt tests run as asset checks"
     synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
     assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
+
+
+@pytest.mark.parametrize("app_urls", ["sqlite"], indirect=True)  # the wait is on the warehouse side
+def test_sync_launched_while_dbt_builds_waits_for_the_warehouse(settings, app_urls, warehouse):
+    """DuckDB admits one writer: a sync started mid-build waits, then syncs what dbt built."""
+    from activation import demo_lake
+    from tests.integration.conftest import SEED
+
+    demo_lake.apply_day_of_changes(warehouse, seed=SEED)
+    dbt = subprocess.Popen(
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "dbt"),
+            "build",
+            "--profiles-dir",
+            ".",
+            "--target-path",
+            str(warehouse.parent / "dbt_target"),
+        ],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env={**os.environ, "ACTIVATION_WAREHOUSE_PATH": str(warehouse)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        # Wait until dbt runs its first model, i.e. holds the file; probing the lock ourselves
+        # would take it from dbt, which does not wait for locks.
+        for line in dbt.stdout:
+            lines.append(line)
+            if " START " in line:
+                break
+        assert dbt.poll() is None, "".join(lines)
+        result = run_syncs(settings)
+    finally:
+        output = "".join(lines) + dbt.communicate(timeout=300)[0]
+    assert dbt.returncode == 0, output[-3000:]
+    # The sync started while dbt held the file and could only read it after the build: it
+    # succeeded, and what it wrote is what the build produced.
+    assert result.success
+    assert_destinations_equal_marts(warehouse, app_urls)
