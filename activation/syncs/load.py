@@ -366,6 +366,9 @@ class DestinationSync:
         plan, t = job.plan, job.target
         owned = self._scope_clause(job, t)
         job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(t).where(owned))
+        if job.strategy == "bulk":
+            job.planned = {"insert": plan.mart_rows, "update": 0, "delete": 0}
+            return
         if job.strategy == "shadow":
             if not plan.full and plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
                 job.strategy = "unchanged"
@@ -466,6 +469,10 @@ class DestinationSync:
         if job.strategy in ("shadow", "unchanged"):
             return
         t, s, spec = job.target, job.staging, job.spec
+        if job.strategy == "bulk":
+            rows = self.planner.rows(job.plan, spec.batch_size, everything=True)
+            job.result.inserted = job.result.rows_sent = self._load(conn, job, t, rows)
+            return
         owned = self._scope_clause(job, t)
         on = self._on_key(job, t, s)
         if job.strategy == "truncate":
@@ -501,7 +508,7 @@ class DestinationSync:
 
     def _delete(self, conn: sa.Connection, job: _Job) -> None:
         if job.strategy != "diff" or not job.spec.mode.deletes:
-            return
+            return  # bulk: the table was empty; shadow and truncate delete by replacing
         t, spec = job.target, job.spec
         owned = self._scope_clause(job, t)
         if job.plan.full:
@@ -578,6 +585,7 @@ class DestinationSync:
             with conn.begin():
                 for job in jobs:
                     self._distrust_state(conn, job)
+                    self._load_directly_if_empty(conn, job)
             for job in jobs:
                 if job.strategy == "shadow" and (
                     job.plan.full or job.plan.new_keys + job.plan.changed_keys + job.plan.deleted_keys
@@ -631,6 +639,14 @@ class DestinationSync:
             self.planner.plan(plan, full_resync=True)
             plan.reason = f"destination holds {have:,} rows where the last sync left {expected:,}: comparing all"
             self.log(f"{job.spec.table}: {plan.reason}")
+
+    def _load_directly_if_empty(self, conn: sa.Connection, job: _Job) -> None:
+        """An empty table (a first sync) is bulk-loaded in place: there is nothing to compare
+        with, and staging first would write every row twice."""
+        if job.spec.mode is Mode.UPDATE or job.strategy == "unchanged":
+            return
+        if self._count(conn, sa.select(sa.func.count()).select_from(job.target)) == 0:
+            job.strategy = "bulk"
 
     def _cleanup(self, conn: sa.Connection, jobs: Sequence[_Job]) -> None:
         if conn.in_transaction():
