@@ -365,7 +365,6 @@ class DestinationSync:
     def _stage(self, conn: sa.Connection, job: _Job) -> None:
         plan, t = job.plan, job.target
         owned = self._scope_clause(job, t)
-        job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(t).where(owned))
         if job.strategy == "bulk":
             job.planned = {"insert": plan.mart_rows, "update": 0, "delete": 0}
             return
@@ -625,10 +624,11 @@ class DestinationSync:
         When its row count says otherwise (a restore, a truncate, rows deleted by hand),
         compare everything instead of sending only the changes."""
         plan = job.plan
+        owned = self._scope_clause(job, job.target)
+        job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
         if plan.full:
             return
-        owned = self._scope_clause(job, job.target)
-        have = self._count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
+        have = job.rows_before
         expected = plan.mart_rows - plan.new_keys + plan.deleted_keys  # the mart as of the last sync
         drifted = have < expected if not job.spec.mode.deletes else have != expected
         if job.spec.soft_delete_column:
@@ -645,7 +645,12 @@ class DestinationSync:
         with, and staging first would write every row twice."""
         if job.spec.mode is Mode.UPDATE or job.strategy == "unchanged":
             return
-        if self._count(conn, sa.select(sa.func.count()).select_from(job.target)) == 0:
+        empty = (
+            job.rows_before == 0
+            if not job.spec.scope
+            else not self._count(conn, sa.select(sa.func.count()).select_from(job.target))
+        )
+        if empty:
             job.strategy = "bulk"
 
     def _cleanup(self, conn: sa.Connection, jobs: Sequence[_Job]) -> None:
