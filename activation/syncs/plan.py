@@ -72,6 +72,7 @@ class Planner:
     def __init__(self, con: duckdb.DuckDBPyConnection, state_path: str, destination_identity: str):
         self.con = con
         self.identity = destination_identity
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"ATTACH IF NOT EXISTS {_literal(state_path)} AS {STATE} (READ_WRITE)")
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {STATE}.syncs (sync VARCHAR PRIMARY KEY, signature VARCHAR, "
@@ -204,10 +205,20 @@ class Planner:
 
     def commit(self, plan: Plan) -> None:
         """Record the mart as synced. Call only after the destination committed."""
-        cur = self._tmp(plan, "current")
+        cur, delta, st = self._tmp(plan, "current"), self._tmp(plan, "delta"), self._state_table(plan)
         self.con.execute("BEGIN")
         try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {self._state_table(plan)} AS SELECT * FROM {cur}")
+            if plan.full:
+                self.con.execute(f"CREATE OR REPLACE TABLE {st} AS SELECT * FROM {cur}")
+            else:  # touch only the changed keys
+                on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+                on_delta = " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+                self.con.execute(
+                    f"DELETE FROM {st} s WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {on_delta}) "
+                    f"OR NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on})"
+                )
+                using = ", ".join(q(k) for k in plan.spec.primary_key)
+                self.con.execute(f"INSERT INTO {st} SELECT c.* FROM {cur} c SEMI JOIN {delta} d USING ({using})")
             self.con.execute(
                 f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
                 [plan.spec.name, self.signature(plan)],
