@@ -24,30 +24,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from activation.syncs import schema
-
-try:
-    from activation.syncs.bulk import bulk_insert
-except ImportError:  # TEMPORARY until bulk.py lands
-    import pyarrow.compute as pc
-
-    def bulk_insert(conn, table, batches, progress=None):
-        total = 0
-        for batch in batches:
-            cols = []
-            for i, f in enumerate(batch.schema):
-                col = batch.column(i)
-                if conn.dialect.name != "postgresql" and pa.types.is_timestamp(f.type) and f.type.tz:
-                    col = pc.cast(col, pa.timestamp(f.type.unit))
-                cols.append(col)
-            rows = pa.RecordBatch.from_arrays(cols, names=batch.schema.names).to_pylist()
-            if rows:
-                conn.execute(table.insert(), rows)
-            total += len(rows)
-            if progress:
-                progress(total)
-        return total
-
-
+from activation.syncs.bulk import bulk_insert
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
 
