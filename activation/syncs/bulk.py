@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 # Batches are grouped into one LOAD up to this much Arrow data (the CSV is about as big):
 # few round trips, bounded memory and disk.
-MYSQL_GROUP_BYTES = 64 * 1024 * 1024
+MYSQL_GROUP_BYTES = 32 * 1024 * 1024
 
 _MYSQL_CSV = pcsv.WriteOptions(include_header=False, null_string="NULL")  # unquoted NULL is NULL
 _POSTGRES_CSV = pcsv.WriteOptions(include_header=False)  # unquoted empty field is NULL

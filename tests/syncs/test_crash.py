@@ -8,7 +8,6 @@ checks on the server that the transaction really holds uncommitted rows, then SI
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -142,8 +141,15 @@ def kill_mid_load(url: str, duck: Path, spec, tmp_path: Path) -> list[str]:
     script = tmp_path / "sync_process.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), url, str(duck), str(duck.parent / "state.duckdb"), spec.model_dump_json(),
-         str(GROUP_BYTES)],
+        [
+            sys.executable,
+            str(script),
+            url,
+            str(duck),
+            str(duck.parent / "state.duckdb"),
+            spec.model_dump_json(),
+            str(GROUP_BYTES),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -228,8 +234,7 @@ def fingerprint(url: str) -> tuple[int, str]:
         with engine.connect() as conn:
             conn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
             count, digest = conn.exec_driver_sql(
-                f"SELECT COUNT(*), MD5(GROUP_CONCAT(MD5(CONCAT_WS(',', {values})) ORDER BY id SEPARATOR '')) "
-                "FROM items"
+                f"SELECT COUNT(*), MD5(GROUP_CONCAT(MD5(CONCAT_WS(',', {values})) ORDER BY id SEPARATOR '')) FROM items"
             ).one()
     finally:
         engine.dispose()
