@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,6 @@ import pytest
 import sqlalchemy as sa
 
 from activation.syncs.spec import SyncConfig
-from tests.compare import _norm, mart_rows
 from tests.databases import mariadb_database
 from tests.syncs.test_load import engine_for, run_specs
 
@@ -76,6 +76,8 @@ def log(message):
     print(message, flush=True)
 
 
+print("READY", flush=True)
+sys.stdin.readline()
 with duckdb.connect(duck_path, read_only=True) as con:
     planner = Planner(con, state_path, url)
     DestinationSync(engine, planner, log=log).run([spec], {spec.name: MartRelation("main", spec.source)})
@@ -110,22 +112,34 @@ def database_of(url: str) -> str:
     return sa.engine.make_url(url).database
 
 
-def writer_transaction(url: str) -> tuple[int, int] | None:
-    """(thread id, rows modified) of the open InnoDB transaction of another connection to this database."""
+def other_threads(url: str, exclude: tuple[int, ...] = ()) -> list[tuple[int, str, str]]:
+    """(id, state, statement) of the other connections to this database."""
     engine = engine_for(url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 sa.text(
-                    "SELECT p.ID, t.trx_rows_modified FROM information_schema.PROCESSLIST p "
-                    "JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
-                    "WHERE p.DB = :db AND p.ID <> CONNECTION_ID()"
+                    "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST "
+                    "WHERE DB = :db AND ID <> CONNECTION_ID()"
                 ),
                 {"db": database_of(url)},
-            ).first()
-            return (int(row[0]), int(row[1])) if row else None
+            ).all()
     finally:
         engine.dispose()
+    return [(int(i), state or "", info or "") for i, state, info in rows if i not in exclude]
+
+
+def uncommitted_changes(url: str, thread_id: int) -> int:
+    """Undo log entries of the thread's open transaction: rows it wrote that a rollback must undo.
+    (From the InnoDB monitor: information_schema.INNODB_TRX leaves out transactions holding many locks.)"""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            status = conn.execute(sa.text("SHOW ENGINE INNODB STATUS")).one()[2]
+    finally:
+        engine.dispose()
+    found = re.search(rf"undo log entries (\d+)\n(?:[^\n]*\n)?MariaDB thread id {thread_id},", status)
+    return int(found.group(1)) if found else 0
 
 
 def wait_until_gone(url: str, thread_id: int, timeout: float = 30.0) -> None:
@@ -136,64 +150,111 @@ def wait_until_gone(url: str, thread_id: int, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def kill_mid_load(url: str, duck: Path, spec, tmp_path: Path) -> list[str]:
-    """Start the sync in a process, SIGKILL it once part of the rows are loaded (uncommitted); return its log."""
-    script = tmp_path / "sync_process.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(script),
-            url,
-            str(duck),
-            str(duck.parent / "state.duckdb"),
-            spec.model_dump_json(),
-            str(GROUP_BYTES),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
+class SyncProcess:
+    """The sync in its own process. It starts at once (importing takes seconds, overlapping the
+    test's setup) and syncs when told to, then gets SIGKILLed once part of the rows are loaded."""
 
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
+    def __init__(self, url: str, duck: Path, spec, tmp_path: Path):
+        self.url = url
+        script = tmp_path / "sync_process.py"
+        script.write_text(SCRIPT)
+        # A killed load leaves its CSV file (a copy of mart rows) behind: keep it inside tmp_path.
+        process_tmp = tmp_path / "process_tmp"
+        process_tmp.mkdir(exist_ok=True)
+        state = str(duck.parent / "state.duckdb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), url, str(duck), state, spec.model_dump_json(), str(GROUP_BYTES)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(process_tmp)},
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
 
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                pytest.fail(f"no partial load within 60s; the process said: {seen}")
-            if line is None:
-                pytest.fail(f"the sync process ended before it could be killed mid-load: {seen}")
-            seen.append(line)
-            # "items: loaded into items 2,184 / 200,000 rows": part of the rows are in.
-            if " loaded into " in line:
-                done, total = (int(n.replace(",", "")) for n in line.rsplit(" rows", 1)[0].split(" ")[-3::2])
-                if done < total:
-                    break
-        os.kill(proc.pid, signal.SIGSTOP)  # freeze it mid-load; the server keeps its transaction open
-        trx = writer_transaction(url)
-        assert trx is not None, f"no open transaction on the server at the moment of the kill; log: {seen}"
-        thread_id, modified = trx
-        assert modified >= done, f"the transaction holds {modified} uncommitted rows, the log said {done}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
-        wait_until_gone(url, thread_id)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return seen
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _next_line(self, deadline: float, waiting_for: str) -> str:
+        try:
+            line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            pytest.fail(f"{waiting_for}: nothing within the time limit; the process said: {self.log}")
+        if line is None:
+            pytest.fail(f"{waiting_for}: the sync process ended; it said: {self.log}")
+        self.log.append(line)
+        return line
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + 60
+        while self._next_line(self.deadline, "starting") != "READY":
+            pass
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        assert self.proc.returncode == -signal.SIGKILL
+
+    def kill_mid_load(self) -> list[str]:
+        """Let it sync; SIGKILL it once part of the rows are loaded (uncommitted); return its log."""
+        try:
+            self.start()
+            while True:
+                line = self._next_line(self.deadline, "waiting for a partial load")
+                # "items: loaded into items 2,184 / 200,000 rows": part of the rows are in.
+                if " loaded into " in line:
+                    done, total = (int(n.replace(",", "")) for n in line.rsplit(" rows", 1)[0].split(" ")[-3::2])
+                    if done < total:
+                        break
+            os.kill(self.proc.pid, signal.SIGSTOP)  # freeze it mid-load; the server keeps its transaction open
+            [(thread_id, _, _)] = other_threads(self.url)
+            pending = uncommitted_changes(self.url, thread_id)
+            assert pending >= done, f"the transaction holds {pending} uncommitted rows, the log said {done}"
+            self.kill()
+            wait_until_gone(self.url, thread_id)
+        finally:
+            self.close()
+        return self.log
+
+    def kill_while_waiting(self, holder: sa.Connection, waiting_in: str) -> tuple[str, int]:
+        """Let it sync until its statement starting with `waiting_in` waits for a lock `holder` holds;
+        SIGKILL it, then release the lock. Return the statement it was killed in and the rows it had
+        written uncommitted."""
+        holder_id = holder.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        try:
+            self.start()
+            while True:
+                assert time.monotonic() < self.deadline, f"never waited in {waiting_in}; log: {self.log}"
+                assert self.proc.poll() is None, f"the sync ended without waiting; log: {self.log}"
+                running = {
+                    t: i for t, _, i in other_threads(self.url, exclude=(holder_id,)) if i.startswith(waiting_in)
+                }
+                if running:
+                    [(thread_id, statement)] = running.items()
+                    time.sleep(0.5)  # still there: waiting for the lock, not a quick statement caught in passing
+                    if any(t == thread_id and i == statement for t, _, i in other_threads(self.url)):
+                        break
+                time.sleep(0.01)
+            pending = uncommitted_changes(self.url, thread_id)
+            self.kill()
+        finally:
+            holder.rollback()  # the server thread finishes its statement, then finds the client gone
+            self.close()
+        wait_until_gone(self.url, thread_id)
+        return statement, pending
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdin.close()
 
 
 def leftover_tables(url: str) -> list[str]:
@@ -216,14 +277,19 @@ def change_mart(duck: Path) -> None:
 
 
 def dest(url: str) -> list[tuple]:
-    """Every row, normalized like tests.compare does (raw driver values: 200k rows, so no ORM layer)."""
+    """Every row in key order, as the driver returns them (200k rows: no ORM layer)."""
     engine = engine_for(url)
     try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql(f"SELECT {', '.join(COLS)} FROM items ORDER BY id").fetchall()
+        with engine.connect() as conn, conn.connection.dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(COLS)} FROM items ORDER BY id")
+            return list(cursor.fetchall())
     finally:
         engine.dispose()
-    return [tuple(_norm(v) for v in row) for row in rows]
+
+
+def mart(duck: Path) -> list[tuple]:
+    with duckdb.connect(str(duck), read_only=True) as con:
+        return con.execute(f"SELECT {', '.join(COLS)} FROM items ORDER BY id").fetchall()
 
 
 def fingerprint(url: str) -> tuple[int, str]:
@@ -241,15 +307,18 @@ def fingerprint(url: str) -> tuple[int, str]:
     return count, digest
 
 
-def assert_converged(url: str, duck: Path, result, *, rows_before: int, expected: dict[str, int]) -> None:
-    mart = mart_rows(duck, "items", COLS, ["id"])
-    rows = dest(url)
+def assert_converged(url: str, duck: Path, result, *, rows_before: int, counts: dict[str, int]) -> None:
+    want, rows = mart(duck), dest(url)
     assert len(rows) == len({r[0] for r in rows}), "duplicate keys in the destination"
-    assert rows == mart
-    assert {"inserted": result.inserted, "updated": result.updated, "deleted": result.deleted} == expected
-    assert result.rows_in_mart == len(mart)
+    # Same Python types from both drivers (Decimal, float, datetime; TINYINT 1 == True), so tuples
+    # compare directly; the first difference is shown, not 200k rows.
+    first = next((i for i, (a, b) in enumerate(zip(rows, want, strict=False)) if a != b), None)
+    assert first is None, f"row {first}: destination {rows[first]} != mart {want[first]}"
+    assert len(rows) == len(want)
+    assert {"inserted": result.inserted, "updated": result.updated, "deleted": result.deleted} == counts
+    assert result.rows_in_mart == len(want)
     assert result.rows_in_destination == len(rows) == rows_before + result.inserted - result.deleted
-    assert result.unchanged == len(mart) - result.inserted - result.updated
+    assert result.unchanged == len(want) - result.inserted - result.updated
     assert result.rows_sent >= result.inserted + result.updated
     assert leftover_tables(url) == [], "helper tables left behind"
 
@@ -260,42 +329,86 @@ def mariadb_url():
         yield url
 
 
+@pytest.fixture
+def sync_process(tmp_path):
+    """Starts a SyncProcess; whatever happens in the test, no process outlives it."""
+    started: list[SyncProcess] = []
+
+    def start(url: str, duck: Path, spec) -> SyncProcess:
+        started.append(SyncProcess(url, duck, spec, tmp_path))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()
+
+
 @pytest.mark.parametrize("mode", ["mirror", "replace"])
-def test_killed_initial_sync_leaves_nothing_and_the_next_run_loads_everything(mariadb_url, tmp_path, mode):
+def test_killed_initial_sync_leaves_nothing_and_the_next_run_loads_everything(
+    mariadb_url, sync_process, tmp_path, mode
+):
     url, duck, spec = mariadb_url, tmp_path / "w.duckdb", make_spec(mode)
+    process = sync_process(url, duck, spec)
     make_mart(duck)
-    log = kill_mid_load(url, duck, spec, tmp_path)
+    log = process.kill_mid_load()
     assert any("created table" in line for line in log)
     # The CREATE TABLE committed on its own (MySQL DDL does); not one row of the load did.
     assert scalar(url, "SELECT COUNT(*) FROM items") == 0
 
     result = run_specs(url, duck, [spec])["items"]
     assert result.strategy == "bulk" and result.reason == "first sync: no state yet"
-    assert_converged(url, duck, result, rows_before=0, expected={"inserted": ROWS, "updated": 0, "deleted": 0})
+    assert_converged(url, duck, result, rows_before=0, counts={"inserted": ROWS, "updated": 0, "deleted": 0})
     again = run_specs(url, duck, [spec])["items"]
     assert (again.inserted, again.updated, again.deleted, again.rows_sent) == (0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("mode", ["mirror", "replace"])
-def test_killed_incremental_sync_rolls_back_and_the_next_run_converges(mariadb_url, tmp_path, mode):
+def test_killed_incremental_sync_rolls_back_and_the_next_run_converges(mariadb_url, sync_process, tmp_path, mode):
     url, duck, spec = mariadb_url, tmp_path / "w.duckdb", make_spec(mode)
+    mid_load, mid_write = sync_process(url, duck, spec), sync_process(url, duck, spec)
     make_mart(duck)
     first = run_specs(url, duck, [spec])["items"]
     assert first.inserted == ROWS
     before = fingerprint(url)
     change_mart(duck)
 
-    log = kill_mid_load(url, duck, spec, tmp_path)
+    # 1. Killed while loading the changes: mirror stages them, replace loads its shadow table.
+    log = mid_load.kill_mid_load()
     loaded_into = {line.split(" loaded into ")[1].split(" ")[0] for line in log if " loaded into " in line}
     assert loaded_into == ({"_activation_items__stage"} if mode == "mirror" else {"items__activation_new"})
     assert fingerprint(url) == before, "the killed transaction must roll back completely"
+    assert set(leftover_tables(url)) <= {"items__activation_new"}  # a killed replace leaves its shadow table
+
+    # 2. Killed once it has written to the table itself (mirror), or while it swaps (replace).
+    counts = CHANGED
+    engine = engine_for(url)
+    holder = engine.connect()
+    try:
+        if mode == "mirror":
+            # One row the sync deletes is locked: it applies its updates and inserts, then waits in the DELETE.
+            holder.execute(sa.text("SELECT id FROM items WHERE id = 107 FOR UPDATE"))
+            _, pending = mid_write.kill_while_waiting(holder, "DELETE FROM items")
+            assert pending >= CHANGED["updated"] + CHANGED["inserted"], "its updates and inserts were in"
+            assert fingerprint(url) == before, "the killed transaction must roll back completely"
+        else:
+            # An app's open transaction that read the table holds its metadata lock: the swap waits for it.
+            holder.execute(sa.text("SELECT COUNT(*) FROM items"))
+            mid_write.kill_while_waiting(holder, "RENAME TABLE")
+            # The server finishes the RENAME once the lock is free, client or not: the table is then the
+            # new version, whole (compared below), and the swapped-out table is left over.
+            if fingerprint(url) != before:
+                counts = {"inserted": 0, "updated": 0, "deleted": 0}
+            assert set(leftover_tables(url)) <= {"items__activation_new", "items__activation_old"}
+    finally:
+        holder.close()
+        engine.dispose()
 
     result = run_specs(url, duck, [spec])["items"]
     assert result.strategy == ("diff" if mode == "mirror" else "shadow")
-    assert result.reason == "incremental", "the killed run must not have advanced the state"
+    assert result.reason == "incremental", "the killed runs must not have advanced the state"
     if mode == "mirror":
         assert result.rows_sent == CHANGED["inserted"] + CHANGED["updated"], "only the changes are sent"
-    assert_converged(url, duck, result, rows_before=ROWS, expected=CHANGED)
+    assert_converged(url, duck, result, rows_before=ROWS, counts=counts)
     again = run_specs(url, duck, [spec])["items"]
     assert (again.inserted, again.updated, again.deleted, again.rows_sent) == (0, 0, 0, 0)
     assert leftover_tables(url) == []
