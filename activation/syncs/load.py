@@ -328,9 +328,16 @@ class DestinationSync:
     def _count(self, conn: sa.Connection, stmt: sa.Select) -> int:
         return conn.execute(stmt).scalar_one()
 
+    def _exact(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """MySQL compares text by collation: PAD SPACE makes 'a' = 'a ', and *_ci makes 'a' = 'A'. A change
+        is a change, so compare the bytes."""
+        if self.engine.dialect.name in ("mysql", "mariadb") and isinstance(column.type, (sa.String, sa.JSON)):
+            return sa.cast(column, sa.LargeBinary)
+        return column
+
     def _differs(self, job: _Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
         values = [c for c in job.plan.columns if c not in job.spec.primary_key]
-        cond = [a.c[c].is_distinct_from(b.c[c]) for c in values]
+        cond = [self._exact(a.c[c]).is_distinct_from(self._exact(b.c[c])) for c in values]
         soft = job.spec.soft_delete_column
         if soft:
             cond.append(a.c[soft].is_not(None))
