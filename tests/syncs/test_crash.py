@@ -1,9 +1,16 @@
-"""A sync killed with SIGKILL in the middle of its load leaves the destination as it was, and the
-next run converges: the destination equals the mart, row for row, and no helper table is left.
+"""A sync killed with SIGKILL in the middle of its work leaves the destination as it was, and the
+next run converges: the destination equals the mart, row for row, the counts add up, and no
+helper table is left.
 
-The killed run is a real process (the venv's python) writing to a real MariaDB database; the
-test waits until it has loaded part of the rows inside its open transaction, freezes it (SIGSTOP),
-checks on the server that the transaction really holds uncommitted rows, then SIGKILLs it.
+The killed run is a real process (the venv's python) writing to a real MariaDB database (~200k
+rows). Where it is killed:
+- mid-load: once it logged part of the rows loaded (initial sync: into the table; incremental:
+  into the staging or shadow table), it is frozen (SIGSTOP), the server is asked whether its
+  transaction really holds uncommitted rows, then it is SIGKILLed;
+- mirror, after applying: a row it must delete is locked by the test, so it writes its updates and
+  inserts and then waits in the DELETE; killed there;
+- replace, mid-swap: an open transaction that read the table (as an app's would) holds the
+  RENAME TABLE back; killed there.
 """
 
 from __future__ import annotations
@@ -152,7 +159,7 @@ def wait_until_gone(url: str, thread_id: int, timeout: float = 30.0) -> None:
 
 class SyncProcess:
     """The sync in its own process. It starts at once (importing takes seconds, overlapping the
-    test's setup) and syncs when told to, then gets SIGKILLed once part of the rows are loaded."""
+    test's setup), syncs when told to, and gets SIGKILLed at the chosen moment."""
 
     def __init__(self, url: str, duck: Path, spec, tmp_path: Path):
         self.url = url
