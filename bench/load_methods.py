@@ -19,6 +19,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -281,40 +282,61 @@ def bench(kind: str, methods: dict, source: str, args: argparse.Namespace) -> No
     except sa.exc.OperationalError as exc:
         print(f"\n{kind}: server not reachable, skipped ({exc.orig})")
         return
+    runs: dict[str, list[dict]] = {}
+    plan: dict[str, tuple[int, str]] = {}
+    for label, method in methods.items():
+        rows, note = args.rows, ""
+        if method is m_pandas:
+            try:
+                import pandas  # noqa: F401
+            except ImportError:
+                plan[label] = (0, "skipped: pandas is not installed")
+                continue
+            if args.rows > args.slow_rows:
+                rows, note = args.slow_rows, f"(first {args.slow_rows:,} rows only; --slow-rows)"
+        plan[label] = (rows, note)
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        # Round-robin over the methods, so a noisy neighbour spreads over all of them.
+        for repeat in range(args.repeat):
+            for label, (rows, _) in plan.items():
+                if rows:
+                    print(f"  {kind} run {repeat + 1}/{args.repeat}: {label}", file=sys.stderr, flush=True)
+                    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                        run = pool.submit(run_method, kind, label, url, source, rows, args.batch).result()
+                    runs.setdefault(label, []).append(run)
+    finally:
+        _drop_database(kind, admin, name)
+
     print(f"\n{kind}: {args.rows:,} rows x {len(COLUMNS)} columns into an empty table with a primary key")
+    if args.repeat > 1:
+        print(f"median of {args.repeat} runs; peak MB is the largest of them")
     header = f"{'method':<36} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'vs ref':>7} {'peak MB':>8}  checksum"
     print(header)
     print("-" * len(header))
     reference = None
-    spawn = multiprocessing.get_context("spawn")
-    try:
-        for label, method in methods.items():
-            rows = args.rows
-            note = ""
-            if method is m_pandas:
-                try:
-                    import pandas  # noqa: F401
-                except ImportError:
-                    print(f"{label:<36} skipped: pandas is not installed")
-                    continue
-                if args.rows > args.slow_rows:
-                    rows, note = args.slow_rows, f"(first {args.slow_rows:,} rows only; --slow-rows)"
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                r = pool.submit(run_method, kind, label, url, source, rows, args.batch).result()
-            rate = r["rows"] / r["seconds"]
-            reference = reference or {"rate": rate, "checksum": r["checksum"]}
-            same = "same" if r["checksum"] == reference["checksum"] else "DIFFERS"
-            if r["rows"] != rows:
-                same += f" (loaded {r['rows']:,} of {rows:,})"
-            elif rows != args.rows:
-                same = "n/a"
-            print(
-                f"{label:<36} {r['rows']:>10,} {r['seconds']:>8.2f} {rate:>9,.0f} {rate / reference['rate']:>7.2f} "
-                f"{r['peak_mb']:>8.0f}  {same} {note or r['note']}",
-                flush=True,
-            )
-    finally:
-        _drop_database(kind, admin, name)
+    for label, (rows, note) in plan.items():
+        if not rows:
+            print(f"{label:<36} {note}")
+            continue
+        results = runs[label]
+        seconds = statistics.median(x["seconds"] for x in results)
+        peak = max(x["peak_mb"] for x in results)
+        loaded = results[0]["rows"]
+        checksums = {x["checksum"] for x in results}
+        rate = loaded / seconds
+        reference = reference or {"rate": rate, "checksum": results[0]["checksum"]}
+        same = "same" if checksums == {reference["checksum"]} else "DIFFERS"
+        if loaded != rows:
+            same += f" (loaded {loaded:,} of {rows:,})"
+        elif rows != args.rows:
+            same = "n/a"
+        extra = note or results[0]["note"]
+        print(
+            f"{label:<36} {loaded:>10,} {seconds:>8.2f} {rate:>9,.0f} {rate / reference['rate']:>7.2f} "
+            f"{peak:>8.0f}  {same} {extra}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -323,6 +345,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
     parser.add_argument("--batch", type=int, default=50_000, help="Arrow batch size for bulk_insert")
     parser.add_argument("--slow-rows", type=int, default=100_000, help="at most this many rows for pandas (~5k rows/s)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per method; the median is shown")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     if args.quick:
