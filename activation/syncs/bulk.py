@@ -12,11 +12,16 @@ All of it runs on the caller's connection, inside the caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import itertools
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -175,55 +180,154 @@ def _mysql_load(
     dbapi = conn.connection.dbapi_connection
     if getattr(dbapi, "_local_infile", True) is False:  # pymysql
         raise ValueError("LOAD DATA LOCAL INFILE needs the engine created with connect_args={'local_infile': True}")
+    _remove_orphaned_files()
     total = 0
-    statement = ""
-    group: list[pa.RecordBatch] = []
-    group_bytes = 0
     # A 0 sent to an AUTO_INCREMENT column would otherwise become the next id (mysqldump does the same).
     conn.exec_driver_sql(
         "SET @activation_sql_mode = @@SESSION.sql_mode, "
         "SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
     )
     try:
-        for batch in _non_empty(table, batches):
-            prepared, hexed = _csv_batch(batch, "mysql")
-            if not statement:
-                statement = _load_statement(conn, table, prepared.schema.names, hexed)
-            group.append(prepared)
-            group_bytes += prepared.nbytes
-            if group_bytes >= MYSQL_GROUP_BYTES:
-                total += _load_file(conn, table, statement, group)
-                group, group_bytes = [], 0
+        with _CsvFiles(table, batches) as files:
+            for csv_file in files:
+                total += _load_file(conn, table, csv_file)
                 report(total)
-        if group:
-            total += _load_file(conn, table, statement, group)
-            report(total)
     finally:
         conn.exec_driver_sql("SET SESSION sql_mode = @activation_sql_mode")
     return total
 
 
-def _load_file(conn: sa.Connection, table: sa.Table, statement: str, group: list[pa.RecordBatch]) -> int:
-    """Write one CSV file, LOAD it, delete it; raise unless the server took every row cleanly."""
-    sent = sum(batch.num_rows for batch in group)
-    fd, path = tempfile.mkstemp(prefix="activation_load_", suffix=".csv")
+_FILE_PREFIX = "activation_load_"
+
+
+def _remove_orphaned_files() -> None:
+    """CSV files left by a load that was killed (SIGKILL leaves no chance to clean up): their
+    names carry the writer's process id."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_FILE_PREFIX}*_*.csv")):
+        pid = os.path.basename(path)[len(_FILE_PREFIX) :].split("_", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _CsvFile:
+    path: str
+    rows: int
+    names: list[str]
+    hexed: list[bool]
+
+
+_DONE = object()
+
+
+class _CsvFiles:
+    """CSV files of at most MYSQL_GROUP_BYTES each, written by a thread while the server loads the
+    previous one: the load overlaps reading the warehouse and writing CSV (DuckDB and pyarrow
+    release the GIL). At most one file waits, so memory and disk stay bounded."""
+
+    def __init__(self, table: sa.Table, batches: Iterable[pa.RecordBatch]):
+        self._ready: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(table, batches), name=f"csv-{table.name}", daemon=True
+        )
+
+    def __enter__(self) -> _CsvFiles:
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[_CsvFile]:
+        while True:
+            item = self._ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            try:
+                yield item
+            finally:
+                os.unlink(item.path)
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        while self._thread.is_alive() or not self._ready.empty():
+            try:
+                item = self._ready.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(item, _CsvFile):
+                os.unlink(item.path)
+        self._thread.join()
+
+    def _produce(self, table: sa.Table, batches: Iterable[pa.RecordBatch]) -> None:
+        try:
+            group: list[pa.RecordBatch] = []
+            hexed: list[bool] = []
+            size = 0
+            for batch in _non_empty(table, batches):
+                if self._stop.is_set():
+                    return
+                prepared, hexed = _csv_batch(batch, "mysql")
+                group.append(prepared)
+                size += prepared.nbytes
+                if size >= MYSQL_GROUP_BYTES:
+                    self._put(_write_csv(group, hexed))
+                    group, size = [], 0
+            if group:
+                self._put(_write_csv(group, hexed))
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the loading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+        if isinstance(item, _CsvFile):
+            os.unlink(item.path)
+
+
+def _write_csv(group: list[pa.RecordBatch], hexed: list[bool]) -> _CsvFile:
+    fd, path = tempfile.mkstemp(prefix=f"{_FILE_PREFIX}{os.getpid()}_", suffix=".csv")
     os.close(fd)
     try:
         with pcsv.CSVWriter(path, group[0].schema, write_options=_MYSQL_CSV) as writer:
             for batch in group:
                 writer.write_batch(batch)
-        sql = statement.replace("%(path)s", _literal(conn, path))
-        with _wrapped_driver_errors(conn, sql), conn.connection.dbapi_connection.cursor() as cursor:
-            cursor.execute(sql)  # no parameters: a '%' in a column name stays as it is
-            inserted = cursor.rowcount
-            cursor.execute("SHOW WARNINGS LIMIT 5")
-            warnings = [row for row in cursor.fetchall() if row[0] != "Note"]
-    finally:
+    except BaseException:
         os.unlink(path)
-    if warnings or inserted != sent:
+        raise
+    return _CsvFile(path, sum(b.num_rows for b in group), group[0].schema.names, hexed)
+
+
+def _load_file(conn: sa.Connection, table: sa.Table, csv_file: _CsvFile) -> int:
+    """LOAD one CSV file; raise unless the server took every row cleanly."""
+    statement = _load_statement(conn, table, csv_file.names, csv_file.hexed)
+    sql = statement.replace("%(path)s", _literal(conn, csv_file.path))
+    with _wrapped_driver_errors(conn, sql), conn.connection.dbapi_connection.cursor() as cursor:
+        cursor.execute(sql)  # no parameters: a '%' in a column name stays as it is
+        inserted = cursor.rowcount
+        cursor.execute("SHOW WARNINGS LIMIT 5")
+        warnings = [row for row in cursor.fetchall() if row[0] != "Note"]
+    if warnings or inserted != csv_file.rows:
         details = "; ".join(f"{level} {code}: {message}" for level, code, message in warnings)
         raise ValueError(
-            f"LOAD DATA into {table.name}: the server inserted {inserted} of {sent} rows"
+            f"LOAD DATA into {table.name}: the server inserted {inserted} of {csv_file.rows} rows"
             + (f" and warned: {details}" if details else "")
         )
     return inserted

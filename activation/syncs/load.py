@@ -16,6 +16,7 @@ Every count is a row count the database reported, or a COUNT over the tables the
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -556,12 +557,16 @@ class DestinationSync:
                 fks = self._foreign_keys(conn)  # again: tables created just now have keys too
             for job in jobs:
                 self._choose_strategy(job, fks)
-            for job in jobs:
-                self._check_lengths(job)
-                self.planner.plan(job.plan, full_resync=full_resync or job.result.created_table)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                # The destination counts its rows while the warehouse finds the changes: both scan.
+                counting = pool.submit(self._count_rows_before, jobs)
+                for job in jobs:
+                    self._check_lengths(job)
+                    self.planner.plan(job.plan, full_resync=full_resync or job.result.created_table)
+                counting.result()
             with conn.begin():
                 for job in jobs:
-                    self._distrust_state(conn, job)
+                    self._distrust_state(job)
                     self._load_directly_if_empty(conn, job)
             for job in jobs:
                 if job.strategy == "shadow" and (
@@ -597,13 +602,18 @@ class DestinationSync:
                 self._finish(conn, job, time.monotonic() - started)
         return [job.result for job in jobs]
 
-    def _distrust_state(self, conn: sa.Connection, job: _Job) -> None:
+    def _count_rows_before(self, jobs: Sequence[_Job]) -> None:
+        """The rows each sync owns in the destination now, on a connection of its own."""
+        with self.engine.connect() as conn:
+            for job in jobs:
+                owned = self._scope_clause(job, job.target)
+                job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
+
+    def _distrust_state(self, job: _Job) -> None:
         """An incremental plan assumes the destination still holds what the last sync wrote.
         When its row count says otherwise (a restore, a truncate, rows deleted by hand),
         compare everything instead of sending only the changes."""
         plan = job.plan
-        owned = self._scope_clause(job, job.target)
-        job.rows_before = self._count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
         if plan.full:
             return
         have = job.rows_before

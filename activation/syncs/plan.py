@@ -23,6 +23,7 @@ from activation.syncs.spec import SyncSpec
 
 STATE = "activation_state"  # the attached bookkeeping database
 HASH = "_activation_row_hash"
+OP = "_activation_op"
 JSON_FIELD = b"activation.json"
 
 
@@ -143,64 +144,64 @@ class Planner:
             sort_keys=True,
         )
 
+    def _on(self, plan: Plan, a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{q(k)} = {b}.{q(k)}" for k in plan.spec.primary_key)
+
     def plan(self, plan: Plan, *, full_resync: bool = False) -> Plan:
-        """Hash the mart once, compare with the state, and count what changed."""
+        """Find what changed in one pass over the mart: hash each row and full-join the hashes with
+        the state. Only the changed keys are kept (with their new hash and operation), so reading the
+        rows to send, the keys to delete and advancing the state cost as much as the change."""
         value_cols = [c for c in plan.columns if c not in plan.spec.primary_key]
         hash_expr = f"hash({', '.join(q(c) for c in value_cols)})" if value_cols else "0::UBIGINT"
-        cur = self._tmp(plan, "current")
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {cur} AS SELECT {self._keys(plan)}, {hash_expr} AS {HASH} "
-            f"FROM {self._source(plan)}"
-        )
-        plan.mart_rows = self.con.execute(f"SELECT count(*) FROM {cur}").fetchall()[0][0]
+        hashed = f"(SELECT {self._keys(plan)}, {hash_expr} AS {HASH} FROM {self._source(plan)})"
+        cur, delta = self._tmp(plan, "current"), self._tmp(plan, "delta")
+        plan.mart_rows = self.con.execute(f"SELECT count(*) FROM {plan.relation.sql}").fetchall()[0][0]
         rows = self.con.execute(f"SELECT signature FROM {STATE}.syncs WHERE sync = ?", [plan.spec.name]).fetchall()
-        row = rows[0] if rows else None
         if full_resync:
             plan.full, plan.reason = True, "full resync requested"
-        elif row is None:
+        elif not rows:
             plan.full, plan.reason = True, "first sync: no state yet"
-        elif row[0] != self.signature(plan):
+        elif rows[0][0] != self.signature(plan):
             plan.full, plan.reason = True, "columns, key, destination or engine changed since the last sync"
         else:
             plan.full, plan.reason = False, "incremental"
-        delta = self._tmp(plan, "delta")
-        if plan.full:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS SELECT {self._keys(plan)} FROM {cur}")
+        self.con.execute(f"DROP TABLE IF EXISTS {cur}")
+        self.con.execute(f"DROP TABLE IF EXISTS {delta}")
+        if plan.full:  # every row is sent; the hashes become the next state
+            self.con.execute(f"CREATE TEMP TABLE {cur} AS SELECT * FROM {hashed}")
             plan.new_keys, plan.changed_keys, plan.deleted_keys = plan.mart_rows, 0, 0
             return plan
-        st = self._state_table(plan)
-        on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+        keys = ", ".join(f"coalesce(c.{q(k)}, s.{q(k)}) AS {q(k)}" for k in plan.spec.primary_key)
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {delta} AS SELECT {self._keys(plan, 'c')}, s.{HASH} IS NULL AS is_new "
-            f"FROM {cur} c LEFT JOIN {st} s ON {on} WHERE s.{HASH} IS DISTINCT FROM c.{HASH}"
+            f"CREATE TEMP TABLE {delta} AS SELECT {keys}, c.{HASH} AS {HASH}, "
+            f"CASE WHEN s.{HASH} IS NULL THEN 'insert' WHEN c.{HASH} IS NULL THEN 'delete' ELSE 'update' END AS {OP} "
+            f"FROM {hashed} c FULL JOIN {self._state_table(plan)} s ON {self._on(plan, 'c', 's')} "
+            f"WHERE c.{HASH} IS DISTINCT FROM s.{HASH}"
         )
-        plan.new_keys, plan.changed_keys = self.con.execute(
-            f"SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM {delta}"
-        ).fetchall()[0]
-        plan.deleted_keys = self.con.execute(
-            f"SELECT count(*) FROM {st} s WHERE NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on})"
-        ).fetchall()[0][0]
+        counts = dict(self.con.execute(f"SELECT {OP}, count(*) FROM {delta} GROUP BY ALL").fetchall())
+        plan.new_keys, plan.changed_keys = counts.get("insert", 0), counts.get("update", 0)
+        plan.deleted_keys = counts.get("delete", 0)
         return plan
 
     def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially."""
-        delta = self._tmp(plan, "delta")
         src = self._source(plan)
-        using = ", ".join(q(k) for k in plan.spec.primary_key)
         cols = ", ".join(f"m.{q(c)}" for c in plan.columns)
-        query = f"SELECT {cols} FROM {src} m SEMI JOIN {delta} d USING ({using}) ORDER BY {self._keys(plan, 'm')}"
-        if plan.full or everything:
-            query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
+        query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
+        if not (plan.full or everything):
+            delta = self._tmp(plan, "delta")
+            query = (
+                f"SELECT {cols} FROM {src} m SEMI JOIN (SELECT * FROM {delta} WHERE {OP} <> 'delete') d "
+                f"ON {self._on(plan, 'm', 'd')} ORDER BY {self._keys(plan, 'm')}"
+            )
         return self.con.sql(query).to_arrow_reader(batch_size)
 
     def deleted(self, plan: Plan, batch_size: int) -> pa.RecordBatchReader:
         """Keys the destination holds (as of the last sync) that left the mart."""
-        cur, st = self._tmp(plan, "current"), self._state_table(plan)
-        on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
         return self.con.sql(
-            f"SELECT {self._keys(plan, 's')} FROM {st} s WHERE NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on}) "
-            f"ORDER BY {self._keys(plan, 's')}"
+            f"SELECT {self._keys(plan)} FROM {self._tmp(plan, 'delta')} WHERE {OP} = 'delete' "
+            f"ORDER BY {self._keys(plan)}"
         ).to_arrow_reader(batch_size)
 
     def commit(self, plan: Plan) -> None:
@@ -211,14 +212,11 @@ class Planner:
             if plan.full:
                 self.con.execute(f"CREATE OR REPLACE TABLE {st} AS SELECT * FROM {cur}")
             else:  # touch only the changed keys
-                on = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
-                on_delta = " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in plan.spec.primary_key)
+                self.con.execute(f"DELETE FROM {st} s USING {delta} d WHERE {self._on(plan, 's', 'd')}")
                 self.con.execute(
-                    f"DELETE FROM {st} s WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {on_delta}) "
-                    f"OR NOT EXISTS (SELECT 1 FROM {cur} c WHERE {on})"
+                    f"INSERT INTO {st} ({self._keys(plan)}, {HASH}) "
+                    f"SELECT {self._keys(plan)}, {HASH} FROM {delta} WHERE {OP} <> 'delete'"
                 )
-                using = ", ".join(q(k) for k in plan.spec.primary_key)
-                self.con.execute(f"INSERT INTO {st} SELECT c.* FROM {cur} c SEMI JOIN {delta} d USING ({using})")
             self.con.execute(
                 f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
                 [plan.spec.name, self.signature(plan)],
@@ -227,6 +225,8 @@ class Planner:
         except Exception:
             self.con.execute("ROLLBACK")
             raise
+        self.con.execute(f"DROP TABLE IF EXISTS {cur}")
+        self.con.execute(f"DROP TABLE IF EXISTS {delta}")
 
     def forget(self, spec: SyncSpec) -> None:
         """Drop a sync's state, so its next run compares everything (after a failed or partial write)."""

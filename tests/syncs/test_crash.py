@@ -15,12 +15,14 @@ rows). Where it is killed:
 
 from __future__ import annotations
 
+import glob
 import os
 import queue
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -168,6 +170,7 @@ class SyncProcess:
         # A killed load leaves its CSV file (a copy of mart rows) behind: keep it inside tmp_path.
         process_tmp = tmp_path / "process_tmp"
         process_tmp.mkdir(exist_ok=True)
+        self.tmp = process_tmp
         state = str(duck.parent / "state.duckdb")
         self.proc = subprocess.Popen(
             [sys.executable, str(script), url, str(duck), state, spec.model_dump_json(), str(GROUP_BYTES)],
@@ -221,11 +224,14 @@ class SyncProcess:
                     if done < total:
                         break
             os.kill(self.proc.pid, signal.SIGSTOP)  # freeze it mid-load; the server keeps its transaction open
-            [(thread_id, _, _)] = other_threads(self.url)
-            pending = uncommitted_changes(self.url, thread_id)
+            self.csv_files = glob.glob(str(self.tmp / f"activation_load_{self.proc.pid}_*.csv"))
+            # The sync may hold more than one connection (it counts on a second one); find the writer.
+            threads = [t for t, _, _ in other_threads(self.url)]
+            thread_id, pending = max(((t, uncommitted_changes(self.url, t)) for t in threads), key=lambda x: x[1])
             assert pending >= done, f"the transaction holds {pending} uncommitted rows, the log said {done}"
             self.kill()
-            wait_until_gone(self.url, thread_id)
+            for thread in threads:
+                wait_until_gone(self.url, thread)
         finally:
             self.close()
         return self.log
@@ -352,7 +358,7 @@ def sync_process(tmp_path):
 
 @pytest.mark.parametrize("mode", ["mirror", "replace"])
 def test_killed_initial_sync_leaves_nothing_and_the_next_run_loads_everything(
-    mariadb_url, sync_process, tmp_path, mode
+    mariadb_url, sync_process, tmp_path, mode, monkeypatch
 ):
     url, duck, spec = mariadb_url, tmp_path / "w.duckdb", make_spec(mode)
     process = sync_process(url, duck, spec)
@@ -362,8 +368,12 @@ def test_killed_initial_sync_leaves_nothing_and_the_next_run_loads_everything(
     # The CREATE TABLE committed on its own (MySQL DDL does); not one row of the load did.
     assert scalar(url, "SELECT COUNT(*) FROM items") == 0
 
+    assert process.csv_files, "the killed load had no CSV file on disk"
+    monkeypatch.setattr(tempfile, "tempdir", str(process.tmp))  # the next run shares its temp folder
+
     result = run_specs(url, duck, [spec])["items"]
     assert result.strategy == "bulk" and result.reason == "first sync: no state yet"
+    assert not [p for p in process.csv_files if os.path.exists(p)], "the killed load's CSV files were left behind"
     assert_converged(url, duck, result, rows_before=0, counts={"inserted": ROWS, "updated": 0, "deleted": 0})
     again = run_specs(url, duck, [spec])["items"]
     assert (again.inserted, again.updated, again.deleted, again.rows_sent) == (0, 0, 0, 0)
