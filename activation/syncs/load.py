@@ -83,6 +83,17 @@ class _Job:
         return self.plan.spec
 
 
+# A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
+SWAP_LOCK_WAIT_SECONDS = 1
+SWAP_ATTEMPTS = 8
+
+
+def _is_lock_timeout(exc: sa.exc.OperationalError) -> bool:
+    code = getattr(exc.orig, "args", (None,))[0]
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return code == 1205 or sqlstate == "55P03" or "database is locked" in str(exc.orig)
+
+
 def _short(name: str, suffix: str) -> str:
     """Helper table names stay within MySQL's 64 characters."""
     base = name if len(name) + len(suffix) <= 64 else name[: 64 - len(suffix) - 9] + f"_{abs(hash(name)) % 10**8:08d}"
@@ -313,18 +324,17 @@ class DestinationSync:
         table.create(conn)
         return table
 
-    def _progress(self, job: _Job, what: str) -> Callable[[int], None]:
-        total = (
-            job.plan.mart_rows if job.plan.full or job.strategy != "diff" else job.plan.new_keys + job.plan.changed_keys
-        )
+    def _progress(self, job: _Job, what: str, total: int) -> Callable[[int], None]:
 
         def report(done: int) -> None:
             self.log(f"{job.spec.table}: {what} {done:,} / {total:,} rows")
 
         return report
 
-    def _load(self, conn: sa.Connection, job: _Job, table: sa.Table, batches: Iterable[pa.RecordBatch]) -> int:
-        return bulk_insert(conn, table, batches, progress=self._progress(job, f"loaded into {table.name}"))
+    def _load(
+        self, conn: sa.Connection, job: _Job, table: sa.Table, batches: Iterable[pa.RecordBatch], total: int
+    ) -> int:
+        return bulk_insert(conn, table, batches, progress=self._progress(job, f"loaded into {table.name}", total))
 
     def _count(self, conn: sa.Connection, stmt: sa.Select) -> int:
         return conn.execute(stmt).scalar_one()
@@ -359,7 +369,7 @@ class DestinationSync:
                 job.planned = {"insert": 0, "update": 0, "delete": 0}
                 return
             job.result.rows_sent = self._load(
-                conn, job, job.shadow, self.planner.rows(plan, job.spec.batch_size, everything=True)
+                conn, job, job.shadow, self.planner.rows(plan, job.spec.batch_size, everything=True), plan.mart_rows
             )
             s = job.shadow
             job.planned = self._compare(conn, job, s, t, owned)
@@ -367,7 +377,7 @@ class DestinationSync:
         if job.strategy == "truncate":
             job.staging = self._temp_table(conn, job, "__stage", plan.columns)
             job.result.rows_sent = self._load(
-                conn, job, job.staging, self.planner.rows(plan, job.spec.batch_size, everything=True)
+                conn, job, job.staging, self.planner.rows(plan, job.spec.batch_size, everything=True), plan.mart_rows
             )
             # Guards judge the net effect; the result reports the physical delete + insert.
             job.planned = self._compare(conn, job, job.staging, t, owned)
@@ -375,7 +385,8 @@ class DestinationSync:
         # diff
         job.staging = self._temp_table(conn, job, "__stage", plan.columns)
         batches = self.planner.rows(plan, job.spec.batch_size)
-        job.result.rows_sent = self._load(conn, job, job.staging, batches)
+        sending = plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
+        job.result.rows_sent = self._load(conn, job, job.staging, batches, sending)
         if plan.full:
             job.planned = self._compare(conn, job, job.staging, t, owned)
         else:
@@ -384,7 +395,8 @@ class DestinationSync:
             job.planned = {"insert": plan.new_keys, "update": plan.changed_keys, "delete": plan.deleted_keys}
             if job.spec.mode.deletes and plan.deleted_keys:
                 job.deleted_keys = self._temp_table(conn, job, "__gone", job.spec.primary_key)
-                self._load(conn, job, job.deleted_keys, self.planner.deleted(plan, job.spec.batch_size))
+                gone = self.planner.deleted(plan, job.spec.batch_size)
+                self._load(conn, job, job.deleted_keys, gone, plan.deleted_keys)
         if not job.spec.mode.deletes:
             job.planned["delete"] = 0
         if job.spec.mode is Mode.INSERT:
@@ -445,7 +457,7 @@ class DestinationSync:
         t, s, spec = job.target, job.staging, job.spec
         if job.strategy == "bulk":
             rows = self.planner.rows(job.plan, spec.batch_size, everything=True)
-            job.result.inserted = job.result.rows_sent = self._load(conn, job, t, rows)
+            job.result.inserted = job.result.rows_sent = self._load(conn, job, t, rows, job.plan.mart_rows)
             return
         owned = self._scope_clause(job, t)
         on = self._on_key(job, t, s)
@@ -509,21 +521,61 @@ class DestinationSync:
             ) from exc
 
     def _swap(self, conn: sa.Connection, job: _Job) -> None:
+        """Swap the shadow table in. The rename needs the table's metadata lock: while it waits for a
+        transaction that read the table, new readers queue behind it. So it waits briefly, steps
+        back to let them through, and tries again."""
         prep = conn.dialect.identifier_preparer
         table, new = prep.quote(job.spec.table), prep.quote(job.shadow.name)
         old = prep.quote(_short(job.spec.table, "__activation_old"))
+        dialect = conn.dialect.name
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
+            try:
+                if dialect in ("mysql", "mariadb"):
+                    with conn.begin():  # each statement commits implicitly; the rename itself is atomic
+                        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {SWAP_LOCK_WAIT_SECONDS}")
+                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {old}"))
+                        conn.execute(sa.text(f"RENAME TABLE {table} TO {old}, {new} TO {table}"))
+                else:
+                    with conn.begin():
+                        if dialect == "postgresql":
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_SECONDS}s'")
+                        conn.execute(sa.text(f"DROP TABLE {table}"))
+                        conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
+                break
+            except sa.exc.OperationalError as exc:
+                if not _is_lock_timeout(exc):
+                    raise
+                if attempt == SWAP_ATTEMPTS:
+                    raise SyncError(
+                        f"{job.spec.table}: replace could not swap in the new table: transactions kept reading it "
+                        f"through {SWAP_ATTEMPTS} tries of {SWAP_LOCK_WAIT_SECONDS}s each. Nothing changed; the next "
+                        "run tries again (look for long-running transactions on this table)."
+                    ) from exc
+                pause = min(0.25 * 2**attempt, 8.0)
+                self.log(
+                    f"{job.spec.table}: swap waited {SWAP_LOCK_WAIT_SECONDS}s for a transaction reading the table; "
+                    f"readers go first, trying again in {pause:.1f}s ({attempt}/{SWAP_ATTEMPTS})"
+                )
+                time.sleep(pause)
+            finally:
+                if dialect in ("mysql", "mariadb"):
+                    with conn.begin():
+                        conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
+        if dialect in ("mysql", "mariadb"):
+            with conn.begin():
+                conn.execute(sa.text(f"DROP TABLE {old}"))
         p = job.planned
         job.result.inserted, job.result.updated, job.result.deleted = p["insert"], p["update"], p["delete"]
-        if conn.dialect.name in ("mysql", "mariadb"):
-            with conn.begin():  # each statement commits implicitly; the rename itself is atomic
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {old}"))
-                conn.execute(sa.text(f"RENAME TABLE {table} TO {old}, {new} TO {table}"))
-                conn.execute(sa.text(f"DROP TABLE {old}"))
-        else:
-            with conn.begin():
-                conn.execute(sa.text(f"DROP TABLE {table}"))
-                conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
         job.shadow = None
+
+    def _remove_leftovers(self, conn: sa.Connection, job: _Job) -> None:
+        """A run killed between loading a shadow table and dropping the old one leaves either behind."""
+        inspector = sa.inspect(conn)
+        for suffix in ("__activation_new", "__activation_old"):
+            name = _short(job.spec.table, suffix)
+            if inspector.has_table(name):
+                conn.execute(sa.text(f"DROP TABLE {conn.dialect.identifier_preparer.quote(name)}"))
+                self.log(f"{job.spec.table}: dropped {name}, left by an interrupted run")
 
     # -- the run --------------------------------------------------------------------------
     def run(self, specs: Sequence[SyncSpec], relations: dict, *, full_resync: bool = False) -> list[SyncResult]:
@@ -553,6 +605,7 @@ class DestinationSync:
                 self._reflect_parents(conn, metadata, jobs)
                 for job in jobs:
                     self._prepare(conn, metadata, job)
+                    self._remove_leftovers(conn, job)
             with conn.begin():
                 fks = self._foreign_keys(conn)  # again: tables created just now have keys too
             for job in jobs:
@@ -563,6 +616,8 @@ class DestinationSync:
                 for job in jobs:
                     self._check_lengths(job)
                     self.planner.plan(job.plan, full_resync=full_resync or job.result.created_table)
+                    if job.result.created_table and not full_resync:
+                        job.plan.reason = "first sync into a new table"
                 counting.result()
             with conn.begin():
                 for job in jobs:

@@ -68,14 +68,14 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
-def run_specs(url: str, duck_path, specs, *, full_resync: bool = False):
+def run_specs(url: str, duck_path, specs, *, full_resync: bool = False, log=lambda _: None):
     """Run sync specs the way the Dagster asset does: read-only warehouse, state beside it."""
     relations = {s.name: MartRelation("main", s.source) for s in specs}
     engine = engine_for(url)
     try:
         with duckdb.connect(str(duck_path), read_only=True) as con:
             planner = Planner(con, str(duck_path.parent / "state.duckdb"), url)
-            results = DestinationSync(engine, planner, log=lambda _: None).run(
+            results = DestinationSync(engine, planner, log=log).run(
                 specs, relations, full_resync=full_resync
             )
             return {r.table: r for r in results}

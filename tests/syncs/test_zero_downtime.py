@@ -14,6 +14,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+from activation.syncs import load
+from activation.syncs.load import SWAP_LOCK_WAIT_SECONDS, SyncError
 from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, run_specs
@@ -132,3 +134,105 @@ def test_readers_see_one_whole_version_or_the_other(url, tmp_path, mode):
     # A, then B, A, B: each switch happened once per sync, never back and forth.
     switches = [v for i, v in enumerate(seen) if i == 0 or seen[i - 1] != v]
     assert switches == ["A", "B", "A", "B"][: SYNCS_PER_TEST + 1]
+
+
+class LatencyReader(threading.Thread):
+    """Polls the table and records the slowest query: how long any reader was held up."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.engine = engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
+        self.stop = threading.Event()
+        self.slowest = 0.0
+        self.queries = 0
+
+    def run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                while not self.stop.is_set():
+                    started = time.monotonic()
+                    conn.execute(sa.text(QUERY)).one()
+                    self.slowest = max(self.slowest, time.monotonic() - started)
+                    self.queries += 1
+                    time.sleep(0.01)
+        finally:
+            self.engine.dispose()
+
+
+def test_a_long_transaction_on_the_table_delays_the_swap_not_other_readers(url, tmp_path):
+    """An app transaction that read the table blocks RENAME/DROP; a waiting rename would queue every
+    new reader behind it. The swap waits SWAP_LOCK_WAIT_SECONDS, steps back, and retries."""
+    duck = tmp_path / "w.duckdb"
+    spec = make_spec("replace")
+    write_mart(duck, "A")
+    run_specs(url, duck, [spec])
+    write_mart(duck, "B")
+
+    holder_engine = engine_for(url)
+    holder = holder_engine.connect()
+    holder.begin()
+    holder.execute(sa.text("SELECT COUNT(*) FROM items")).one()  # holds the table's shared lock until commit
+    swap_waited = threading.Event()
+    log: list[str] = []
+
+    def note(message: str) -> None:
+        log.append(message)
+        if "swap waited" in message:
+            swap_waited.set()
+
+    reader = LatencyReader(url)
+    reader.start()
+    result: dict = {}
+    sync = threading.Thread(target=lambda: result.update(run_specs(url, duck, [spec], log=note)), daemon=True)
+    sync.start()
+    try:
+        assert swap_waited.wait(60), f"the swap never waited for the open transaction: {log}"
+        time.sleep(1.5)  # a second try fails too; readers keep going meanwhile
+        assert sync.is_alive()
+        holder.commit()
+        sync.join(60)
+    finally:
+        holder.close()
+        holder_engine.dispose()
+        reader.stop.set()
+        reader.join(30)
+    assert result["items"].strategy == "shadow"
+    assert result["items"].rows_in_destination == expected("B")[0]
+    assert scalar_query(url) == expected("B")
+    # Readers waited at most one lock wait, never the whole time the transaction stayed open.
+    assert reader.queries > 20
+    assert reader.slowest < SWAP_LOCK_WAIT_SECONDS + 0.9, f"a reader waited {reader.slowest:.2f}s"
+
+
+def test_a_swap_that_never_gets_the_lock_changes_nothing(url, tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "SWAP_ATTEMPTS", 2)
+    duck = tmp_path / "w.duckdb"
+    spec = make_spec("replace")
+    write_mart(duck, "A")
+    run_specs(url, duck, [spec])
+    write_mart(duck, "B")
+    holder_engine = engine_for(url)
+    try:
+        with holder_engine.connect() as holder, holder.begin():
+            holder.execute(sa.text("SELECT COUNT(*) FROM items")).one()
+            with pytest.raises(SyncError, match=r"items: replace could not swap in the new table.*Nothing changed"):
+                run_specs(url, duck, [spec])
+    finally:
+        holder_engine.dispose()
+    assert scalar_query(url) == expected("A")
+    engine = engine_for(url)
+    try:
+        assert [t for t in sa.inspect(engine).get_table_names() if "__activation" in t] == []
+    finally:
+        engine.dispose()
+    again = run_specs(url, duck, [spec])["items"]  # the next run converges
+    assert again.rows_in_destination == expected("B")[0] and scalar_query(url) == expected("B")
+
+
+def scalar_query(url: str) -> tuple:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return tuple(int(v) for v in conn.execute(sa.text(QUERY)).one())
+    finally:
+        engine.dispose()
