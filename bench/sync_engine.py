@@ -5,9 +5,13 @@
     uv run python bench/sync_engine.py --quick            # 100,000 rows
 
 For each size: the reference (DuckDB COPY to CSV + one LOAD DATA LOCAL INFILE into an empty
-table), our initial sync (plan in DuckDB, create the table, stream Arrow, bulk load, commit,
-record state), then our incremental sync after 1% and after 10% of rows changed (a mix of
-updates, inserts and deletes, mode mirror). Every step runs in its own child process, so peak
+table); the usual alternatives, pymysql executemany and pandas.to_sql (on at most --slow-rows
+rows: it runs at ~5k rows/s); our initial sync (plan in DuckDB, create the table, stream Arrow,
+bulk load, commit, record state); then our incremental sync after 1% and after 10% of rows
+changed (updates, inserts and deletes, mode mirror), each beside its floor: the destination
+work alone for the same change (LOAD DATA of the changed rows into a staging table, one
+INSERT ... ON DUPLICATE KEY UPDATE, one DELETE join), on a copy of the table, with the changed
+rows computed before the clock starts. Every step runs in its own child process, so peak
 memory is the step's own; ratios are against the reference measured in the same run.
 """
 
@@ -29,7 +33,16 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_methods import COLUMNS, QUERY, TABLE, _create_database, _drop_database, build_source, m_reference_load_data  # noqa: E402
+from load_methods import (  # noqa: E402
+    COLUMNS,
+    QUERY,
+    TABLE,
+    _create_database,
+    _drop_database,
+    build_source,
+    m_reference_load_data,
+    run_method,
+)
 
 from activation.resources import normalize_url  # noqa: E402
 from activation.syncs.load import DestinationSync  # noqa: E402
@@ -100,6 +113,68 @@ def step_sync(url: str, source: str, state: str) -> dict:
     }
 
 
+FLOOR_TABLE = "floor_copy"
+
+
+def prepare_floor(url: str, source: str) -> None:
+    """Before a change: copy the destination table and the mart, so the floor can replay the change."""
+    engine = sa.create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+        conn.exec_driver_sql(f"CREATE TABLE {FLOOR_TABLE} LIKE {TABLE}")
+        conn.exec_driver_sql(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM {TABLE}")
+    engine.dispose()
+    with duckdb.connect(source) as con:
+        con.execute("CREATE OR REPLACE TABLE before_change AS SELECT * FROM src")
+
+
+def step_floor(url: str, source: str, tmp: str) -> dict:
+    """The destination's share of an incremental sync: load the changed rows and the deleted keys,
+    upsert, delete, commit. The changed rows are found before the clock starts."""
+    changed, gone = f"{tmp}/changed.csv", f"{tmp}/gone.csv"
+    with duckdb.connect(source) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(
+            f"COPY (SELECT * REPLACE (CAST(is_active AS TINYINT) AS is_active) FROM "
+            f"(SELECT {', '.join(COLUMNS)} FROM src EXCEPT SELECT {', '.join(COLUMNS)} FROM before_change) "
+            f"ORDER BY customer_key) TO '{changed}' (FORMAT csv, HEADER false, NULLSTR 'NULL', "
+            "FORCE_QUOTE (customer_key, name, email, city))"
+        )
+        con.execute(
+            "COPY (SELECT customer_key FROM before_change ANTI JOIN src USING (customer_key) ORDER BY 1) "
+            f"TO '{gone}' (FORMAT csv, HEADER false, FORCE_QUOTE (customer_key))"
+        )
+        con.execute("DROP TABLE before_change")
+    engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
+    load = "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY 0x0A"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE stage LIKE {FLOOR_TABLE}")
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE gone (customer_key VARCHAR(64) COLLATE utf8mb4_bin PRIMARY KEY)")
+        sent = conn.exec_driver_sql(
+            f"LOAD DATA LOCAL INFILE '{changed}' INTO TABLE stage CHARACTER SET utf8mb4 {load} ({', '.join(COLUMNS)})"
+        ).rowcount
+        conn.exec_driver_sql(f"LOAD DATA LOCAL INFILE '{gone}' INTO TABLE gone CHARACTER SET utf8mb4 {load}")
+        updates = ", ".join(f"{c} = VALUES({c})" for c in COLUMNS if c != "customer_key")
+        conn.exec_driver_sql(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM stage ON DUPLICATE KEY UPDATE {updates}")
+        deleted = conn.exec_driver_sql(
+            f"DELETE f FROM {FLOOR_TABLE} f JOIN gone g ON f.customer_key = g.customer_key"
+        ).rowcount
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {FLOOR_TABLE}")
+    engine.dispose()
+    return {
+        "rows": sent + deleted,
+        "written": sent + deleted,
+        "seconds": seconds,
+        "peak_mb": (peak - before) / 1024,
+        "note": f"{sent:,} rows upserted, {deleted:,} deleted",
+    }
+
+
 def change(source: str, share: float, seed: int) -> None:
     """Update, insert and delete `share` of the rows between them (80/10/10)."""
     con = duckdb.connect(source)
@@ -123,7 +198,7 @@ def run(step, *args) -> dict:
         return pool.submit(step, *args).result()
 
 
-def bench_size(rows: int, tmp: Path) -> None:
+def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
     source = str(tmp / f"src_{rows}.duckdb")
     build_source(source, rows)
     url, admin, name = _create_database("mysql")
@@ -132,31 +207,53 @@ def bench_size(rows: int, tmp: Path) -> None:
     header = f"{'step':<34} {'seconds':>8} {'rows/s':>10} {'vs ref':>7} {'% of initial':>12} {'peak MB':>8}  what"
     print(header)
     print("-" * len(header))
+
+    def line(label: str, r: dict, rate: float, vs_ref: str, of_initial: str) -> None:
+        print(
+            f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref:>7} {of_initial:>12} {r['peak_mb']:>8.0f}  "
+            f"{r['note']}",
+            flush=True,
+        )
+
     try:
         ref = run(step_reference, url, source)
         ref_rate = ref["rows"] / ref["seconds"]
-        print(
-            f"{'LOAD DATA reference':<34} {ref['seconds']:>8.2f} {ref_rate:>10,.0f} {1:>7.2f} {'':>12} "
-            f"{ref['peak_mb']:>8.0f}  {ref['rows']:,} rows",
-            flush=True,
-        )
-        initial = None
-        for label, share in (
-            ("ours: initial sync", None),
-            ("ours: incremental, 1% changed", 0.01),
-            ("ours: incremental, 10% changed", 0.10),
+        line("LOAD DATA reference", {**ref, "note": f"{ref['rows']:,} rows"}, ref_rate, "1.00", "")
+        for label, method, n in (
+            ("pymysql executemany", "pymysql executemany 10k", rows),
+            ("pandas.to_sql (multi)", "pandas to_sql multi 10k", min(rows, slow_rows)),
         ):
-            if share:
-                change(source, share, seed=int(share * 100))
+            r = run(run_method, "mysql", method, url, source, n, 50_000)
+            rate = r["rows"] / r["seconds"]
+            r["note"] = f"{r['rows']:,} rows" + (f" (first {n:,} only: --slow-rows)" if n < rows else "")
+            line(label, r, rate, f"{rate / ref_rate:.2f}", "")
+        initial = run(step_sync, url, source, state)
+        line(
+            "ours: initial sync",
+            initial,
+            initial["rows"] / initial["seconds"],
+            f"{initial['rows'] / initial['seconds'] / ref_rate:.2f}",
+            "100.0%",
+        )
+        for share in (0.01, 0.10):
+            prepare_floor(url, source)
+            change(source, share, seed=int(share * 100))
+            floor = run(step_floor, url, source, str(tmp))
             r = run(step_sync, url, source, state)
-            initial = initial or r
-            rate = r["rows"] / r["seconds"] if share is None else r["written"] / r["seconds"]
-            vs_ref = f"{rate / ref_rate:>7.2f}" if share is None else f"{'':>7}"
-            share_of_initial = f"{100 * r['seconds'] / initial['seconds']:>11.1f}%"
-            print(
-                f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref} {share_of_initial} "
-                f"{r['peak_mb']:>8.0f}  {r['note']}",
-                flush=True,
+            pct = f"{share:.0%} changed"
+            line(
+                f"ours: incremental, {pct}",
+                r,
+                r["written"] / r["seconds"],
+                "",
+                f"{100 * r['seconds'] / initial['seconds']:.1f}%",
+            )
+            line(
+                "  floor: destination work alone",
+                floor,
+                floor["written"] / floor["seconds"],
+                "",
+                f"{100 * floor['seconds'] / initial['seconds']:.1f}%",
             )
     finally:
         _drop_database("mysql", admin, name)
@@ -166,12 +263,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="table size (repeatable)")
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    parser.add_argument("--slow-rows", type=int, default=100_000, help="at most this many rows for pandas.to_sql")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else (args.rows or [1_000_000, 4_000_000])
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_"))
     try:
         for rows in sizes:
-            bench_size(rows, tmp)
+            bench_size(rows, tmp, args.slow_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from activation.syncs import schema
 from activation.syncs.bulk import bulk_insert
@@ -477,20 +478,57 @@ class DestinationSync:
         values = [c for c in job.plan.columns if c not in spec.primary_key]
         soft = spec.soft_delete_column
         if spec.mode is not Mode.INSERT and (values or soft):
-            assignments = {c: s.c[c] for c in values}
-            if soft:
-                assignments[soft] = None
-            stmt = sa.update(t).where(on, owned, self._differs(job, t, s)).values(assignments)
-            job.result.updated = conn.execute(stmt).rowcount
+            if conn.dialect.name in ("mysql", "mariadb") and self._only_unique_key_is_primary(conn, t):
+                job.result.updated = self._update_mysql(conn, job)
+            else:
+                assignments = {c: s.c[c] for c in values}
+                if soft:
+                    assignments[soft] = None
+                stmt = sa.update(t).where(on, owned, self._differs(job, t, s)).values(assignments)
+                job.result.updated = conn.execute(stmt).rowcount
         if spec.mode is not Mode.UPDATE:
-            cols = job.plan.columns
-            stmt = sa.insert(t).from_select(
-                cols,
-                sa.select(*[s.c[c] for c in cols])
-                .where(~sa.exists().where(on))
-                .order_by(*[s.c[k] for k in spec.primary_key]),
-            )
-            job.result.inserted = conn.execute(stmt).rowcount
+            job.result.inserted = conn.execute(self._insert_new_keys(job)).rowcount
+
+    def _insert_new_keys(self, job: _Job) -> sa.Insert:
+        t, s, cols = job.target, job.staging, job.plan.columns
+        return sa.insert(t).from_select(
+            cols,
+            sa.select(*[s.c[c] for c in cols])
+            .where(~sa.exists().where(self._on_key(job, t, s)))
+            .order_by(*[s.c[k] for k in job.spec.primary_key]),
+        )
+
+    def _only_unique_key_is_primary(self, conn: sa.Connection, table: sa.Table) -> bool:
+        """ON DUPLICATE KEY UPDATE fires on any unique key: with a second one it could update the wrong row."""
+        inspector = sa.inspect(conn)
+        indexes = inspector.get_indexes(table.name)
+        return not any(i.get("unique") for i in indexes) and not inspector.get_unique_constraints(table.name)
+
+    def _update_mysql(self, conn: sa.Connection, job: _Job) -> int:
+        """Update the rows that differ as INSERT ... SELECT ... ON DUPLICATE KEY UPDATE: a multi-table
+        UPDATE first collects the joined rows in a temporary table, about 1.5x slower (200k rows, 10%
+        changed). Every selected row exists and differs, and the server counts 2 per updated row."""
+        t, s, spec = job.target, job.staging, job.spec
+        current = t.alias("activation_current")
+        values = [c for c in job.plan.columns if c not in spec.primary_key]
+        columns = list(job.plan.columns)
+        selected = [s.c[c] for c in columns]
+        soft = spec.soft_delete_column
+        if soft:
+            columns.append(soft)
+            selected.append(sa.null())
+        rows = (
+            sa.select(*selected)
+            .select_from(s.join(current, self._on_key(job, current, s)))
+            .where(self._scope_clause(job, current), self._differs(job, current, s))
+            .order_by(*[s.c[k] for k in spec.primary_key])
+        )
+        stmt = mysql.insert(t).from_select(columns, rows)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values} | ({soft: None} if soft else {}))
+        affected = conn.execute(stmt).rowcount
+        if affected % 2:
+            raise SyncError(f"{spec.table}: the server reported {affected} affected rows for an update of whole rows")
+        return affected // 2
 
     def _delete(self, conn: sa.Connection, job: _Job) -> None:
         if job.strategy != "diff" or not job.spec.mode.deletes:
