@@ -17,8 +17,10 @@ Every count is a row count the database reported, or a COUNT over the tables the
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -87,6 +89,40 @@ class _Job:
 # A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
 SWAP_LOCK_WAIT_SECONDS = 1
 SWAP_ATTEMPTS = 8
+
+
+# Transient destination errors retry the whole run: RETRY_ATTEMPTS tries, pauses doubling from the first.
+RETRY_ATTEMPTS = 4
+RETRY_FIRST_PAUSE_SECONDS = 2.0
+# A second run of the same sync waits this long for the first to finish.
+LOCK_WAIT_SECONDS = 60
+# MySQL/MariaDB: can't connect, server gone, lost connection, lock wait timeout, deadlock,
+# connection killed, server shutting down, query interrupted.
+_TRANSIENT_MYSQL = {2003, 2006, 2013, 1205, 1213, 1927, 1053, 1317, 2055}
+# PostgreSQL SQLSTATE: serialization failure, deadlock, lock timeout, admin/crash shutdown, cannot connect now.
+_TRANSIENT_POSTGRES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+def _transient_cause(exc: BaseException) -> str | None:
+    """Why `exc` (or what caused it) is worth a retry, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa.exc.DBAPIError):
+            orig = exc.orig
+            code = (getattr(orig, "args", None) or (None,))[0]
+            sqlstate = getattr(orig, "sqlstate", None) or ""
+            if (
+                exc.connection_invalidated
+                or code in _TRANSIENT_MYSQL
+                or sqlstate in _TRANSIENT_POSTGRES
+                or sqlstate.startswith("08")
+                or (isinstance(exc, sa.exc.InterfaceError) and code == 0)  # pymysql: connection closed
+                or "database is locked" in str(orig)
+            ):
+                return f"{type(orig).__name__}: {orig}"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _is_lock_timeout(exc: sa.exc.OperationalError) -> bool:
@@ -617,6 +653,74 @@ class DestinationSync:
 
     # -- the run --------------------------------------------------------------------------
     def run(self, specs: Sequence[SyncSpec], relations: dict, *, full_resync: bool = False) -> list[SyncResult]:
+        """Sync `specs` into this destination, parents first. Transient errors (a lost connection, a
+        restarted server, a deadlock, a lock wait timeout) roll back and retry the whole run with
+        backoff: the state advances only after the destination committed, so a retry plans again
+        from the same point and nothing is skipped or applied twice."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                with self._exclusive(specs):
+                    return self._run_once(specs, relations, full_resync=full_resync)
+            except Exception as exc:
+                cause = _transient_cause(exc)
+                if cause is None or attempt == RETRY_ATTEMPTS:
+                    raise
+                pause = RETRY_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1)
+                self.log(
+                    f"transient destination error, rolled back; retrying in {pause:.0f}s "
+                    f"({attempt}/{RETRY_ATTEMPTS - 1}): {cause}"
+                )
+                self.engine.dispose()  # pooled connections may be dead
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _exclusive(self, specs: Sequence[SyncSpec]) -> Iterator[None]:
+        """One writer per destination table: a second run of the same sync (another process, another
+        deployment) waits for the first, up to LOCK_WAIT_SECONDS, then fails without writing."""
+        dialect = self.engine.dialect.name
+        if dialect not in ("mysql", "mariadb", "postgresql"):
+            yield  # SQLite serializes writers on the database file
+            return
+        names = sorted({f"activation:{s.table}" for s in specs})
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            held: list[str] = []
+            try:
+                for name in names:
+                    if not self._lock(conn, name):
+                        raise SyncError(
+                            f"another sync is writing {name.split(':', 1)[1]} in this destination (it held the "
+                            f"lock for more than {LOCK_WAIT_SECONDS}s); nothing was written, run again later"
+                        )
+                    held.append(name)
+                yield
+            finally:
+                for name in reversed(held):
+                    self._unlock(conn, name)
+
+    def _lock(self, conn: sa.Connection, name: str) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while not conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(hashtextextended(:n, 0))"), {"n": name}
+            ).scalar():
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+            return True
+        key = name if len(name) <= 64 else "activation:" + hashlib.sha1(name.encode()).hexdigest()
+        return conn.execute(sa.text("SELECT GET_LOCK(:n, :t)"), {"n": key, "t": LOCK_WAIT_SECONDS}).scalar() == 1
+
+    def _unlock(self, conn: sa.Connection, name: str) -> None:
+        with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection released it already
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(:n, 0))"), {"n": name})
+            else:
+                key = name if len(name) <= 64 else "activation:" + hashlib.sha1(name.encode()).hexdigest()
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": key})
+
+    def _run_once(self, specs: Sequence[SyncSpec], relations: dict, *, full_resync: bool) -> list[SyncResult]:
         started = time.monotonic()
         jobs: list[_Job] = []
         for spec in specs:
