@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.syncs import schema
+from activation.syncs import schema, validate
 from activation.syncs.bulk import bulk_insert
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
@@ -308,6 +308,26 @@ class DestinationSync:
                     f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in "
                     f"{shown}; widen the column or trim it in the mart. Nothing was written."
                 )
+
+    def _check_values(self, conn: sa.Connection, job: _Job) -> None:
+        """Refuse values the destination would reject or silently alter, naming column and keys."""
+        charsets = {}
+        if conn.dialect.name in ("mysql", "mariadb"):
+            charsets = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND CHARACTER_SET_NAME IS NOT NULL"
+                    ),
+                    {"t": job.spec.table},
+                ).all()
+            )
+        problems = validate.find(self.planner, job.plan, job.target, conn.dialect.name, charsets)
+        if problems:
+            raise SyncError(
+                f"{job.spec.source} -> {job.spec.table}: {len(problems)} problem(s) in the rows to send; nothing "
+                "was written:\n" + "\n".join(f"- {p}" for p in problems)
+            )
 
     def _create_shadow(self, conn: sa.Connection, job: _Job) -> None:
         name = _short(job.spec.table, "__activation_new")
@@ -764,6 +784,7 @@ class DestinationSync:
             with conn.begin():
                 for job in jobs:
                     self._distrust_state(job)
+                    self._check_values(conn, job)
                     self._load_directly_if_empty(conn, job)
             for job in jobs:
                 if job.strategy == "shadow" and (

@@ -250,6 +250,26 @@ class Planner:
             return f"{table}: duplicate key {tuple(plan.spec.primary_key)} in the mart ({shown}); nothing was written"
         return None
 
+    def _to_send(self, plan: Plan) -> str:
+        """FROM clause of the rows the plan sends (alias m), named as in the destination."""
+        src = self._source(plan)
+        if plan.full:
+            return f"{src} m"
+        delta = self._tmp(plan, "delta")
+        return f"{src} m SEMI JOIN (SELECT * FROM {delta} WHERE {OP} <> 'delete') d ON {self._on(plan, 'm', 'd')}"
+
+    def count_where(self, plan: Plan, conditions: Sequence[str]) -> list[int]:
+        """How many rows to send meet each condition, in one scan."""
+        counts = ", ".join(f"count(*) FILTER (WHERE {c})" for c in conditions)
+        return list(self.con.execute(f"SELECT {counts} FROM {self._to_send(plan)}").fetchall()[0])
+
+    def keys_where(self, plan: Plan, condition: str, limit: int) -> list[str]:
+        key = " || '/' || ".join(f"CAST(m.{q(k)} AS VARCHAR)" for k in plan.spec.primary_key)
+        rows = self.con.execute(
+            f"SELECT {key} FROM {self._to_send(plan)} WHERE {condition} ORDER BY 1 LIMIT {int(limit)}"
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def string_lengths(self, plan: Plan) -> dict[str, int | None]:
         texts = [f.name for f in plan.arrow_schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         if not texts:
