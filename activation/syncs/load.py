@@ -224,14 +224,9 @@ class DestinationSync:
                 )
         if inspector.has_table(spec.table):
             target = sa.Table(spec.table, metadata, autoload_with=conn)
-            missing = [c for c in plan.columns if c not in target.columns]
+            self._reconcile_columns(conn, job, target)
             if soft and soft not in target.columns:
-                missing.append(soft)
-            if missing:
-                raise SyncError(
-                    f"{spec.table}: the destination table has no column(s) {missing}; add them, or map the mart's "
-                    "columns away in `columns`"
-                )
+                raise SyncError(f"{spec.table}: the destination table has no soft-delete column {soft!r}; add it")
             actual_key = [c.name for c in target.primary_key.columns]
             if sorted(actual_key) != sorted(spec.primary_key):
                 raise SyncError(
@@ -260,6 +255,82 @@ class DestinationSync:
             self.log(f"{spec.table}: created table with {len(target.columns)} columns")
         job.target = target
         job.result.columns = [(c.name, str(c.type.compile(conn.dialect))) for c in target.columns]
+
+    def _reconcile_columns(self, conn: sa.Connection, job: _Job, target: sa.Table) -> None:
+        """Schema drift, decided by the sync's `on_schema_change`: mart columns the table lacks (new in
+        the mart, or dropped by the application), columns whose kind of value changed, and table
+        columns the mart no longer feeds."""
+        spec, plan, policy = job.spec, job.plan, job.spec.on_schema_change
+        missing = [c for c in plan.columns if c not in target.columns]
+        retyped = [
+            f"{c} ({target.c[c].type.compile(conn.dialect)} <- {plan.arrow_schema.field(c).type})"
+            for c in plan.columns
+            if c in target.columns and not schema.accepts(target.c[c].type, plan.arrow_schema.field(c).type)
+        ]
+        keys = [c for c in spec.primary_key if c in missing or any(r.startswith(f"{c} (") for r in retyped)]
+        if keys:
+            raise SyncError(f"{spec.table}: key column(s) {keys} missing or retyped in the destination; fix the table")
+        if (missing or retyped) and policy == "fail":
+            parts = []
+            if missing:
+                parts.append(f"the table has no column(s) {missing} (new in mart {spec.source}, or dropped by the app)")
+            if retyped:
+                parts.append(f"column(s) changed kind: {', '.join(retyped)}")
+            raise SyncError(
+                f"{spec.table}: schema drift: {'; '.join(parts)}. Nothing was written. Set on_schema_change: evolve "
+                "(add new columns), ignore (sync the columns that still match), or map columns in `columns`."
+            )
+        if retyped and policy == "evolve":
+            raise SyncError(
+                f"{spec.table}: column(s) changed kind: {', '.join(retyped)}; evolve only adds columns, it never "
+                "retypes the application's. Nothing was written: migrate the column, or set on_schema_change: ignore."
+            )
+        for c in plan.columns:
+            dest_type, mart_type = target.c[c].type if c in target.columns else None, plan.arrow_schema.field(c).type
+            if (
+                isinstance(dest_type, sa.Integer)
+                and not isinstance(dest_type, sa.Boolean)
+                and (pa.types.is_decimal(mart_type) or pa.types.is_floating(mart_type))
+            ):
+                plan.casts[c] = "BIGINT"  # whole numbers in a DECIMAL: validate refuses fractions first
+        skipped = missing if policy == "ignore" else []
+        skipped += [r.split(" (", 1)[0] for r in retyped] if policy == "ignore" else []
+        if skipped:
+            plan.pairs = [(d, s) for d, s in plan.pairs if d not in skipped]
+            plan.arrow_schema = pa.schema([f for f in plan.arrow_schema if f.name not in skipped])
+            job.result.warnings.append(f"schema drift ignored: column(s) {skipped} not synced")
+        if missing and policy == "evolve":
+            lengths = self.planner.string_lengths(plan)
+            for name in missing:
+                field = plan.arrow_schema.field(name)
+                column = schema.build_table(sa.MetaData(), "_", pa.schema([field]), [], string_lengths=lengths).c[name]
+                prep = conn.dialect.identifier_preparer
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {prep.format_table(target)} ADD COLUMN {prep.quote(name)} "
+                        f"{column.type.compile(conn.dialect)} NULL"
+                    )
+                )
+                target.append_column(sa.Column(name, column.type, nullable=True))
+            job.result.warnings.append(f"schema drift: added column(s) {missing} from mart {spec.source}")
+        unfed = [
+            c.name
+            for c in target.columns
+            if c.name not in plan.columns and c.name != spec.soft_delete_column and not c.primary_key
+        ]
+        required = [
+            c
+            for c in unfed
+            if not target.c[c].nullable and target.c[c].server_default is None and target.c[c].autoincrement is not True
+        ]
+        if required and spec.mode is not Mode.UPDATE:
+            raise SyncError(
+                f"{spec.table}: column(s) {required} are NOT NULL without a default and mart {spec.source} does not "
+                "feed them, so new rows cannot be inserted. Nothing was written: give them a default, or add them "
+                "to the mart."
+            )
+        if unfed:
+            job.result.warnings.append(f"column(s) {unfed} are not in mart {spec.source}: left as they are")
 
     def _choose_strategy(self, job: _Job, fks: dict[str, list[dict]]) -> None:
         """Swap a shadow table in only where nothing references the table and the sync owns all of it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +57,8 @@ class Plan:
     deleted_keys: int = 0
     full: bool = True  # no usable state: compare everything in the destination
     reason: str = ""
+    # destination column -> DuckDB type the values are cast to on the way out (after they were checked)
+    casts: dict[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -187,7 +189,9 @@ class Planner:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially."""
         src = self._source(plan)
-        cols = ", ".join(f"m.{q(c)}" for c in plan.columns)
+        cols = ", ".join(
+            f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
+        )
         query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
         if not (plan.full or everything):
             delta = self._tmp(plan, "delta")

@@ -142,3 +142,36 @@ def build_table(
         # Binary collation: the diff must see 'Tokyo' -> 'TOKYO' as a change, and keys are case-sensitive.
         mysql_collate="utf8mb4_bin",
     )
+
+
+# -- schema drift: the mart and an existing destination table disagree -------------------------------
+
+
+def category(type_: sa.types.TypeEngine | pa.DataType) -> str:
+    """What kind of value a column holds, for telling a retyped column from a widened one."""
+    if isinstance(type_, pa.DataType):
+        t = type_
+        if pa.types.is_boolean(t):
+            return "boolean"
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return "number"
+        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
+            return "temporal"
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            return "binary"
+        return "text"  # strings, and JSON / nested values, which travel as JSON text
+    if isinstance(type_, sa.Boolean):
+        return "boolean"
+    if isinstance(type_, sa.Integer | sa.Numeric):
+        return "number"
+    if isinstance(type_, sa.Date | sa.DateTime | sa.Time):
+        return "temporal"
+    if isinstance(type_, sa.LargeBinary | sa.types._Binary):
+        return "binary"
+    return "text"
+
+
+def accepts(destination: sa.types.TypeEngine, mart: pa.DataType) -> bool:
+    """Whether a destination column can hold the mart column's values without a type change."""
+    dest, src = category(destination), category(mart)
+    return dest == src or dest == "text" or {dest, src} == {"boolean", "number"}

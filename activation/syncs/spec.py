@@ -140,6 +140,9 @@ class SyncSpec(BaseModel):
     # destination column -> value: the rows this sync owns in a shared table; it never touches others
     scope: dict[Identifier, str | int | bool] = Field(default_factory=dict)
     guards: Guards = Field(default_factory=Guards)
+    # When the mart and the destination table disagree on columns: `fail` (stop, say what differs),
+    # `evolve` (add the mart's new columns to the table), `ignore` (sync the columns both have).
+    on_schema_change: Literal["fail", "evolve", "ignore"] = "fail"
 
     @field_validator("primary_key", mode="before")
     @classmethod
