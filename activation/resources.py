@@ -21,6 +21,7 @@ from google.cloud import bigquery
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import make_url
 
+from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 
 
@@ -149,11 +150,42 @@ class BigQueryWarehouse(BigQueryResource):
             return None  # an emulator without a Storage Read endpoint: REST only
         return bigquery_storage.BigQueryReadClient(credentials=self._credentials())
 
+    def get_object_to_set_on_execution_context(self) -> Any:
+        # Ops and assets see the resource itself (its planner settings), not a bare client.
+        return self
+
     @contextmanager
     def connect(self, log: Callable[[str], None] = print) -> Iterator[bigquery.Client]:
         """The same shape as DuckDBWarehouse.connect: a client for one sync run."""
         with self.get_client() as client:
             yield client
+
+
+def bigquery_warehouse_from_env() -> BigQueryWarehouse:
+    """BigQuery configured from the same variables as dbt's `bigquery` target (profiles.yml).
+    The project and key file stay EnvVars, so their values never show in the UI."""
+    optional: dict[str, Any] = {}
+    for field, var in (("location", "ACTIVATION_BQ_LOCATION"), ("keyfile", "ACTIVATION_BQ_KEYFILE")):
+        if os.environ.get(var):
+            optional[field] = dg.EnvVar(var)
+    for field, var in (
+        ("api_endpoint", "ACTIVATION_BQ_API_ENDPOINT"),
+        ("storage_endpoint", "ACTIVATION_BQ_STORAGE_ENDPOINT"),
+        ("state_dataset", "ACTIVATION_BQ_STATE_DATASET"),
+        ("read_api", "ACTIVATION_BQ_READ_API"),
+    ):
+        if os.environ.get(var):
+            optional[field] = os.environ[var]
+    if not os.environ.get("ACTIVATION_BQ_PROJECT"):
+        raise SyncConfigError("ACTIVATION_DBT_TARGET=bigquery needs ACTIVATION_BQ_PROJECT (the GCP project id)")
+    return BigQueryWarehouse(project=dg.EnvVar("ACTIVATION_BQ_PROJECT"), **optional)
+
+
+def warehouse_resource(settings: Settings) -> DuckDBWarehouse | BigQueryWarehouse:
+    """The one switch between environments: the dbt target picks the warehouse the syncs read."""
+    if settings.warehouse == "bigquery":
+        return bigquery_warehouse_from_env()
+    return DuckDBWarehouse(path=str(settings.warehouse_path))
 
 
 def normalize_url(url: str) -> str:
