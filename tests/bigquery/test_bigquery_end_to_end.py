@@ -92,19 +92,18 @@ def counts(metadata: dict) -> tuple[int, int, int]:
 
 
 def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, monkeypatch):
+    for name, value in bq.env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    assert settings.warehouse == "bigquery"
+    # dbt writes the bigquery target's manifest where the definitions read it (no second parse).
+    target_path = dbt_project(settings).manifest_path.parent
+
     lake = tmp_path / "lake" / "warehouse.duckdb"
     lake.parent.mkdir()
     demo_lake.generate_lake(lake, scale=SCALE, seed=SEED)
     load_raw_lake(bq.client, lake)
-    dbt_build_bigquery(bq.env, tmp_path / "dbt_target", ["build"])  # models and their tests
-
-    for name, value in bq.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ACTIVATION_BQ_STATE_DATASET", "activation_state")
-    settings = Settings.from_env()
-    assert settings.warehouse == "bigquery"
-    project = dbt_project(settings)
-    project.preparer.prepare(project)  # the manifest of the bigquery target (its own dataset names)
+    dbt_build_bigquery(bq.env, target_path, ["build"])  # models and their tests
 
     with mariadb_database() as app_url, mariadb_database() as crm_url:
         monkeypatch.setenv("ACTIVATION_APP_DB_URL", app_url)
@@ -121,7 +120,7 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
 
         demo_lake.apply_day_of_changes(lake, seed=SEED)
         load_raw_lake(bq.client, lake)
-        dbt_build_bigquery(bq.env, tmp_path / "dbt_target", ["run", "--select", "marts"])
+        dbt_build_bigquery(bq.env, target_path, ["run", "--select", "marts"])
         before = snapshot(bq.client, settings, urls)
         expected = {s.table: true_differences(s, *before[s.name]) for s in SYNCS}
         assert expected["job_postings"][0] and expected["job_postings"][1] and expected["job_postings"][2], (
