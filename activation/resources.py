@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import duckdb
@@ -99,7 +99,7 @@ class BigQueryWarehouse(BigQueryResource):
         default=None,
         description="host:port of an emulator's Storage Read API (plain gRPC). Unset: Google's own endpoint.",
     )
-    read_api: str = Field(default="storage", description="'storage' (Storage Read API) or 'rest'.")
+    read_api: Literal["storage", "rest"] = Field(default="storage", description="How marts are read.")
     state_dataset: str = Field(
         default="activation_state", description="Dataset for the sync bookkeeping (row hashes per sync)."
     )

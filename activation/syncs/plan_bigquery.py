@@ -269,6 +269,8 @@ class BigQueryPlanner:
         options = f"OPTIONS (description = {_literal(self.signature(plan))})"
         if plan.full:
             self._run(f"CREATE OR REPLACE TABLE {st} {options} AS SELECT * FROM {cur}")
+        elif plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
+            pass  # the state already is the mart; rewriting it would only cost a scan
         else:  # unchanged keys keep their state; changed and new keys take the current hash
             self._run(
                 f"CREATE OR REPLACE TABLE {st} {options} AS "
