@@ -5,7 +5,7 @@ of the last sync the destination committed; the row hash is
 `FARM_FINGERPRINT(TO_JSON_STRING(STRUCT(<value columns>)))`. The diff is SQL run by BigQuery,
 so only changed rows (and deleted keys) leave the warehouse. The state advances only in
 `commit`, called after the destination committed: one `CREATE OR REPLACE TABLE` that also
-records the sync's signature in the table description, so state and signature change
+records a digest of the sync's signature in the table description, so state and signature change
 together or not at all. A crash or a retry re-sends the same changes, applied idempotently.
 
 Rows leave as Arrow record batches: the rows to send are written to a short-lived work
@@ -15,8 +15,10 @@ Work tables expire after a day, so a killed run leaves nothing behind for long.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -88,6 +90,7 @@ class BigQueryPlanner:
         self.identity = destination_identity
         self.storage = storage_client
         self._serial = itertools.count()
+        self.run_id = uuid.uuid4().hex[:8]
         self._types: dict[str, dict[str, tuple[str, str]]] = {}  # sync -> mart column -> (type, mode)
         quote_bigquery(self.project, state_dataset)  # validate early, with a clear message
         ds = bigquery.Dataset(f"{self.project}.{state_dataset}")
@@ -100,12 +103,15 @@ class BigQueryPlanner:
         config = bigquery.QueryJobConfig(query_parameters=list(params)) if params else None
         return [tuple(row.values()) for row in self.client.query(sql, job_config=config).result()]
 
-    def _work(self, plan: Plan | SyncSpec, kind: str) -> str:
-        spec = plan.spec if isinstance(plan, Plan) else plan
-        return quote_bigquery(self.project, self.dataset, f"{spec.name}__{kind}")
+    def _work_name(self, plan: Plan, kind: str) -> str:
+        # Named per run: two runs of one sync never overwrite each other's work tables.
+        return f"{plan.spec.name}__{kind}_{self.run_id}"
+
+    def _work(self, plan: Plan, kind: str) -> str:
+        return quote_bigquery(self.project, self.dataset, self._work_name(plan, kind))
 
     def _state_table(self, spec: SyncSpec) -> str:
-        return self._work(spec, "state")
+        return quote_bigquery(self.project, self.dataset, f"{spec.name}__state")
 
     def _relation(self, relation: MartRelation) -> str:
         return quote_bigquery(self.project, relation.schema, relation.name)
@@ -176,6 +182,11 @@ class BigQueryPlanner:
             sort_keys=True,
         )
 
+    def _fingerprint(self, plan: Plan) -> str:
+        """What the state table's description records: a digest of the signature (descriptions
+        are limited to 16 KiB; a wide mart's signature is not)."""
+        return "activation sync state; signature sha256 " + hashlib.sha256(self.signature(plan).encode()).hexdigest()
+
     def _recorded_signature(self, spec: SyncSpec) -> str | None:
         try:
             return self.client.get_table(f"{self.project}.{self.dataset}.{spec.name}__state").description
@@ -201,7 +212,7 @@ class BigQueryPlanner:
             plan.full, plan.reason = True, "full resync requested"
         elif recorded is None:
             plan.full, plan.reason = True, "first sync: no state yet"
-        elif recorded != self.signature(plan):
+        elif recorded != self._fingerprint(plan):
             plan.full, plan.reason = True, "columns, key, destination or engine changed since the last sync"
         else:
             plan.full, plan.reason = False, "incremental"
@@ -225,7 +236,7 @@ class BigQueryPlanner:
 
     def _read(self, plan: Plan, query: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
         """Write a query's result to a work table, then stream it as Arrow batches of `schema`."""
-        name = f"{plan.spec.name}__send_{next(self._serial)}"
+        name = self._work_name(plan, f"send{next(self._serial)}")
         table = quote_bigquery(self.project, self.dataset, name)
         self._run(f"CREATE OR REPLACE TABLE {table} {_EXPIRES} AS {query}")
 
@@ -266,7 +277,7 @@ class BigQueryPlanner:
     def commit(self, plan: Plan) -> None:
         """Record the mart as synced, in one statement. Call only after the destination committed."""
         cur, delta, st = self._work(plan, "current"), self._work(plan, "delta"), self._state_table(plan.spec)
-        options = f"OPTIONS (description = {_literal(self.signature(plan))})"
+        options = f"OPTIONS (description = {_literal(self._fingerprint(plan))})"
         if plan.full:
             self._run(f"CREATE OR REPLACE TABLE {st} {options} AS SELECT * FROM {cur}")
         elif plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
@@ -281,7 +292,7 @@ class BigQueryPlanner:
                 f"WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {self._on(plan, 'd', 'c')})"
             )
         for kind in ("current", "delta"):
-            self.client.delete_table(f"{self.project}.{self.dataset}.{plan.spec.name}__{kind}", not_found_ok=True)
+            self.client.delete_table(f"{self.project}.{self.dataset}.{self._work_name(plan, kind)}", not_found_ok=True)
 
     def forget(self, spec: SyncSpec) -> None:
         """Drop a sync's state, so its next run compares everything (after a failed or partial write)."""

@@ -60,7 +60,7 @@ def ensure_venv() -> Path:
         if ready.exists():
             return venv
         shutil.rmtree(venv, ignore_errors=True)
-        uv = shutil.which("uv")
+        uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names its own binary in $UV
         python = venv / "bin" / "python"
         if uv:
             _run([uv, "venv", "--quiet", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)])

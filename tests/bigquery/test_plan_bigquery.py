@@ -84,6 +84,8 @@ def test_only_changes_leave_bigquery_and_state_advances_only_on_commit(bq, mart,
     assert destination_rows(url, "items", ["id", "name", "score"], ["id"]) == mart_rows(bq, relation)
     (third,) = sync.run([spec()], {"items": relation})
     assert (third.inserted, third.updated, third.deleted, third.rows_sent) == (0, 0, 0, 0)
+    left = [t.table_id for t in bq.client.list_tables(planner.dataset)]
+    assert left == ["items__state"], "work tables are dropped once the state is committed"
 
     # Old hashes mean nothing for another destination or after `forget`: compare everything.
     other = BigQueryPlanner(bq.client, planner.dataset, "mysql://db:3306/app")
