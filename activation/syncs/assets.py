@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation.resources import BigQueryWarehouse, destination_identity
+from activation.resources import DuckDBWarehouse, destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
-from activation.syncs.plan_bigquery import BigQueryPlanner
 from activation.syncs.spec import SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
@@ -133,11 +132,13 @@ def _destination_asset(
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
         with warehouse.connect(log=context.log.info) as con:
             identity = destination_identity(target.url)
-            if isinstance(warehouse, BigQueryWarehouse):
+            if isinstance(warehouse, DuckDBWarehouse):
+                planner = Planner(con, warehouse.state_path(destination), identity)
+            else:  # BigQuery (activation.bigquery.BigQueryWarehouse)
+                from activation.syncs.plan_bigquery import BigQueryPlanner
+
                 storage = warehouse.storage_client()
                 planner = BigQueryPlanner(con, warehouse.state_dataset, identity, storage_client=storage)
-            else:
-                planner = Planner(con, warehouse.state_path(destination), identity)
             try:
                 results = DestinationSync(target.engine(), planner, context.log.info).run(
                     selected, relations, full_resync=config.full_resync

@@ -26,7 +26,7 @@ import pyarrow as pa
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from activation.resources import quote_bigquery
+from activation.bigquery import quote_bigquery
 from activation.syncs.plan import HASH, JSON_FIELD, MartRelation, Plan, PlanError
 from activation.syncs.spec import SyncSpec
 

@@ -10,7 +10,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from activation.resources import BigQueryWarehouse, DuckDBWarehouse, warehouse_resource
+from activation.bigquery import BigQueryWarehouse
+from activation.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import Settings
 from activation.syncs.plan_bigquery import arrow_type
 from activation.syncs.spec import SyncConfigError

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from activation.resources import quote_bigquery
+from activation.bigquery import quote_bigquery
 from activation.syncs.load import DestinationSync, SyncError
 from activation.syncs.plan import MartRelation
 from activation.syncs.plan_bigquery import BigQueryPlanner
