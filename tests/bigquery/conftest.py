@@ -27,17 +27,6 @@ DATASET = "activation"  # dbt's target dataset; marts land in activation_app, ac
 RAW_TABLES = ["account", "contact", "job_posting__c", "application__c", "application__history", "event"]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "bigquery: the BigQuery warehouse, end to end on a local emulator")
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.bigquery)
-
-
 @dataclass(frozen=True)
 class BigQueryEnv:
     emulator: emu.Emulator

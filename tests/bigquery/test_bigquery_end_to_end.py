@@ -8,6 +8,7 @@ the rows that changed, and the counts it reports are the true differences.
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from activation import demo_lake
 from activation.dbt import load_manifest, model_relation
@@ -18,6 +19,8 @@ from activation.syncs.spec import load_sync_config
 from tests.bigquery.conftest import dbt_build_bigquery, load_raw_lake
 from tests.compare import _norm, destination_rows
 from tests.databases import mariadb_database
+
+pytestmark = pytest.mark.bigquery
 
 CONFIG = load_sync_config(PROJECT_ROOT / "syncs.yml")
 SYNCS = CONFIG.load_order()

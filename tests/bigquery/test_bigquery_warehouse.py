@@ -16,6 +16,8 @@ from activation.settings import Settings
 from activation.syncs.plan_bigquery import arrow_type
 from activation.syncs.spec import SyncConfigError
 
+pytestmark = pytest.mark.bigquery
+
 
 def test_the_dbt_target_picks_the_warehouse(monkeypatch):
     local = Settings.from_env()

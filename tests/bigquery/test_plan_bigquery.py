@@ -18,6 +18,8 @@ from activation.syncs.spec import SyncConfig
 from tests.compare import _norm, destination_rows
 from tests.syncs.test_load import engine_for
 
+pytestmark = pytest.mark.bigquery
+
 ITEMS = "SELECT FORMAT('K%03d', i) AS id, CONCAT('name ', CAST(i AS STRING)) AS name, i * 1.5 AS score"
 
 
