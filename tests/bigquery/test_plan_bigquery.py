@@ -6,7 +6,9 @@ Storage Read API.
 
 from __future__ import annotations
 
+import json
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -89,6 +91,11 @@ def test_only_changes_leave_bigquery_and_state_advances_only_on_commit(bq, mart,
     left = [t.table_id for t in bq.client.list_tables(planner.dataset)]
     assert left == ["items__state"], "work tables are dropped once the state is committed"
 
+    described = planner.describe(spec(), relation)
+    assert planner.scope_violations(described, {"name": "renamed"}, described.columns) == 20
+    assert planner.too_long(described, "name", 6) == [(k, 7) for k in ["K002", "K003", "K010", "K011", "K012"]]
+    assert planner.string_lengths(described) == {"id": 4, "name": 7}
+
     # Old hashes mean nothing for another destination or after `forget`: compare everything.
     other = BigQueryPlanner(bq.client, planner.dataset, "mysql://db:3306/app")
     assert other.plan(other.describe(spec(), relation)).reason.startswith("columns, key, destination")
@@ -116,3 +123,26 @@ def test_identifiers_are_validated_before_they_reach_sql():
     for bad in ["a`b", "a.b", "", "x y"]:
         with pytest.raises(ValueError, match="not a valid BigQuery"):
             quote_bigquery(bad)
+
+
+def test_nested_and_temporal_types_arrive_intact(bq, mart, planner, tmp_path):
+    """Arrays and structs travel as JSON text; NUMERIC, DATE, DATETIME and TIMESTAMP keep their values."""
+    relation, run = mart
+    run(
+        "CREATE OR REPLACE TABLE {items} AS SELECT 'K1' AS id, [1, 2, 3] AS tags, STRUCT('a' AS x, 2 AS y) AS attrs, "
+        "CAST(12.34 AS NUMERIC) AS fee, DATE '2024-02-29' AS day, DATETIME '2024-01-02 03:04:05.123456' AS local_at, "
+        "TIMESTAMP '2024-01-02 03:04:05.5+00' AS at, TRUE AS flag"
+    )
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    engine = engine_for(url)
+    (result,) = DestinationSync(engine, planner, print).run([spec()], {"items": relation})
+    assert result.inserted == 1
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT tags, attrs, fee, day, local_at, at, flag FROM items").one()
+    engine.dispose()
+    assert [json.loads(row[0]), json.loads(row[1])] == [[1, 2, 3], {"x": "a", "y": 2}]
+    assert Decimal(str(row[2])) == Decimal("12.34")
+    assert str(row[3]) == "2024-02-29"
+    assert str(row[4]).startswith("2024-01-02 03:04:05.123456")
+    assert str(row[5]).startswith("2024-01-02 03:04:05.5")
+    assert row[6] in (1, True)
