@@ -146,3 +146,31 @@ def test_nested_and_temporal_types_arrive_intact(bq, mart, planner, tmp_path):
     assert str(row[4]).startswith("2024-01-02 03:04:05.123456")
     assert str(row[5]).startswith("2024-01-02 03:04:05.5")
     assert row[6] in (1, True)
+
+
+def test_a_crash_between_destination_commit_and_state_commit_resends_the_same_changes(
+    bq, mart, planner, tmp_path, monkeypatch
+):
+    relation, run = mart
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    engine = engine_for(url)
+    DestinationSync(engine, planner, print).run([spec()], {"items": relation})
+    # An edit keeps the row count (a changed count makes the engine compare everything instead).
+    run("UPDATE {items} SET score = -1 WHERE id = 'K007'")
+
+    def crash(plan):
+        raise KeyboardInterrupt("killed after the destination committed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(planner, "commit", crash)
+        with pytest.raises(KeyboardInterrupt):
+            DestinationSync(engine, planner, print).run([spec()], {"items": relation})
+    assert destination_rows(url, "items", ["id", "name", "score"], ["id"]) == mart_rows(bq, relation)
+
+    # The state did not advance: the retry sends the same change again, applied idempotently.
+    (retry,) = DestinationSync(engine, planner, print).run([spec()], {"items": relation})
+    assert retry.reason == "incremental" and retry.rows_sent == 1
+    assert destination_rows(url, "items", ["id", "name", "score"], ["id"]) == mart_rows(bq, relation)
+    (after,) = DestinationSync(engine, planner, print).run([spec()], {"items": relation})
+    assert (after.inserted, after.updated, after.deleted, after.rows_sent) == (0, 0, 0, 0)
+    engine.dispose()
