@@ -66,9 +66,10 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=ensure_manifest(project), project=project, dagster_dbt_translator=TRANSLATOR, pool=WAREHOUSE_POOL
     )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse):
-        # dbt's profiles.yml reads this variable: dbt builds exactly the warehouse the syncs read.
-        os.environ["ACTIVATION_WAREHOUSE_PATH"] = warehouse.path
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource):
+        if isinstance(warehouse, DuckDBWarehouse):
+            # dbt's profiles.yml reads this variable: dbt builds exactly the warehouse the syncs read.
+            os.environ["ACTIVATION_WAREHOUSE_PATH"] = warehouse.path
         yield from dbt.cli(["build"], context=context).stream().fetch_row_counts().fetch_column_metadata()
 
     return dbt_models

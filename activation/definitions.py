@@ -7,7 +7,7 @@ from dagster_dbt import DbtCliResource, get_asset_key_for_model
 
 from activation.dbt import build_dbt_assets, load_manifest, model_relation, raw_source_specs
 from activation.project import dbt_project
-from activation.resources import DuckDBWarehouse, destination_resource, dialect_kind
+from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
 from activation.syncs.assets import WAREHOUSE_RESOURCE, Mart, build_sync_assets, destination_resource_key
 from activation.syncs.plan import MartRelation
@@ -53,7 +53,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         resources={
             "dbt": DbtCliResource(project_dir=project),
-            WAREHOUSE_RESOURCE: DuckDBWarehouse(path=str(settings.warehouse_path)),
+            WAREHOUSE_RESOURCE: warehouse_resource(settings),  # DuckDB, or BigQuery for the `bigquery` target
             **{destination_resource_key(name): res for name, res in destinations.items()},
         },
     )

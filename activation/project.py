@@ -4,6 +4,8 @@
 to build manifest.json before anything reads it, so it must not define `@dbt_assets`.
 """
 
+from pathlib import Path
+
 from dagster_dbt import DbtProject
 
 from activation.settings import Settings
@@ -15,6 +17,8 @@ def dbt_project(settings: Settings | None = None) -> DbtProject:
         project_dir=settings.dbt_project_dir,
         profiles_dir=settings.dbt_project_dir,
         target=settings.dbt_target,
+        # Each target parses to its own schemas: keep its manifest apart from the local one.
+        target_path=Path("target") if settings.dbt_target == "local" else Path("target") / settings.dbt_target,
     )
     # Parses the project under `dg dev` / `dagster dev`; a no-op elsewhere.
     project.prepare_if_dev()

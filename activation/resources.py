@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
+from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 
 
@@ -63,6 +64,16 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
+
+
+def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
+    """The one switch between environments: the dbt target picks the warehouse the syncs read.
+    The Google libraries load only for BigQuery (they take seconds to import)."""
+    if settings.warehouse == "bigquery":
+        from activation.bigquery import bigquery_warehouse_from_env
+
+        return bigquery_warehouse_from_env()
+    return DuckDBWarehouse(path=str(settings.warehouse_path))
 
 
 def normalize_url(url: str) -> str:

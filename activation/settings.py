@@ -25,6 +25,11 @@ class Settings:
     syncs_file: Path
     warehouse_path: Path
 
+    @property
+    def warehouse(self) -> str:
+        """The dbt target also picks the warehouse the syncs read: 'bigquery' or 'duckdb'."""
+        return "bigquery" if self.dbt_target.startswith("bigquery") else "duckdb"
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation.resources import destination_identity
+from activation.resources import DuckDBWarehouse, destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig, SyncSpec
@@ -131,7 +131,14 @@ def _destination_asset(
         warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
         with warehouse.connect(log=context.log.info) as con:
-            planner = Planner(con, warehouse.state_path(destination), destination_identity(target.url))
+            identity = destination_identity(target.url)
+            if isinstance(warehouse, DuckDBWarehouse):
+                planner = Planner(con, warehouse.state_path(destination), identity)
+            else:  # BigQuery (activation.bigquery.BigQueryWarehouse)
+                from activation.syncs.plan_bigquery import BigQueryPlanner
+
+                storage = warehouse.storage_client()
+                planner = BigQueryPlanner(con, warehouse.state_dataset, identity, storage_client=storage)
             try:
                 results = DestinationSync(target.engine(), planner, context.log.info).run(
                     selected, relations, full_resync=config.full_resync
