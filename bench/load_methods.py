@@ -59,6 +59,7 @@ def build_source(path: str, rows: int) -> None:
     """11 columns, sorted by key: varchar key, text incl. Japanese and NULLs, ints, decimal, double,
     bool, date, timestamp with microseconds."""
     con = duckdb.connect(path)
+    con.sql("SET enable_progress_bar = false")
     con.sql(f"""
         CREATE TABLE src AS
         SELECT
