@@ -251,10 +251,35 @@ class BigQueryPlanner:
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
+    sql_flavour = "bigquery"  # for the value checks in activation.syncs.validate
+
+    def _to_send(self, plan: Plan) -> str:
+        """FROM clause of the rows the plan sends (alias m), named as in the destination."""
+        src = f"{self._source(plan)} m"
+        if plan.full:
+            return src
+        delta = self._work(plan, "delta")
+        return f"{src} WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {self._on(plan, 'd', 'm')})"
+
+    def count_where(self, plan: Plan, conditions: Sequence[str]) -> list[int]:
+        """How many rows to send meet each condition, in one scan."""
+        counts = ", ".join(f"COUNTIF({c})" for c in conditions)
+        return [n or 0 for n in self._run(f"SELECT {counts} FROM {self._to_send(plan)}")[0]]
+
+    def keys_where(self, plan: Plan, condition: str, limit: int) -> list[str]:
+        key = " || '/' || ".join(f"CAST(m.{q(k)} AS STRING)" for k in plan.spec.primary_key)
+        src = self._to_send(plan)
+        where = f"AND ({condition})" if " WHERE " in src else f"WHERE {condition}"
+        return [r[0] for r in self._run(f"SELECT {key} FROM {src} {where} ORDER BY 1 LIMIT {int(limit)}")]
+
     def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; written in key order (BigQuery does not promise to read them back so)."""
-        cols = ", ".join(f"m.{q(c)}" for c in plan.columns)
+        casts = {"BIGINT": "INT64"}
+        cols = ", ".join(
+            f"CAST(m.{q(c)} AS {casts.get(plan.casts[c], plan.casts[c])}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}"
+            for c in plan.columns
+        )
         query = f"SELECT {cols} FROM {self._source(plan)} m"
         if not (plan.full or everything):
             delta = self._work(plan, "delta")

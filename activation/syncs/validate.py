@@ -15,7 +15,33 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.syncs.plan import Plan, q
+from activation.syncs.plan import Plan
+
+# The SQL each warehouse needs for the checks; a template takes the quoted column as {c}.
+FLAVOURS = {
+    "duckdb": {
+        "quote": lambda name: '"' + name.replace('"', '""') + '"',
+        "nan": "isnan({c})",
+        "inf": "isinf({c})",
+        "not_finite": "NOT isfinite({c})",
+        "finite": "isfinite({c})",
+        "epoch": "epoch({c})",
+        "double": "CAST({c} AS DOUBLE)",
+        "four_byte": "regexp_matches({c}, '[\\x{{10000}}-\\x{{10FFFF}}]')",
+        "nul": "contains({c}, chr(0))",
+    },
+    "bigquery": {
+        "quote": lambda name: "`" + name.replace("`", "\\`") + "`",
+        "nan": "IS_NAN({c})",
+        "inf": "IS_INF({c})",
+        "not_finite": "FALSE",  # BigQuery dates and timestamps are always finite
+        "finite": "TRUE",
+        "epoch": "UNIX_SECONDS(CAST({c} AS TIMESTAMP))",
+        "double": "CAST({c} AS FLOAT64)",
+        "four_byte": "REGEXP_CONTAINS({c}, r'[\\x{{10000}}-\\x{{10FFFF}}]')",
+        "nul": "STRPOS({c}, CODE_POINTS_TO_STRING([0])) > 0",
+    },
+}
 
 SAMPLE_KEYS = 5
 
@@ -52,38 +78,43 @@ class Violation:
         return f"{self.table}.{self.column}: {self.rows:,} row(s) {self.problem} (key {keys})"
 
 
-def checks(plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str]) -> list[Check]:
+def checks(
+    plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str], flavour: str = "duckdb"
+) -> list[Check]:
     """The conditions for every mart column the sync writes into `target`."""
     found: list[Check] = []
     is_mysql = dialect in ("mysql", "mariadb")
+    sql = FLAVOURS[flavour]
     for column in plan.columns:
         field, dest = plan.arrow_schema.field(column), target.c[column]
-        t, c = field.type, q(column)
+        t, c = field.type, sql["quote"](column)
+
+        def f(name: str, c: str = c) -> str:
+            return sql[name].format(c=c)
+
         if not dest.nullable and column not in plan.spec.primary_key:
             found.append(Check(column, f"{c} IS NULL", "are NULL but the destination column is NOT NULL"))
         if pa.types.is_floating(t):
             if is_mysql:
                 found.append(
-                    Check(column, f"(isnan({c}) OR isinf({c}))", "hold NaN or infinity, which MySQL cannot store")
+                    Check(column, f"({f('nan')} OR {f('inf')})", "hold NaN or infinity, which MySQL cannot store")
                 )
             elif dialect == "sqlite":
-                found.append(Check(column, f"isnan({c})", "hold NaN, which SQLite would store as NULL"))
+                found.append(Check(column, f("nan"), "hold NaN, which SQLite would store as NULL"))
             elif isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
-                found.append(Check(column, f"isinf({c})", f"hold infinity, which {_name(dest)} cannot store"))
+                found.append(Check(column, f("inf"), f"hold infinity, which {_name(dest)} cannot store"))
         if _is_numeric_value(t) and isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
-            found.extend(_decimal_checks(column, c, t, dest))
+            found.extend(_decimal_checks(column, c, t, dest, f))
         if _is_numeric_value(t) and isinstance(dest.type, sa.Integer) and not isinstance(dest.type, sa.Boolean):
             found.extend(_integer_checks(column, c, t, dest))
         if pa.types.is_timestamp(t) or pa.types.is_date(t):  # Arrow cannot even write them as text
-            found.append(
-                Check(column, f"NOT isfinite({c})", "hold an infinite date, which the destination cannot store")
-            )
+            found.append(Check(column, f("not_finite"), "hold an infinite date, which the destination cannot store"))
         if (pa.types.is_timestamp(t) or pa.types.is_date(t)) and is_mysql:
             low, high = _MYSQL_TIMESTAMP if isinstance(dest.type, mysql.TIMESTAMP) else _MYSQL_DATETIME
             found.append(
                 Check(
                     column,
-                    f"(isfinite({c}) AND (epoch({c}) < {low} OR epoch({c}) >= {high}))",
+                    f"({f('finite')} AND ({f('epoch')} < {low} OR {f('epoch')} >= {high}))",
                     f"are outside the range of {_name(dest)} in MySQL",
                 )
             )
@@ -91,15 +122,13 @@ def checks(plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str])
             found.append(
                 Check(
                     column,
-                    f"regexp_matches({c}, '[\\x{{10000}}-\\x{{10FFFF}}]')",
+                    f("four_byte"),
                     "hold 4-byte UTF-8 characters (emoji) but the column's character set is utf8mb3; "
                     "convert it to utf8mb4",
                 )
             )
         if _is_text(t) and dialect == "postgresql":
-            found.append(
-                Check(column, f"contains({c}, chr(0))", "contain NUL bytes, which PostgreSQL text cannot hold")
-            )
+            found.append(Check(column, f("nul"), "contain NUL bytes, which PostgreSQL text cannot hold"))
     return found
 
 
@@ -118,17 +147,17 @@ def _is_numeric_value(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_floating(t)
 
 
-def _decimal_checks(column: str, c: str, t: pa.DataType, dest: sa.Column) -> list[Check]:
+def _decimal_checks(column: str, c: str, t: pa.DataType, dest: sa.Column, f) -> list[Check]:
     precision, scale = dest.type.precision, dest.type.scale or 0
     if precision is None:
         return []  # NUMERIC without precision (PostgreSQL) holds any value
     found = []
     limit = f"1e{precision - scale}"
-    finite = f"NOT isinf({c}) AND NOT isnan({c}) AND " if pa.types.is_floating(t) else ""
+    finite = f"NOT {f('inf')} AND NOT {f('nan')} AND " if pa.types.is_floating(t) else ""
     found.append(
         Check(
             column,
-            f"({finite}abs(CAST({c} AS DOUBLE)) >= {limit})",
+            f"({finite}abs({f('double')}) >= {limit})",
             f"exceed DECIMAL({precision},{scale}) (at least {limit} in absolute value)",
         )
     )
@@ -171,7 +200,7 @@ def _fits(t: pa.DataType, low: int, high: int) -> bool:
 
 def find(planner, plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str]) -> list[Violation]:
     """Evaluate every check over the rows the plan sends, in one pass; sample keys of the failures."""
-    found = checks(plan, target, dialect, charsets)
+    found = checks(plan, target, dialect, charsets, getattr(planner, "sql_flavour", "duckdb"))
     if not found:
         return []
     counts = planner.count_where(plan, [check.condition for check in found])
