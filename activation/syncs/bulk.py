@@ -171,6 +171,15 @@ def _wrapped_driver_errors(conn: sa.Connection, statement: str) -> Iterator[None
         ) from exc
 
 
+def quoted(conn: sa.Connection, name: str | sa.Table) -> str:
+    """A quoted identifier as the server must see it. SQLAlchemy's preparer doubles '%' for drivers
+    with pyformat parameters; statements without parameters (and `sa.text`, which doubles again)
+    need it single."""
+    preparer = conn.dialect.identifier_preparer
+    text = preparer.format_table(name) if isinstance(name, sa.Table) else preparer.quote(name)
+    return text.replace("%%", "%") if preparer._double_percents else text
+
+
 # -- MySQL / MariaDB ----------------------------------------------------------------------------
 
 
@@ -341,17 +350,16 @@ def _literal(conn: sa.Connection, value: str) -> str:
 def _load_statement(conn: sa.Connection, table: sa.Table, names: list[str], hexed: list[bool]) -> str:
     """Fields enclosed in '"' (doubled inside), no escape character, so backslashes are data and
     only an unquoted NULL is NULL. Line end as 0x0A: right whatever NO_BACKSLASH_ESCAPES says."""
-    preparer = conn.dialect.identifier_preparer
     fields, sets = [], []
     for i, (name, is_hex) in enumerate(zip(names, hexed, strict=True)):
-        column = preparer.quote(name)
+        column = quoted(conn, name)
         if is_hex:
             fields.append(f"@activation_{i}")
             sets.append(f"{column} = UNHEX(@activation_{i})")
         else:
             fields.append(column)
     return (
-        f"LOAD DATA LOCAL INFILE %(path)s INTO TABLE {preparer.format_table(table)} CHARACTER SET utf8mb4 "
+        f"LOAD DATA LOCAL INFILE %(path)s INTO TABLE {quoted(conn, table)} CHARACTER SET utf8mb4 "
         "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY 0x0A "
         f"({', '.join(fields)})" + (f" SET {', '.join(sets)}" if sets else "")
     )
@@ -363,13 +371,12 @@ def _load_statement(conn: sa.Connection, table: sa.Table, names: list[str], hexe
 def _postgres_copy(
     conn: sa.Connection, table: sa.Table, batches: Iterable[pa.RecordBatch], report: Callable[[int], None]
 ) -> int:
-    preparer = conn.dialect.identifier_preparer
     prepared = (_csv_batch(batch, "postgresql")[0] for batch in _non_empty(table, batches))
     first = next(prepared, None)
     if first is None:
         return 0
-    columns = ", ".join(preparer.quote(n) for n in first.schema.names)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv)"
+    columns = ", ".join(quoted(conn, n) for n in first.schema.names)
+    statement = f"COPY {quoted(conn, table)} ({columns}) FROM STDIN (FORMAT csv)"
     sent = 0
     with _wrapped_driver_errors(conn, statement), conn.connection.dbapi_connection.cursor() as cursor:
         with cursor.copy(statement) as copy:

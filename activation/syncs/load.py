@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from activation.syncs import schema, validate
-from activation.syncs.bulk import bulk_insert
+from activation.syncs.bulk import bulk_insert, quoted
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
 
@@ -304,10 +304,9 @@ class DestinationSync:
             for name in missing:
                 field = plan.arrow_schema.field(name)
                 column = schema.build_table(sa.MetaData(), "_", pa.schema([field]), [], string_lengths=lengths).c[name]
-                prep = conn.dialect.identifier_preparer
                 conn.execute(
                     sa.text(
-                        f"ALTER TABLE {prep.format_table(target)} ADD COLUMN {prep.quote(name)} "
+                        f"ALTER TABLE {quoted(conn, target)} ADD COLUMN {quoted(conn, name)} "
                         f"{column.type.compile(conn.dialect)} NULL"
                     )
                 )
@@ -403,8 +402,7 @@ class DestinationSync:
     def _create_shadow(self, conn: sa.Connection, job: _Job) -> None:
         name = _short(job.spec.table, "__activation_new")
         dialect = conn.dialect.name
-        prep = conn.dialect.identifier_preparer
-        src, dst = prep.quote(job.spec.table), prep.quote(name)
+        src, dst = quoted(conn, job.spec.table), quoted(conn, name)
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {dst}"))
         if dialect in ("mysql", "mariadb", "postgresql"):
             like = (
@@ -414,12 +412,12 @@ class DestinationSync:
             )
             conn.execute(sa.text(like))
             for fk in sa.inspect(conn).get_foreign_keys(job.spec.table):  # LIKE copies no foreign keys
-                cols = ", ".join(prep.quote(c) for c in fk["constrained_columns"])
-                refs = ", ".join(prep.quote(c) for c in fk["referred_columns"])
+                cols = ", ".join(quoted(conn, c) for c in fk["constrained_columns"])
+                refs = ", ".join(quoted(conn, c) for c in fk["referred_columns"])
                 ondelete = (fk.get("options") or {}).get("ondelete")
                 conn.execute(
                     sa.text(
-                        f"ALTER TABLE {dst} ADD FOREIGN KEY ({cols}) REFERENCES {prep.quote(fk['referred_table'])} "
+                        f"ALTER TABLE {dst} ADD FOREIGN KEY ({cols}) REFERENCES {quoted(conn, fk['referred_table'])} "
                         f"({refs})" + (f" ON DELETE {ondelete}" if ondelete else "")
                     )
                 )
@@ -462,7 +460,13 @@ class DestinationSync:
     def _load(
         self, conn: sa.Connection, job: _Job, table: sa.Table, batches: Iterable[pa.RecordBatch], total: int
     ) -> int:
-        return bulk_insert(conn, table, batches, progress=self._progress(job, f"loaded into {table.name}", total))
+        try:
+            return bulk_insert(conn, table, batches, progress=self._progress(job, f"loaded into {table.name}", total))
+        finally:
+            # A load cut short leaves the warehouse result half read; a retry needs the connection back.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def _count(self, conn: sa.Connection, stmt: sa.Select) -> int:
         return conn.execute(stmt).scalar_one()
@@ -605,7 +609,11 @@ class DestinationSync:
         values = [c for c in job.plan.columns if c not in spec.primary_key]
         soft = spec.soft_delete_column
         if spec.mode is not Mode.INSERT and (values or soft):
-            if conn.dialect.name in ("mysql", "mariadb") and self._only_unique_key_is_primary(conn, t):
+            if (
+                conn.dialect.name in ("mysql", "mariadb")
+                and self._only_unique_key_is_primary(conn, t)
+                and not any("%" in c.name for c in t.columns)  # SQLAlchemy 2.1 escapes '%' twice in VALUES()
+            ):
                 job.result.updated = self._update_mysql(conn, job)
             else:
                 assignments = {c: s.c[c] for c in values}
@@ -689,9 +697,8 @@ class DestinationSync:
         """Swap the shadow table in. The rename needs the table's metadata lock: while it waits for a
         transaction that read the table, new readers queue behind it. So it waits briefly, steps
         back to let them through, and tries again."""
-        prep = conn.dialect.identifier_preparer
-        table, new = prep.quote(job.spec.table), prep.quote(job.shadow.name)
-        old = prep.quote(_short(job.spec.table, "__activation_old"))
+        table, new = quoted(conn, job.spec.table), quoted(conn, job.shadow.name)
+        old = quoted(conn, _short(job.spec.table, "__activation_old"))
         dialect = conn.dialect.name
         for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
@@ -739,7 +746,7 @@ class DestinationSync:
         for suffix in ("__activation_new", "__activation_old"):
             name = _short(job.spec.table, suffix)
             if inspector.has_table(name):
-                conn.execute(sa.text(f"DROP TABLE {conn.dialect.identifier_preparer.quote(name)}"))
+                conn.execute(sa.text(f"DROP TABLE {quoted(conn, name)}"))
                 self.log(f"{job.spec.table}: dropped {name}, left by an interrupted run")
 
     # -- the run --------------------------------------------------------------------------
