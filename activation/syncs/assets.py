@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from activation import checks
 from activation.resources import destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
@@ -112,6 +113,60 @@ class SyncRunConfig(dg.Config):
     full_resync: bool = False  # compare every row with the destination (repairs edits made there)
 
 
+def _selected_checks(context: dg.AssetExecutionContext, spec: SyncSpec) -> set[str]:
+    return {k.name for k in context.selected_asset_check_keys if k.asset_key == sync_asset_key(spec)}
+
+
+def _checked_sync(
+    context: dg.AssetExecutionContext,
+    planner: Planner,
+    target,
+    selected: list[SyncSpec],
+    relations: Mapping[str, MartRelation],
+    marts: Mapping[str, Mart],
+    full_resync: bool,
+):
+    """Blocking checks first (a failure writes nothing), then the write, then the checks that
+    read the destination back. Yields check results and materializations."""
+    engine = target.engine()
+    plans = {s.name: planner.describe(s, relations[s.name]) for s in selected}
+    failed = []
+    pre = checks.PreWriteChecks(planner, engine)
+    for spec in selected:
+        wanted = _selected_checks(context, spec)
+        for outcome in pre.run(plans[spec.name]):
+            if outcome.name in wanted:
+                yield outcome.result(sync_asset_key(spec))
+            if not outcome.passed:
+                failed.append(outcome.summary)
+    if failed:
+        raise dg.Failure(
+            description="blocking checks failed before the write; nothing was written: " + " | ".join(failed),
+        )
+    try:
+        results = DestinationSync(engine, planner, context.log.info).run(
+            selected, dict(relations), full_resync=full_resync
+        )
+    except GuardTripped as exc:
+        for spec in selected:
+            outcome = checks.guard_outcomes(selected, None, exc).get(spec.table)
+            if outcome and checks.GUARDS in _selected_checks(context, spec):
+                yield outcome.result(sync_asset_key(spec))
+        raise dg.Failure(
+            description=str(exc),
+            metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+        ) from exc
+    guards = checks.guard_outcomes(selected, results, None)
+    post = checks.PostWriteChecks(planner, engine)
+    for spec, result in zip(selected, results, strict=True):
+        yield _materialization(spec, marts[spec.source], result, target.masked_url)
+        wanted = _selected_checks(context, spec)
+        if checks.GUARDS in wanted:
+            yield guards[spec.table].result(sync_asset_key(spec))
+        for outcome in post.run(plans[spec.name], result, wanted):
+            yield outcome.result(sync_asset_key(spec))
+
+
 def _destination_asset(
     config: SyncConfig, destination: str, ordered: list[SyncSpec], marts: Mapping[str, Mart], kind: str
 ) -> dg.AssetsDefinition:
@@ -121,6 +176,7 @@ def _destination_asset(
     @dg.multi_asset(
         name=f"sync_{destination}",
         specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
+        check_specs=[c for s in ordered for c in checks.check_specs(s, sync_asset_key(s))],
         can_subset=True,
         pool=WAREHOUSE_POOL,
         required_resource_keys={resource_key, WAREHOUSE_RESOURCE},
@@ -132,16 +188,6 @@ def _destination_asset(
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
         with warehouse.connect(log=context.log.info) as con:
             planner = Planner(con, warehouse.state_path(destination), destination_identity(target.url))
-            try:
-                results = DestinationSync(target.engine(), planner, context.log.info).run(
-                    selected, relations, full_resync=config.full_resync
-                )
-            except GuardTripped as exc:
-                raise dg.Failure(
-                    description=str(exc),
-                    metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
-                ) from exc
-        for spec, result in zip(selected, results, strict=True):
-            yield _materialization(spec, marts[spec.source], result, target.masked_url)
+            yield from _checked_sync(context, planner, target, selected, relations, marts, config.full_resync)
 
     return _sync
