@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource, get_asset_key_for_model
 
+from activation import automation
 from activation.dbt import build_dbt_assets, load_manifest, model_relation, raw_source_specs
 from activation.project import dbt_project
 from activation.resources import DuckDBWarehouse, destination_resource, dialect_kind
@@ -14,12 +15,13 @@ from activation.syncs.plan import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"
+DBT_JOB = "dbt_build"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     project = dbt_project(settings)
     manifest = load_manifest(project)
-    dbt_models = build_dbt_assets(project)
+    dbt_models = build_dbt_assets(project).map_asset_specs(automation.with_mart_freshness)
     config = load_sync_config(settings.syncs_file)
 
     marts: dict[str, Mart] = {}
@@ -42,6 +44,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         config, marts, kinds={name: dialect_kind(res.url) for name, res in destinations.items()}
     )
 
+    dbt_job = dg.define_asset_job(
+        DBT_JOB, selection=dg.AssetSelection.assets(dbt_models), description="Build the dbt project."
+    )
+    sync_keys = [key for assets in sync_assets for key in assets.keys]
+    groups = {assets.group_names_by_key[key] for assets in sync_assets for key in assets.keys}
     return dg.Definitions(
         assets=[*raw_source_specs(manifest), dbt_models, *sync_assets],
         jobs=[
@@ -49,7 +56,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 ACTIVATE_JOB,
                 selection=dg.AssetSelection.assets(dbt_models, *sync_assets),
                 description="Build the dbt project, then sync every mart into its destination tables.",
-            )
+            ),
+            dbt_job,
+        ],
+        schedules=[automation.dbt_schedule(dbt_job)],
+        sensors=[
+            *automation.automation_sensors(groups),
+            automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in sync_assets]),
         ],
         resources={
             "dbt": DbtCliResource(project_dir=project),

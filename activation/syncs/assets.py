@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation import checks
+from activation import automation, checks
 from activation.resources import destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
@@ -38,6 +38,7 @@ class Mart:
 
 def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.AssetSpec:
     parents = [sync_asset_key(p) for p in config.parents(sync)]
+    destinations = dg.AssetSelection.assets(*[sync_asset_key(s) for s in config.syncs.values()])
     return dg.AssetSpec(
         key=sync_asset_key(sync),
         deps=[mart.asset_key, *parents],
@@ -47,6 +48,8 @@ def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.Asset
         owners=sync.owners or config.owners or None,
         kinds={kind},
         tags={"activation/mode": sync.mode.value},
+        automation_condition=automation.sync_condition(destinations),
+        freshness_policy=automation.freshness_policy(sync.freshness),
         metadata={
             "dagster/table_name": f"{sync.destination}.{sync.table}",
             "source_model": sync.source,
