@@ -128,4 +128,4 @@ def test_failed_sync_is_reported_to_the_webhook(defs, monkeypatch):
     assert report["assets"] == ["crm/customer_scores"]
     assert report["failures"][0]["step"] == "sync_crm"
     assert report["failures"][0]["error"]
-    assert automation.redacted(secret_url) == f"http://127.0.0.1/…"
+    assert automation.redacted(secret_url) == "http://127.0.0.1/…"
