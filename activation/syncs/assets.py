@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation import automation, checks
+from activation import automation, checks, partitions
 from activation.resources import destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
-from activation.syncs.spec import SyncConfig, SyncSpec
+from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
 WAREHOUSE_POOL = "duckdb_warehouse"  # the same pool as the dbt assets
@@ -104,10 +104,40 @@ def build_sync_assets(
     """One subsettable multi-asset per destination; `kinds` maps destination -> database kind."""
     assets = []
     for destination in config.destinations:
-        ordered = [s for s in config.load_order() if s.destination == destination]
+        ordered = [s for s in config.load_order() if s.destination == destination and not s.partition]
         if ordered:
             assets.append(_destination_asset(config, destination, ordered, marts, kinds[destination]))
     return assets
+
+
+def build_partitioned_sync_assets(
+    config: SyncConfig,
+    marts: Mapping[str, Mart],
+    kinds: Mapping[str, str],
+    partitions_defs: Mapping[str, dg.PartitionsDefinition],
+) -> list[dg.AssetsDefinition]:
+    """One asset per partitioned sync, partitioned like its mart (see activation.partitions)."""
+    out = []
+    for sync in config.load_order():
+        if not sync.partition:
+            continue
+        if sync.source not in partitions_defs:
+            raise SyncConfigError(
+                f"syncs.{sync.name}.partition: mart {sync.source} is not a daily-partitioned dbt model "
+                "(tag it `daily` with meta.partition_start)"
+            )
+        mart = marts[sync.source]
+        out.append(
+            partitions.build_partitioned_sync_asset(
+                sync,
+                _spec(config, sync, mart, kinds[sync.destination]),
+                mart.relation,
+                partitions_defs[sync.source],
+                destination_resource_key(sync.destination),
+                WAREHOUSE_RESOURCE,
+            )
+        )
+    return out
 
 
 class SyncRunConfig(dg.Config):

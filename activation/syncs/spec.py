@@ -7,7 +7,7 @@ here must fail loudly at load time with the file and the field named.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -134,12 +134,11 @@ class Checks(BaseModel):
 
 
 class Partition(BaseModel):
-    """A time-partitioned sync: each daily partition replaces exactly that day's rows."""
+    """A daily-partitioned sync of a daily-partitioned mart (dbt tag `daily`): each partition
+    mirrors exactly that day's rows; the days come from the mart."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     column: Identifier  # a DATE column of the mart (and of the destination table)
-    start: date  # the first day
-    end_offset: int = Field(default=0, ge=0)  # 1 makes today's (still open) day a partition
 
 
 class SoftDelete(BaseModel):
