@@ -87,6 +87,18 @@ def dbt_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
     )
 
 
+def daily_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Yesterday's partition of the daily flows, after the day closed (UTC)."""
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name="daily_partitions_schedule",
+        hour_of_day=5,
+        minute_of_hour=30,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Builds and syncs the last closed day of the daily-partitioned flows.",
+    )
+
+
 def redacted(url: str) -> str:
     """Scheme and host only: webhook paths and query strings carry the secret."""
     parts = urllib.parse.urlsplit(url)

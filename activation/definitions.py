@@ -80,7 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dbt_job,
             *([daily_job] if daily_dbt else []),
         ],
-        schedules=[automation.dbt_schedule(dbt_job)],
+        schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],
         sensors=[
             *automation.automation_sensors(groups),
             automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in all_syncs]),
