@@ -203,3 +203,24 @@ def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, ur
         assert post.rejects(applications, SyncResult("a", "a", "replace", rows_in_mart=rows)).passed
         assert post.orphans(plan("applications")).passed
     engine.dispose()
+
+
+def test_a_failing_blocking_dbt_test_stops_the_syncs_in_the_same_run(settings, warehouse, tmp_path, monkeypatch):
+    """dbt tests at severity error are blocking checks: the marts' syncs never start."""
+    dim = mart_relation("dim_facilities")  # upstream of app_facilities; not rebuilt by this run
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"INSERT INTO {dim} (SELECT * FROM {dim} ORDER BY facility_id LIMIT 1)")
+    with sqlite_database(tmp_path) as app_url, sqlite_database(tmp_path) as crm_url:
+        monkeypatch.setenv("ACTIVATION_APP_DB_URL", app_url)
+        monkeypatch.setenv("ACTIVATION_CRM_DB_URL", crm_url)
+        job = build_definitions(settings).resolve_job_def(ACTIVATE_JOB)
+        result = job.execute_in_process(
+            asset_selection=[dg.AssetKey("app_facilities"), dg.AssetKey(["app", "facilities"])],
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+        assert not result.success
+        unique = evaluations(result)[("app_facilities", "unique_app_facilities_facility_id")]
+        assert not unique.passed and unique.blocking
+        assert not any(k.startswith(("app/", "crm/")) for k in materialized(result)), "no sync ran"
+        assert not sa.inspect(sa.create_engine(app_url)).get_table_names(), "the app database is untouched"
