@@ -282,7 +282,11 @@ def guard_outcomes(
                 },
             )
         return out
-    for spec, result in zip(specs, results or [], strict=False):
+    by_sync = {r.sync: r for r in results or []}
+    for spec in specs:
+        result = by_sync.get(spec.name)
+        if result is None:
+            continue
         out[spec.table] = CheckOutcome(
             GUARDS,
             True,

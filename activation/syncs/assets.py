@@ -191,7 +191,9 @@ def _checked_sync(
         ) from exc
     guards = checks.guard_outcomes(selected, results, None)
     post = checks.PostWriteChecks(planner, engine)
-    for spec, result in zip(selected, results, strict=True):
+    by_sync = {r.sync: r for r in results}  # the engine orders tables by the destination's foreign keys
+    for spec in selected:
+        result = by_sync[spec.name]
         yield _materialization(spec, marts[spec.source], result, target.masked_url)
         wanted = _selected_checks(context, spec)
         if checks.GUARDS in wanted:

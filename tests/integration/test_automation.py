@@ -82,9 +82,9 @@ def test_automation_sensors_freshness_and_schedule_are_declared(defs):
     assert isinstance(graph.get(SYNC).freshness_policy, dg.FreshnessPolicy)
     assert isinstance(graph.get(MART).freshness_policy, dg.FreshnessPolicy), "marts have one too"
     assert graph.get(dg.AssetKey("stg_salesforce__events")).freshness_policy is None
-    schedules = {s.name: s for s in defs.schedules}
-    assert schedules["dbt_build_schedule"].cron_schedule == automation.DEFAULT_DBT_CRON
-    assert schedules["daily_partitions_schedule"].cron_schedule == "30 5 * * *"
+    assert defs.resolve_schedule_def("dbt_build_schedule").cron_schedule == automation.DEFAULT_DBT_CRON
+    daily = defs.resolve_schedule_def("daily_partitions_schedule")
+    assert daily.cron_schedule == "30 5 * * *" and daily.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 class _Hook(BaseHTTPRequestHandler):
