@@ -95,9 +95,11 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def _duration(value: object) -> object:
-    """`"26h"`, `"90m"`, `"2d"` or a number of seconds, as a timedelta."""
+    """`"26h"`, `"90m"`, `"2d"`, ISO 8601 or a number of seconds, as a timedelta."""
     if isinstance(value, str):
         match = _DURATION.match(value)
+        if not match and value.strip().upper().startswith("P"):
+            return value  # ISO 8601 ("P1DT2H"), as the spec serializes itself to JSON
         if not match:
             raise ValueError(f"{value!r} is not a duration like '30m', '26h' or '2d'")
         return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})

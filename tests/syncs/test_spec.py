@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from activation.settings import PROJECT_ROOT
-from activation.syncs.spec import Mode, SyncConfigError, load_sync_config
+from activation.syncs.spec import Mode, SyncConfigError, SyncSpec, load_sync_config
 
 BASE = """
 destinations:
@@ -96,6 +96,7 @@ def test_freshness_checks_and_partition_settings(tmp_path):
     assert parents.freshness.fail_after.total_seconds() == 2 * 86400
     assert parents.freshness.warn_after.total_seconds() == 36 * 3600
     assert parents.checks.max_rejected.percent == 1.0 and not parents.checks.checksum
+    assert SyncSpec.model_validate_json(parents.model_dump_json()) == parents, "a spec survives JSON (crash tests)"
     children = load_sync_config(write(tmp_path, BASE)).syncs["children"]
     assert children.freshness.fail_after.total_seconds() == 26 * 3600, "a default for every sync"
     assert children.checks.max_rejected.rows == 0
