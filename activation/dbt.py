@@ -22,6 +22,8 @@ RAW_GROUP_SUFFIX = "_raw"
 # DuckDB admits one writer per file: dbt builds and syncs share a Dagster pool (limit 1 in
 # the shipped dagster.yaml), and syncs also wait on the file lock if run elsewhere.
 WAREHOUSE_POOL = "duckdb_warehouse"
+# Models tagged `daily` are partitioned by day and built by their own asset (activation.partitions).
+DAILY_TAG = "daily"
 
 
 class ActivationTranslator(DagsterDbtTranslator):
@@ -64,7 +66,11 @@ def load_manifest(project: DbtProject) -> dict[str, Any]:
 
 def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     @dbt_assets(
-        manifest=ensure_manifest(project), project=project, dagster_dbt_translator=TRANSLATOR, pool=WAREHOUSE_POOL
+        manifest=ensure_manifest(project),
+        project=project,
+        exclude=f"tag:{DAILY_TAG}",
+        dagster_dbt_translator=TRANSLATOR,
+        pool=WAREHOUSE_POOL,
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource):
         if isinstance(warehouse, DuckDBWarehouse):

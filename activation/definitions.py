@@ -5,21 +5,36 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource, get_asset_key_for_model
 
+from activation import automation, partitions
 from activation.dbt import build_dbt_assets, load_manifest, model_relation, raw_source_specs
 from activation.project import dbt_project
 from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
-from activation.syncs.assets import WAREHOUSE_RESOURCE, Mart, build_sync_assets, destination_resource_key
+from activation.syncs.assets import (
+    WAREHOUSE_RESOURCE,
+    Mart,
+    build_partitioned_sync_assets,
+    build_sync_assets,
+    destination_resource_key,
+)
 from activation.syncs.plan import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"
+DBT_JOB = "dbt_build"
+DAILY_JOB = "activate_daily"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     project = dbt_project(settings)
     manifest = load_manifest(project)
-    dbt_models = build_dbt_assets(project)
+    dbt_models = build_dbt_assets(project).map_asset_specs(automation.with_mart_freshness)
+    daily = partitions.daily_models(manifest)
+    daily_dbt_by_model = {
+        model: partitions.build_daily_dbt_assets(project, model, pdef).map_asset_specs(automation.with_mart_freshness)
+        for model, pdef in sorted(daily.items())
+    }
+    daily_dbt = list(daily_dbt_by_model.values())
     config = load_sync_config(settings.syncs_file)
 
     marts: dict[str, Mart] = {}
@@ -31,25 +46,44 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 f"has no model {sync.source!r}"
             )
         marts[sync.source] = Mart(
-            asset_key=get_asset_key_for_model([dbt_models], sync.source), relation=MartRelation(*relation)
+            asset_key=get_asset_key_for_model([daily_dbt_by_model.get(sync.source, dbt_models)], sync.source),
+            relation=MartRelation(*relation),
         )
 
     destinations = {
         name: destination_resource(spec, base_dir=settings.syncs_file.parent)
         for name, spec in config.destinations.items()
     }
-    sync_assets = build_sync_assets(
-        config, marts, kinds={name: dialect_kind(res.url) for name, res in destinations.items()}
-    )
+    kinds = {name: dialect_kind(res.url) for name, res in destinations.items()}
+    sync_assets = build_sync_assets(config, marts, kinds=kinds)
+    daily_syncs = build_partitioned_sync_assets(config, marts, kinds, daily)
 
+    dbt_job = dg.define_asset_job(
+        DBT_JOB, selection=dg.AssetSelection.assets(dbt_models), description="Build the dbt project."
+    )
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.assets(*daily_dbt, *daily_syncs),
+        description="Build the daily-partitioned dbt models for a day (or a backfill range), then sync those days.",
+    )
+    all_syncs = [*sync_assets, *daily_syncs]
+    sync_keys = [key for assets in all_syncs for key in assets.keys]
+    groups = {assets.group_names_by_key[key] for assets in all_syncs for key in assets.keys}
     return dg.Definitions(
-        assets=[*raw_source_specs(manifest), dbt_models, *sync_assets],
+        assets=[*raw_source_specs(manifest), dbt_models, *daily_dbt, *sync_assets, *daily_syncs],
         jobs=[
             dg.define_asset_job(
                 ACTIVATE_JOB,
                 selection=dg.AssetSelection.assets(dbt_models, *sync_assets),
                 description="Build the dbt project, then sync every mart into its destination tables.",
-            )
+            ),
+            dbt_job,
+            *([daily_job] if daily_dbt else []),
+        ],
+        schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],
+        sensors=[
+            *automation.automation_sensors(groups),
+            automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in all_syncs]),
         ],
         resources={
             "dbt": DbtCliResource(project_dir=project),

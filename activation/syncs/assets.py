@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from activation import automation, checks, partitions
 from activation.resources import DuckDBWarehouse, destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
-from activation.syncs.spec import SyncConfig, SyncSpec
+from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
 WAREHOUSE_POOL = "duckdb_warehouse"  # the same pool as the dbt assets
@@ -37,6 +38,7 @@ class Mart:
 
 def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.AssetSpec:
     parents = [sync_asset_key(p) for p in config.parents(sync)]
+    destinations = dg.AssetSelection.assets(*[sync_asset_key(s) for s in config.syncs.values()])
     return dg.AssetSpec(
         key=sync_asset_key(sync),
         deps=[mart.asset_key, *parents],
@@ -46,6 +48,8 @@ def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.Asset
         owners=sync.owners or config.owners or None,
         kinds={kind},
         tags={"activation/mode": sync.mode.value},
+        automation_condition=automation.sync_condition(destinations),
+        freshness_policy=automation.freshness_policy(sync.freshness),
         metadata={
             "dagster/table_name": f"{sync.destination}.{sync.table}",
             "source_model": sync.source,
@@ -100,16 +104,102 @@ def build_sync_assets(
     """One subsettable multi-asset per destination; `kinds` maps destination -> database kind."""
     assets = []
     for destination in config.destinations:
-        ordered = [s for s in config.load_order() if s.destination == destination]
+        ordered = [s for s in config.load_order() if s.destination == destination and not s.partition]
         if ordered:
             assets.append(_destination_asset(config, destination, ordered, marts, kinds[destination]))
     return assets
+
+
+def build_partitioned_sync_assets(
+    config: SyncConfig,
+    marts: Mapping[str, Mart],
+    kinds: Mapping[str, str],
+    partitions_defs: Mapping[str, dg.PartitionsDefinition],
+) -> list[dg.AssetsDefinition]:
+    """One asset per partitioned sync, partitioned like its mart (see activation.partitions)."""
+    out = []
+    for sync in config.load_order():
+        if not sync.partition:
+            continue
+        if sync.source not in partitions_defs:
+            raise SyncConfigError(
+                f"syncs.{sync.name}.partition: mart {sync.source} is not a daily-partitioned dbt model "
+                "(tag it `daily` with meta.partition_start)"
+            )
+        mart = marts[sync.source]
+        out.append(
+            partitions.build_partitioned_sync_asset(
+                sync,
+                _spec(config, sync, mart, kinds[sync.destination]),
+                mart.relation,
+                partitions_defs[sync.source],
+                destination_resource_key(sync.destination),
+                WAREHOUSE_RESOURCE,
+            )
+        )
+    return out
 
 
 class SyncRunConfig(dg.Config):
     """Per-run options, set in the launchpad."""
 
     full_resync: bool = False  # compare every row with the destination (repairs edits made there)
+
+
+def _selected_checks(context: dg.AssetExecutionContext, spec: SyncSpec) -> set[str]:
+    return {k.name for k in context.selected_asset_check_keys if k.asset_key == sync_asset_key(spec)}
+
+
+def _checked_sync(
+    context: dg.AssetExecutionContext,
+    planner: Planner,
+    target,
+    selected: list[SyncSpec],
+    relations: Mapping[str, MartRelation],
+    marts: Mapping[str, Mart],
+    full_resync: bool,
+):
+    """Blocking checks first (a failure writes nothing), then the write, then the checks that
+    read the destination back. Yields check results and materializations."""
+    engine = target.engine()
+    plans = {s.name: planner.describe(s, relations[s.name]) for s in selected}
+    failed = []
+    pre = checks.PreWriteChecks(planner, engine)
+    for spec in selected:
+        wanted = _selected_checks(context, spec)
+        for outcome in pre.run(plans[spec.name]):
+            if outcome.name in wanted:
+                yield outcome.result(sync_asset_key(spec))
+            if not outcome.passed:
+                failed.append(outcome.summary)
+    if failed:
+        raise dg.Failure(
+            description="blocking checks failed before the write; nothing was written: " + " | ".join(failed),
+        )
+    try:
+        results = DestinationSync(engine, planner, context.log.info).run(
+            selected, dict(relations), full_resync=full_resync
+        )
+    except GuardTripped as exc:
+        for spec in selected:
+            outcome = checks.guard_outcomes(selected, None, exc).get(spec.table)
+            if outcome and checks.GUARDS in _selected_checks(context, spec):
+                yield outcome.result(sync_asset_key(spec))
+        raise dg.Failure(
+            description=str(exc),
+            metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+        ) from exc
+    guards = checks.guard_outcomes(selected, results, None)
+    post = checks.PostWriteChecks(planner, engine)
+    by_sync = {r.sync: r for r in results}  # the engine orders tables by the destination's foreign keys
+    for spec in selected:
+        result = by_sync[spec.name]
+        yield _materialization(spec, marts[spec.source], result, target.masked_url)
+        wanted = _selected_checks(context, spec)
+        if checks.GUARDS in wanted:
+            yield guards[spec.table].result(sync_asset_key(spec))
+        for outcome in post.run(plans[spec.name], result, wanted):
+            yield outcome.result(sync_asset_key(spec))
 
 
 def _destination_asset(
@@ -121,6 +211,7 @@ def _destination_asset(
     @dg.multi_asset(
         name=f"sync_{destination}",
         specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
+        check_specs=[c for s in ordered for c in checks.check_specs(s, sync_asset_key(s))],
         can_subset=True,
         pool=WAREHOUSE_POOL,
         required_resource_keys={resource_key, WAREHOUSE_RESOURCE},
@@ -139,16 +230,6 @@ def _destination_asset(
 
                 storage = warehouse.storage_client()
                 planner = BigQueryPlanner(con, warehouse.state_dataset, identity, storage_client=storage)
-            try:
-                results = DestinationSync(target.engine(), planner, context.log.info).run(
-                    selected, relations, full_resync=config.full_resync
-                )
-            except GuardTripped as exc:
-                raise dg.Failure(
-                    description=str(exc),
-                    metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
-                ) from exc
-        for spec, result in zip(selected, results, strict=True):
-            yield _materialization(spec, marts[spec.source], result, target.masked_url)
+            yield from _checked_sync(context, planner, target, selected, relations, marts, config.full_resync)
 
     return _sync

@@ -224,9 +224,6 @@ class DestinationSync:
                 )
         if inspector.has_table(spec.table):
             target = sa.Table(spec.table, metadata, autoload_with=conn)
-            self._reconcile_columns(conn, job, target)
-            if soft and soft not in target.columns:
-                raise SyncError(f"{spec.table}: the destination table has no soft-delete column {soft!r}; add it")
             actual_key = [c.name for c in target.primary_key.columns]
             if sorted(actual_key) != sorted(spec.primary_key):
                 raise SyncError(
@@ -240,6 +237,9 @@ class DestinationSync:
                         "mart, or the app's foreign keys break on the next full load. Drop AUTO_INCREMENT from "
                         "the column (keep it as the primary key)."
                     )
+            self._reconcile_columns(conn, job, target)
+            if soft and soft not in target.columns:
+                raise SyncError(f"{spec.table}: the destination table has no soft-delete column {soft!r}; add it")
         else:
             target = schema.build_table(
                 metadata,
@@ -381,17 +381,7 @@ class DestinationSync:
 
     def _check_values(self, conn: sa.Connection, job: _Job) -> None:
         """Refuse values the destination would reject or silently alter, naming column and keys."""
-        charsets = {}
-        if conn.dialect.name in ("mysql", "mariadb"):
-            charsets = dict(
-                conn.execute(
-                    sa.text(
-                        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
-                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND CHARACTER_SET_NAME IS NOT NULL"
-                    ),
-                    {"t": job.spec.table},
-                ).all()
-            )
+        charsets = validate.character_sets(conn, job.spec.table)
         problems = validate.find(self.planner, job.plan, job.target, conn.dialect.name, charsets)
         if problems:
             raise SyncError(

@@ -7,12 +7,13 @@ here must fail loudly at load time with the file and the field named.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Names we splice into DDL (always quoted by SQLAlchemy) must still be boring enough that
 # quoting is safe on every dialect: no quotes, backticks, NUL or control characters.
@@ -89,6 +90,59 @@ class Guards(BaseModel):
     allow_empty_source: bool = False  # an empty mart never wipes a table unless this is set
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(value: object) -> object:
+    """`"26h"`, `"90m"`, `"2d"`, ISO 8601 or a number of seconds, as a timedelta."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match and value.strip().upper().startswith("P"):
+            return value  # ISO 8601 ("P1DT2H"), as the spec serializes itself to JSON
+        if not match:
+            raise ValueError(f"{value!r} is not a duration like '30m', '26h' or '2d'")
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Freshness(BaseModel):
+    """When a destination table counts as stale: no sync within `fail_after` (warn after
+    `warn_after`), or, with `cron`, not synced since `lower_bound` before each cron deadline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fail_after: Duration | None = timedelta(hours=26)  # a daily pipeline, with two hours' slack
+    warn_after: Duration | None = None
+    cron: str | None = None
+    lower_bound: Duration = timedelta(hours=24)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Freshness:
+        if self.warn_after and self.fail_after and self.warn_after >= self.fail_after:
+            raise ValueError("warn_after must be shorter than fail_after")
+        return self
+
+
+class Checks(BaseModel):
+    """Thresholds of the checks that run after a sync writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_rejected: Limit = Field(default_factory=lambda: Limit(rows=0))  # rows the destination refused
+    checksum: bool = True  # compare a checksum of every synced row with the mart's (reads the table)
+
+
+class Partition(BaseModel):
+    """A daily-partitioned sync of a daily-partitioned mart (dbt tag `daily`): each partition
+    mirrors exactly that day's rows; the days come from the mart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: Identifier  # a DATE column of the mart (and of the destination table)
+
+
 class SoftDelete(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     soft: str  # destination column set to the deletion time instead of deleting the row
@@ -143,6 +197,9 @@ class SyncSpec(BaseModel):
     # When the mart and the destination table disagree on columns: `fail` (stop, say what differs),
     # `evolve` (add the mart's new columns to the table), `ignore` (sync the columns both have).
     on_schema_change: Literal["fail", "evolve", "ignore"] = "fail"
+    checks: Checks = Field(default_factory=Checks)
+    freshness: Freshness = Field(default_factory=Freshness)
+    partition: Partition | None = None
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -202,6 +259,10 @@ class SyncSpec(BaseModel):
                 raise ValueError(f"delete: soft needs a mode that deletes (mirror, replace), not {self.mode.value}")
             if self.soft_delete_column in self.columns or self.soft_delete_column in self.primary_key:
                 raise ValueError(f"the soft-delete column {self.soft_delete_column!r} must not come from the mart")
+        if self.partition:
+            _check_identifier(self.partition.column)
+            if self.mode is not Mode.MIRROR or self.scope:
+                raise ValueError("a partitioned sync mirrors each day's rows: use mode: mirror and no scope")
         if self.columns:
             missing = [k for k in self.primary_key if k not in self.columns]
             if missing:

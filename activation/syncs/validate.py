@@ -215,3 +215,17 @@ def find(planner, plan: Plan, target: sa.Table, dialect: str, charsets: dict[str
         for check, n in zip(found, counts, strict=True)
         if n
     ]
+
+
+def character_sets(conn: sa.Connection, table: str) -> dict[str, str]:
+    """Column -> character set of a MySQL table (empty elsewhere)."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND CHARACTER_SET_NAME IS NOT NULL"
+        ),
+        {"t": table},
+    ).all()
+    return dict(rows)

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from activation.settings import PROJECT_ROOT
-from activation.syncs.spec import Mode, SyncConfigError, load_sync_config
+from activation.syncs.spec import Mode, SyncConfigError, SyncSpec, load_sync_config
 
 BASE = """
 destinations:
@@ -85,3 +85,32 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_sync_config(tmp_path / "absent.yml")
     with pytest.raises(SyncConfigError, match="not valid YAML"):
         load_sync_config(write(tmp_path, "syncs: [unclosed"))
+
+
+def test_freshness_checks_and_partition_settings(tmp_path):
+    text = BASE.replace(
+        "mode: replace}",
+        "mode: replace, freshness: {fail_after: 2d, warn_after: 36h}, checks: {max_rejected: '1%', checksum: false}}",
+    )
+    parents = load_sync_config(write(tmp_path, text)).syncs["parents"]
+    assert parents.freshness.fail_after.total_seconds() == 2 * 86400
+    assert parents.freshness.warn_after.total_seconds() == 36 * 3600
+    assert parents.checks.max_rejected.percent == 1.0 and not parents.checks.checksum
+    assert SyncSpec.model_validate_json(parents.model_dump_json()) == parents, "a spec survives JSON (crash tests)"
+    children = load_sync_config(write(tmp_path, BASE)).syncs["children"]
+    assert children.freshness.fail_after.total_seconds() == 26 * 3600, "a default for every sync"
+    assert children.checks.max_rejected.rows == 0
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("freshness: {fail_after: soon}", "not a duration"),
+        ("freshness: {fail_after: 1h, warn_after: 2h}", "warn_after must be shorter"),
+        ("partition: {column: event_date}", "use mode: mirror"),
+    ],
+)
+def test_bad_freshness_or_partition_is_named(tmp_path, fragment, message):
+    text = BASE.replace("mode: replace}", f"mode: replace, {fragment}}}")
+    with pytest.raises(SyncConfigError, match=message):
+        load_sync_config(write(tmp_path, text))
