@@ -1,13 +1,36 @@
-"""`activation`: the terminal entry point (demo data, running the syncs without the UI)."""
+"""`activation`: the terminal entry point (demo data, plan, sync, impact, without the UI).
+
+Exit codes, for scripts:
+  0  success (for `plan`: nothing would be refused)
+  1  a sync or the run failed (see the message; what failed was rolled back)
+  2  usage or configuration error (unknown sync, invalid syncs.yml, missing mart or manifest)
+  3  refused before writing: a guard tripped (`sync`), or `plan` found a sync that a guard or
+     a pre-write check (NULL/duplicate key, value too long) would refuse
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from activation.settings import PROJECT_ROOT, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2."""
 
 
 def _instance():
@@ -64,8 +87,234 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if result.success else 1
 
 
+# -- shared: the sync config, the marts and the destinations, without building Definitions ---------
+@dataclass
+class Project:
+    settings: Settings
+    config: Any  # SyncConfig
+    relations: dict  # sync name -> MartRelation
+    manifest: dict
+
+    def select(self, names: Sequence[str]) -> list:
+        """The named syncs (all when none), in load order; unknown names are a usage error."""
+        unknown = sorted(set(names) - set(self.config.syncs))
+        if unknown:
+            raise UsageError(f"no sync named {unknown}; syncs.yml declares {sorted(self.config.syncs)}")
+        return [s for s in self.config.load_order() if not names or s.name in names]
+
+    def destination_url(self, destination: str) -> str:
+        import dagster as dg
+
+        from activation.resources import destination_resource
+
+        spec = self.config.destinations[destination]
+        url = destination_resource(spec, base_dir=self.settings.syncs_file.parent).url
+        return url.get_value() if isinstance(url, dg.EnvVar) else (os.environ.get(spec.url_env) or url)
+
+
+def load_project() -> Project:
+    from activation.dbt import load_manifest, model_relation
+    from activation.project import dbt_project
+    from activation.syncs.plan import MartRelation
+    from activation.syncs.spec import SyncConfigError, load_sync_config
+
+    settings = Settings.from_env()
+    try:
+        config = load_sync_config(settings.syncs_file)
+    except SyncConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    manifest = load_manifest(dbt_project(settings))
+    relations = {}
+    for sync in config.syncs.values():
+        relation = model_relation(manifest, sync.source)
+        if relation is None:
+            raise UsageError(f"{settings.syncs_file}: syncs.{sync.name}.source: no dbt model {sync.source!r}")
+        relations[sync.name] = MartRelation(*relation)
+    return Project(settings, config, relations, manifest)
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # stderr, so stdout stays parseable (`--json`); hidden when stderr is not a terminal
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+# -- plan -------------------------------------------------------------------------------------
+@contextmanager
+def _throwaway_state(state_path: Path) -> Iterator[str]:
+    """A copy of a destination's sync state: the dry run's planner may write to it freely."""
+    with tempfile.TemporaryDirectory(prefix="activation_plan_") as tmp:
+        copy = Path(tmp) / state_path.name
+        for suffix in ("", ".wal"):
+            source = Path(str(state_path) + suffix)
+            if source.exists():
+                shutil.copy(source, str(copy) + suffix)
+        yield str(copy)
+
+
+def _dry_run_engine(url: str):
+    import sqlalchemy as sa
+
+    from activation.resources import SQLDestination
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return sa.create_engine("sqlite://")  # the file does not exist yet: an empty database, not created
+    return SQLDestination(url=url).engine()
+
+
+def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
+    """Preview the given syncs, destination by destination; writes nothing anywhere."""
+    from activation.resources import DuckDBWarehouse, destination_identity
+    from activation.syncs.plan import Planner
+    from activation.syncs.preview import DryRun
+
+    warehouse = DuckDBWarehouse(path=str(project.settings.warehouse_path))
+    if not project.settings.warehouse_path.exists():
+        raise UsageError(f"warehouse {project.settings.warehouse_path} does not exist; run `activation demo` and dbt")
+    state_dir = project.settings.warehouse_path.parent / "activation_state"
+    previews = []
+    destinations = list(dict.fromkeys(s.destination for s in specs))
+    with _progress() as progress:
+        task = progress.add_task("planning", total=len(specs))
+        for destination in destinations:
+            chosen = [s for s in specs if s.destination == destination]
+            url = project.destination_url(destination)
+            engine = _dry_run_engine(url)
+            try:
+                with (
+                    _throwaway_state(state_dir / f"{destination}.duckdb") as state,
+                    warehouse.connect(log=lambda m: progress.console.print(m)) as con,
+                ):
+                    planner = Planner(con, state, destination_identity(url))
+                    for spec in chosen:
+                        progress.update(task, description=f"planning {destination}.{spec.table}")
+                        previews.extend(DryRun(engine, planner, sample=sample).preview([spec], project.relations))
+                        progress.advance(task)
+            finally:
+                engine.dispose()
+    return previews
+
+
+def _print_plan(previews: list) -> None:
+    for p in previews:
+        head = f"{p.destination}.{p.table} ({p.mode}, {p.strategy}; {p.reason})"
+        print(head)
+        print(
+            f"  + {p.counts['insert']:,} insert   ~ {p.counts['update']:,} update   - {p.counts['delete']:,} delete   "
+            f"= {p.unchanged:,} unchanged   ({p.rows_in_mart:,} rows in mart, {p.rows_in_destination:,} in destination)"
+        )
+        if p.creates_table:
+            print("  creates the table")
+        for op, mark in (("insert", "+"), ("update", "~"), ("delete", "-")):
+            for row in p.samples[op]:
+                changed = f"  ({', '.join(row['columns'])})" if row.get("columns") else ""
+                print(f"    {mark} {row['key']}{changed}")
+        for warning in p.warnings:
+            print(f"  warning: {warning}")
+        if p.blocked:
+            print(f"  REFUSED: {p.blocked}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    project = load_project()
+    specs = project.select(args.syncs)
+    previews = plan_syncs(project, specs, full_resync=args.full_resync, sample=args.sample)
+    if args.json:
+        print(json.dumps([p.as_dict() for p in previews], indent=2, default=str, ensure_ascii=False))
+    else:
+        _print_plan(previews)
+    return EXIT_REFUSED if any(p.blocked for p in previews) else EXIT_OK
+
+
+# -- sync -------------------------------------------------------------------------------------
+def _watch(instance, tag: str, total: int, done: threading.Event) -> None:
+    """Advance a progress bar as the run's sync assets materialize (the run is in other processes)."""
+    import dagster as dg
+
+    with _progress() as progress:
+        task = progress.add_task("syncing", total=total)
+        run_id = None
+        while not done.wait(0.5):
+            if run_id is None:
+                runs = instance.get_runs(filters=dg.RunsFilter(tags={"activation/cli": tag}), limit=1)
+                run_id = runs[0].run_id if runs else None
+                continue
+            events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            progress.update(task, completed=len(events))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from activation.syncs.assets import sync_asset_key
+
+    project = load_project()
+    specs = project.select(args.syncs)
+    keys = [sync_asset_key(s) for s in specs]
+    # In one process: without dbt in the run nothing holds the warehouse open, and the shared
+    # pool runs one sync step at a time anyway, so separate processes would only add start-up time.
+    run_config: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+    if args.full_resync:
+        destinations = dict.fromkeys(s.destination for s in specs)
+        run_config["ops"] = {f"sync_{d}": {"config": {"full_resync": True}} for d in destinations}
+    tag = uuid.uuid4().hex
+    instance = _instance()
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(instance, tag, len(keys), done), daemon=True)
+    watcher.start()
+    try:
+        with dg.execute_job(
+            dg.reconstructable(activate_job),
+            instance=instance,
+            asset_selection=keys,
+            run_config=run_config,
+            tags={"activation/cli": tag},
+        ) as result:
+            done.set()
+            watcher.join()
+            _print_counts(result)
+            failures = [
+                e.event_specific_data.error.message if e.event_specific_data.error else ""
+                for e in result.get_step_failure_events()
+            ]
+            for message in failures:
+                print(f"failed: {message.strip()}", file=sys.stderr)
+            print(f"run {result.run_id}: " + ("success" if result.success else "FAILED"))
+            if result.success:
+                return EXIT_OK
+            return EXIT_REFUSED if any("guard tripped" in m for m in failures) else EXIT_FAILED
+    finally:
+        done.set()
+
+
+def _print_counts(result) -> None:
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        counts = {
+            k: mat.metadata[k].value
+            for k in ("rows_inserted", "rows_updated", "rows_deleted", "rows_rejected")
+            if k in mat.metadata
+        }
+        if counts:
+            print(f"{mat.asset_key.to_user_string():28} " + "  ".join(f"{k[5:]} {v:,}" for k, v in counts.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="activation", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="activation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate the demo Salesforce lake in the local DuckDB warehouse")
@@ -77,8 +326,24 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="build the dbt project and run every sync (the `activate` job)")
     run.set_defaults(func=cmd_run)
 
+    plan = sub.add_parser("plan", help="dry run: what each sync would insert, update and delete; writes nothing")
+    plan.add_argument("syncs", nargs="*", help="sync names from syncs.yml (default: all)")
+    plan.add_argument("--full-resync", action="store_true", help="compare every row, as `sync --full-resync` would")
+    plan.add_argument("--sample", type=int, default=5, help="sample keys per operation (default 5)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=cmd_plan)
+
+    sync = sub.add_parser("sync", help="run the selected syncs (no dbt build) as a Dagster run the UI shows")
+    sync.add_argument("syncs", nargs="*", help="sync names from syncs.yml (default: all)")
+    sync.add_argument("--full-resync", action="store_true", help="compare every row with the destination")
+    sync.set_defaults(func=cmd_sync)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"activation {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
