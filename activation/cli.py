@@ -299,6 +299,66 @@ def cmd_sync(args: argparse.Namespace) -> int:
         done.set()
 
 
+# -- impact -----------------------------------------------------------------------------------
+def _compiled_dir(project: Project, given: str | None) -> Path:
+    """dbt's compiled SQL: the given target folder, the project's own, or a fresh `dbt compile`."""
+    if given:
+        folder = Path(given) / "compiled"
+        if not folder.is_dir():
+            raise UsageError(f"{given} has no compiled/ folder; point --dbt-target at a dbt target path")
+        return folder
+    own = project.settings.dbt_project_dir / "target" / "compiled"
+    if own.is_dir():
+        return own
+    import subprocess
+
+    target = project.settings.warehouse_path.parent / "activation_lineage"
+    dbt = Path(sys.executable).parent / "dbt"
+    proc = subprocess.run(
+        [str(dbt), "compile", "--quiet", "--profiles-dir", ".", "--target-path", str(target)],
+        cwd=project.settings.dbt_project_dir,
+        env={**os.environ, "ACTIVATION_WAREHOUSE_PATH": str(project.settings.warehouse_path)},
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise UsageError(f"dbt compile failed; build the project first:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return target / "compiled"
+
+
+def load_lineage(project: Project, dbt_target: str | None = None):
+    from activation.lineage import build_lineage
+    from activation.resources import DuckDBWarehouse
+
+    if not project.settings.warehouse_path.exists():
+        raise UsageError(f"warehouse {project.settings.warehouse_path} does not exist; run `activation demo` and dbt")
+    compiled = _compiled_dir(project, dbt_target)
+    with DuckDBWarehouse(path=str(project.settings.warehouse_path)).connect() as con:
+        return build_lineage(project.manifest, compiled, con, project.config)
+
+
+def cmd_impact(args: argparse.Namespace) -> int:
+    from activation.lineage import LineageError
+
+    project = load_project()
+    with _progress() as progress:
+        progress.add_task("tracing column lineage through dbt", total=None)
+        graph = load_lineage(project, args.dbt_target)
+    try:
+        found = graph.upstream(args.column) if args.upstream else graph.impact(args.column)
+    except LineageError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({str(c): [str(p) for p in path] for c, path in found.items()}, indent=2))
+        return EXIT_OK
+    arrow = " <- " if args.upstream else " -> "
+    what = "raw source columns it comes from" if args.upstream else "destination columns that depend on it"
+    print(f"{args.column}: {len(found)} {what}")
+    for column, path in found.items():
+        print(f"  {column}    ({arrow.join(str(p) for p in path)})")
+    return EXIT_OK
+
+
 def _print_counts(result) -> None:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -337,6 +397,20 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument("syncs", nargs="*", help="sync names from syncs.yml (default: all)")
     sync.add_argument("--full-resync", action="store_true", help="compare every row with the destination")
     sync.set_defaults(func=cmd_sync)
+
+    impact = sub.add_parser(
+        "impact",
+        help="destination columns that depend on a raw or mart column (dbt column lineage + syncs.yml)",
+        description="e.g. `activation impact salesforce.account.billing_city` or `raw_salesforce.account.name`; "
+        "with --upstream, the raw columns an app column comes from (`impact --upstream app.facilities.city`)",
+    )
+    impact.add_argument(
+        "column", help="table.column: source_name.table.col, raw_schema.table.col, model.col, dest.table.col"
+    )
+    impact.add_argument("--upstream", action="store_true", help="trace back to the raw source columns instead")
+    impact.add_argument("--dbt-target", help="a dbt target path with compiled SQL (default: dbt_project/target)")
+    impact.add_argument("--json", action="store_true")
+    impact.set_defaults(func=cmd_impact)
 
     args = parser.parse_args(argv)
     try:
