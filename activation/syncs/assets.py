@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from activation.history import RunHistory
 from activation.resources import DuckDBWarehouse, destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
@@ -117,6 +118,7 @@ def _destination_asset(
 ) -> dg.AssetsDefinition:
     resource_key = destination_resource_key(destination)
     relations = {s.name: marts[s.source].relation for s in ordered}
+    history_retention_days = config.history.retention_days
 
     @dg.multi_asset(
         name=f"sync_{destination}",
@@ -132,8 +134,17 @@ def _destination_asset(
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
         with warehouse.connect(log=context.log.info) as con:
             identity = destination_identity(target.url)
+            history = None  # kept beside the DuckDB state; not built for BigQuery yet
             if isinstance(warehouse, DuckDBWarehouse):
                 planner = Planner(con, warehouse.state_path(destination), identity)
+                history = RunHistory(
+                    con,
+                    run_id=context.run_id,
+                    destination=destination,
+                    destination_url=target.url,
+                    retention_days=history_retention_days,
+                )
+                history.before(selected)
             else:  # BigQuery (activation.bigquery.BigQueryWarehouse)
                 from activation.syncs.plan_bigquery import BigQueryPlanner
 
@@ -143,11 +154,20 @@ def _destination_asset(
                 results = DestinationSync(target.engine(), planner, context.log.info).run(
                     selected, relations, full_resync=config.full_resync
                 )
-            except GuardTripped as exc:
-                raise dg.Failure(
-                    description=str(exc),
-                    metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
-                ) from exc
+            except Exception as exc:
+                try:
+                    if history is not None:
+                        history.failed(selected, exc)
+                except Exception as unrecorded:  # the sync's own error is the one to report
+                    context.log.warning(f"could not record the failed run in the history: {unrecorded}")
+                if isinstance(exc, GuardTripped):
+                    raise dg.Failure(
+                        description=str(exc),
+                        metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+                    ) from exc
+                raise
+            if history is not None:
+                history.succeeded(selected, results)
         for spec, result in zip(selected, results, strict=True):
             yield _materialization(spec, marts[spec.source], result, target.masked_url)
 

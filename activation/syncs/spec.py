@@ -217,10 +217,18 @@ class SyncSpec(BaseModel):
         return out
 
 
+class HistorySpec(BaseModel):
+    """Run history kept beside the sync state (`sync_runs`, `sync_changes`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    retention_days: int = Field(default=90, ge=1)
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     destinations: dict[str, DestinationSpec]
     owners: list[str] = Field(default_factory=list)
+    history: HistorySpec = Field(default_factory=HistorySpec)
     syncs: dict[str, SyncSpec]
 
     @field_validator("destinations", "syncs")
