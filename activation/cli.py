@@ -115,6 +115,7 @@ class Project:
 def load_project() -> Project:
     from activation.dbt import load_manifest, model_relation
     from activation.project import dbt_project
+    from activation.syncs.masking import with_dbt_masks
     from activation.syncs.plan import MartRelation
     from activation.syncs.spec import SyncConfigError, load_sync_config
 
@@ -124,6 +125,7 @@ def load_project() -> Project:
     except SyncConfigError as exc:
         raise UsageError(str(exc)) from exc
     manifest = load_manifest(dbt_project(settings))
+    config = with_dbt_masks(config, manifest)
     relations = {}
     for sync in config.syncs.values():
         relation = model_relation(manifest, sync.source)

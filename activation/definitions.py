@@ -10,6 +10,7 @@ from activation.project import dbt_project
 from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
 from activation.syncs.assets import WAREHOUSE_RESOURCE, Mart, build_sync_assets, destination_resource_key
+from activation.syncs.masking import with_dbt_masks
 from activation.syncs.plan import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
@@ -20,7 +21,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     project = dbt_project(settings)
     manifest = load_manifest(project)
     dbt_models = build_dbt_assets(project)
-    config = load_sync_config(settings.syncs_file)
+    config = with_dbt_masks(load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
 
     marts: dict[str, Mart] = {}
     for sync in config.syncs.values():

@@ -186,6 +186,8 @@ def build_lineage(
         mart_columns = list(warehouse.get(_relation(mart), {})) if mart else []
         pairs = sync.columns.items() if sync.columns else ((c, c) for c in mart_columns)
         for dest, src in pairs:
+            if sync.mask.get(src) == "drop":  # never leaves the warehouse
+                continue
             graph.add(
                 Column("destination", f"{sync.destination}.{sync.table}", dest.lower()),
                 Column("model", sync.source, src.lower()),

@@ -143,6 +143,8 @@ class SyncSpec(BaseModel):
     # When the mart and the destination table disagree on columns: `fail` (stop, say what differs),
     # `evolve` (add the mart's new columns to the table), `ignore` (sync the columns both have).
     on_schema_change: Literal["fail", "evolve", "ignore"] = "fail"
+    # mart column -> hash | redact | drop | none: PII masked in the warehouse (see syncs/masking.py)
+    mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)
 
     @field_validator("primary_key", mode="before")
     @classmethod
