@@ -151,6 +151,17 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
     synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
     assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
 
+    # The UI traces an app column back through dbt to the raw Salesforce field, hop by hop.
+    def column_deps(key: dg.AssetKey, column: str) -> set[tuple[str, str]]:
+        md = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        deps = md["dagster/column_lineage"].value.deps_by_column[column]
+        return {(d.asset_key.to_user_string(), d.column_name) for d in deps}
+
+    assert column_deps(dg.AssetKey(["app", "facilities"]), "city") == {("app_facilities", "city")}
+    assert column_deps(dg.AssetKey("app_facilities"), "city") == {("dim_facilities", "city")}
+    assert column_deps(dg.AssetKey("dim_facilities"), "city") == {("stg_salesforce__accounts", "city")}
+    assert column_deps(dg.AssetKey("stg_salesforce__accounts"), "city") == {("salesforce/account", "billing_city")}
+
 
 @pytest.mark.parametrize("app_urls", ["sqlite"], indirect=True)  # the wait is on the warehouse side
 def test_sync_launched_while_dbt_builds_waits_for_the_warehouse(settings, app_urls, warehouse):
