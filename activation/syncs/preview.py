@@ -131,7 +131,8 @@ class DryRun(DestinationSync):
             out.blocked = out.blocked or str(exc)
         out.warnings = list(job.result.warnings)
         self.planner.plan(plan, full_resync=full_resync)
-        self._distrust_state(conn, job)
+        self._count_rows_before([job])
+        self._distrust_state(job)
         self._load_directly_if_empty(conn, job)
         out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
         out.strategy = job.strategy
