@@ -215,7 +215,8 @@ def _print_plan(previews: list) -> None:
         print(head)
         print(
             f"  + {p.counts['insert']:,} insert   ~ {p.counts['update']:,} update   - {p.counts['delete']:,} delete   "
-            f"= {p.unchanged:,} unchanged   ({p.rows_in_mart:,} rows in mart, {p.rows_in_destination:,} in destination)"
+            f"= {p.unchanged:,} unchanged   ! {p.rejected:,} rejected   "
+            f"({p.rows_in_mart:,} rows in mart, {p.rows_in_destination:,} in destination)"
         )
         if p.creates_table:
             print("  creates the table")

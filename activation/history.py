@@ -4,6 +4,8 @@ Two tables in the attached state database (`<warehouse_dir>/activation_state/<de
 - `sync_runs`: one row per sync per run: counts, timings, status (`success`, `failed`,
   `refused`), the error with credentials masked.
 - `sync_changes`: one row per key a successful run sent: `insert`, `update` or `delete`.
+- `sync_rejects`: the rows the last run of each sync set aside, with column and reason
+  (`activation.syncs.rejects`); they are sent again on the next run.
 
 The change log is the difference between the sync's state (key, row hash) before the run and
 after the destination committed, so it is exact about what the sync sent and costs one
@@ -32,6 +34,7 @@ from activation.syncs.spec import Mode, SyncSpec
 
 RUNS = f"{STATE}.sync_runs"
 CHANGES = f"{STATE}.sync_changes"
+REJECTS = f"{STATE}.sync_rejects"
 DEFAULT_RETENTION_DAYS = 90
 
 
@@ -85,6 +88,10 @@ class RunHistory:
             f"CREATE TABLE IF NOT EXISTS {CHANGES} (run_id VARCHAR, sync VARCHAR, table_name VARCHAR, "
             "key VARCHAR, operation VARCHAR, recorded_at TIMESTAMP)"
         )
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {REJECTS} (sync VARCHAR, table_name VARCHAR, key VARCHAR, "
+            "column_name VARCHAR, reason VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP)"
+        )
 
     def _has_state(self, spec: SyncSpec) -> bool:
         return bool(
@@ -112,39 +119,61 @@ class RunHistory:
     def _log_changes(self, spec: SyncSpec, now: dt.datetime) -> None:
         if not self._has_state(spec):
             return
-        after, key_on = _state_table(spec), " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in spec.primary_key)
+        after, on = _state_table(spec), " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in spec.primary_key)
         hash_col = q("_activation_row_hash")
-        exists = bool(
-            self.con.execute(
-                "SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [f"_activation_before_{spec.name}"]
-            ).fetchall()
-        )
-        ops = []
+        had_state = self._exists_temp(f"_activation_before_{spec.name}")
+        before = _snapshot(spec)
+        ops = []  # (operation, query of the key columns)
         if spec.mode is not Mode.UPDATE:  # update mode never inserts
-            where = f"NOT EXISTS (SELECT 1 FROM {_snapshot(spec)} b WHERE {key_on})" if exists else "true"
-            ops.append(("insert", f"SELECT {self._key_expr(spec, 'a')} FROM {after} a WHERE {where}"))
-        if exists and spec.mode is not Mode.INSERT:  # insert mode never updates
+            where = f"NOT EXISTS (SELECT 1 FROM {before} b WHERE {on})" if had_state else "true"
+            ops.append(("insert", f"SELECT {self._cols(spec, 'a')} FROM {after} a WHERE {where}"))
+        if had_state and spec.mode is not Mode.INSERT:  # insert mode never updates
             ops.append(
                 (
                     "update",
-                    f"SELECT {self._key_expr(spec, 'a')} FROM {after} a JOIN {_snapshot(spec)} b ON {key_on} "
+                    f"SELECT {self._cols(spec, 'a')} FROM {after} a JOIN {before} b ON {on} "
                     f"WHERE a.{hash_col} IS DISTINCT FROM b.{hash_col}",
                 )
             )
-        if exists and spec.mode.deletes:
+        if had_state and spec.mode.deletes:
             ops.append(
                 (
                     "delete",
-                    f"SELECT {self._key_expr(spec, 'b')} FROM {_snapshot(spec)} b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {after} a WHERE {key_on})",
+                    f"SELECT {self._cols(spec, 'b')} FROM {before} b "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {after} a WHERE {on})",
                 )
             )
+        rejected = f"_activation_rejects_{spec.name}"
+        not_rejected = "true"
+        if self._exists_temp(rejected):  # set aside, not written: not a change
+            match = " AND ".join(f"r.{q(k)} = x.{q(k)}" for k in spec.primary_key)
+            not_rejected = f"NOT EXISTS (SELECT 1 FROM {q(rejected)} r WHERE {match})"
         for operation, keys in ops:
             self.con.execute(
-                f"INSERT INTO {CHANGES} SELECT ?, ?, ?, k.*, ?, ? FROM ({keys}) k",
+                f"INSERT INTO {CHANGES} SELECT ?, ?, ?, {self._key_expr(spec, 'x')}, ?, ? FROM ({keys}) x "
+                f"WHERE {not_rejected}",
                 [self.run_id, spec.name, spec.table, operation, now],
             )
-        self.con.execute(f"DROP TABLE IF EXISTS {_snapshot(spec)}")
+        self.con.execute(f"DROP TABLE IF EXISTS {before}")
+
+    def _record_rejects(self, spec: SyncSpec, now: dt.datetime) -> None:
+        """The rows set aside in this run replace the sync's previous list (fixed rows drop out)."""
+        self.con.execute(f"DELETE FROM {REJECTS} WHERE sync = ?", [spec.name])
+        rejected = f"_activation_rejects_{spec.name}"
+        if self._exists_temp(rejected):
+            self.con.execute(
+                f"INSERT INTO {REJECTS} SELECT ?, ?, {self._key_expr(spec, 'r')}, r.column_name, r.reason, ?, ? "
+                f"FROM {q(rejected)} r",
+                [spec.name, spec.table, self.run_id, now],
+            )
+
+    def _cols(self, spec: SyncSpec, alias: str) -> str:
+        return ", ".join(f"{alias}.{q(k)}" for k in spec.primary_key)
+
+    def _exists_temp(self, name: str) -> bool:
+        return bool(
+            self.con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall()
+        )
 
     def _row(self, spec: SyncSpec, status: str, now: dt.datetime, result: SyncResult | None, error: str | None):
         r = result
@@ -177,6 +206,7 @@ class RunHistory:
         try:
             for spec in specs:
                 self._log_changes(spec, now)
+                self._record_rejects(spec, now)
                 self.con.execute(
                     f"INSERT INTO {RUNS} VALUES ({', '.join('?' * 20)})",
                     self._row(spec, "success", now, by_name.get(spec.name), None),

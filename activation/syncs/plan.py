@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from activation.resources import quote_duckdb as q
-from activation.syncs import masking
+from activation.syncs import masking, rejects
 from activation.syncs.spec import SyncSpec
 
 STATE = "activation_state"  # the attached bookkeeping database
@@ -196,8 +196,9 @@ class Planner:
 
     def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
-        changed ones; in key order, so the destination's B-tree grows sequentially."""
-        src = self._source(plan)
+        changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
+        as rejects (syncs/rejects.py) are not sent."""
+        src = rejects.without_rejects(self.con, plan, self._source(plan))
         cols = ", ".join(
             f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
         )
@@ -230,6 +231,7 @@ class Planner:
                     f"INSERT INTO {st} ({self._keys(plan)}, {HASH}) "
                     f"SELECT {self._keys(plan)}, {HASH} FROM {delta} WHERE {OP} <> 'delete'"
                 )
+            rejects.forget_in_state(self.con, plan, st)  # rejected rows are sent again next run
             self.con.execute(
                 f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
                 [plan.spec.name, self.signature(plan)],

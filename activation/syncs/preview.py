@@ -36,12 +36,13 @@ class SyncPreview:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPERATIONS, 0))
     # operation -> up to `sample` keys (tuples); updates also name the columns that change
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    rejected: int = 0  # rows set aside under max_rejects (syncs/rejects.py)
     blocked: str | None = None  # a guard or a pre-write check would refuse the sync
     warnings: list[str] = field(default_factory=list)
 
     @property
     def unchanged(self) -> int:
-        return max(self.rows_in_mart - self.counts["insert"] - self.counts["update"], 0)
+        return max(self.rows_in_mart - self.counts["insert"] - self.counts["update"] - self.rejected, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class SyncPreview:
             "creates_table": self.creates_table,
             **{f"{op}s": n for op, n in self.counts.items()},
             "unchanged": self.unchanged,
+            "rejected": self.rejected,
             "samples": self.samples,
             "blocked": self.blocked,
             "warnings": self.warnings,
@@ -129,7 +131,7 @@ class DryRun(DestinationSync):
             self._check_lengths(job)
         except SyncError as exc:
             out.blocked = out.blocked or str(exc)
-        out.warnings = list(job.result.warnings)
+        out.warnings, out.rejected = list(job.result.warnings), job.result.rejected
         self.planner.plan(plan, full_resync=full_resync)
         self._count_rows_before([job])
         self._distrust_state(job)

@@ -143,6 +143,9 @@ class SyncSpec(BaseModel):
     # When the mart and the destination table disagree on columns: `fail` (stop, say what differs),
     # `evolve` (add the mart's new columns to the table), `ignore` (sync the columns both have).
     on_schema_change: Literal["fail", "evolve", "ignore"] = "fail"
+    # rows the destination cannot take (too long, NULL in NOT NULL) set aside, up to this many or
+    # this share of the mart; unset: any such row refuses the sync (see syncs/rejects.py)
+    max_rejects: Limit | None = None
     # mart column -> hash | redact | drop | none: PII masked in the warehouse (see syncs/masking.py)
     mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)
 
