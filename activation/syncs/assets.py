@@ -139,7 +139,7 @@ def _destination_asset(
                 planner = Planner(con, warehouse.state_path(destination), identity)
                 history = RunHistory(
                     con,
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                     destination=destination,
                     destination_url=target.url,
                     retention_days=history_retention_days,
