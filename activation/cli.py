@@ -362,6 +362,40 @@ def cmd_impact(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- history ----------------------------------------------------------------------------------
+def cmd_history(args: argparse.Namespace) -> int:
+    import duckdb
+
+    settings = Settings.from_env()
+    folder = settings.warehouse_path.parent / "activation_state"
+    files = sorted(folder.glob("*.duckdb")) if folder.is_dir() else []
+    table = "sync_rejects" if args.rejects else "sync_runs"
+    columns = (
+        "sync, table_name, key, column_name, reason, run_id, rejected_at"
+        if args.rejects
+        else "started_at, sync, table_name, status, rows_inserted, rows_updated, rows_deleted, rows_rejected, "
+        "round(duration_seconds, 2) AS seconds, run_id, error"
+    )
+    order = "rejected_at DESC, sync, key" if args.rejects else "started_at DESC, sync"
+    found = 0
+    for path in files:
+        with duckdb.connect(str(path), read_only=True) as con:
+            if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall():
+                continue
+            where, params = ("WHERE sync = ?", [args.sync]) if args.sync else ("", [])
+            rel = con.execute(f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT {int(args.limit)}", params)
+            names = [d[0] for d in rel.description]
+            rows = rel.fetchall()
+        found += len(rows)
+        print(f"-- {path.stem} ({path})")
+        print("  ".join(names))
+        for row in rows:
+            print("  ".join("" if v is None else str(v) for v in row))
+    if not found:
+        print(f"no {table.replace('_', ' ')} recorded under {folder}")
+    return EXIT_OK
+
+
 def _print_counts(result) -> None:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -414,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     impact.add_argument("--dbt-target", help="a dbt target path with compiled SQL (default: dbt_project/target)")
     impact.add_argument("--json", action="store_true")
     impact.set_defaults(func=cmd_impact)
+
+    history = sub.add_parser("history", help="recent sync runs (or current rejects) recorded beside the sync state")
+    history.add_argument("--sync", help="only this sync")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--rejects", action="store_true", help="the rows the last runs set aside, with reasons")
+    history.set_defaults(func=cmd_history)
 
     args = parser.parse_args(argv)
     try:

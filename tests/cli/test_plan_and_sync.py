@@ -77,6 +77,17 @@ def test_plan_lists_exactly_what_sync_applies_and_writes_nothing(app_env, lake, 
     assert code == EXIT_OK
     assert all((p["inserts"], p["updates"], p["deletes"]) == (0, 0, 0) for p in again.values())
 
+    # every run is in the history beside the state, and the change log holds exactly the planned keys
+    assert main(["history", "--sync", "job_postings"]) == EXIT_OK
+    assert capsys.readouterr().out.count("success") == 2
+    with duckdb.connect(str(warehouse.parent / "activation_state" / "app.duckdb"), read_only=True) as con:
+        last_run = con.execute("SELECT run_id FROM sync_runs ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
+        logged = con.execute(
+            "SELECT operation, key FROM sync_changes WHERE run_id = ? AND sync = 'job_postings'", [last_run]
+        ).fetchall()
+    planned = plan["app/job_postings"]["samples"]
+    assert sorted(logged) == sorted((op, row["key"]) for op in ("insert", "update", "delete") for row in planned[op])
+
 
 def test_exit_codes_for_usage_errors_and_tripped_guards(app_env, warehouse, tmp_path, capsys, monkeypatch):
     assert main(["plan", "no_such_sync"]) == EXIT_USAGE
