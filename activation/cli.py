@@ -304,18 +304,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 # -- impact -----------------------------------------------------------------------------------
 def _compiled_dir(project: Project, given: str | None) -> Path:
-    """dbt's compiled SQL: the given target folder, the project's own, or a fresh `dbt compile`."""
+    """dbt's compiled SQL: the given target folder, else the newest that a dbt build left in the
+    project's target folder (Dagster runs write `target/<op>-<id>/compiled`), else a fresh
+    `dbt compile` (kept beside the warehouse, reused while the manifest does not change)."""
     if given:
         folder = Path(given) / "compiled"
         if not folder.is_dir():
             raise UsageError(f"{given} has no compiled/ folder; point --dbt-target at a dbt target path")
         return folder
-    own = project.settings.dbt_project_dir / "target" / "compiled"
-    if own.is_dir():
-        return own
+    target_dir = project.settings.dbt_project_dir / "target"
+    built = [target_dir / "compiled", *target_dir.glob("*/compiled")]
+    built = [folder for folder in built if folder.is_dir()]
+    if built:
+        return max(built, key=lambda folder: folder.stat().st_mtime)
+    target = project.settings.warehouse_path.parent / "activation_lineage"
+    manifest = target_dir / "manifest.json"
+    if (
+        (target / "compiled").is_dir()
+        and manifest.exists()
+        and ((target / "compiled").stat().st_mtime >= manifest.stat().st_mtime)
+    ):
+        return target / "compiled"
     import subprocess
 
-    target = project.settings.warehouse_path.parent / "activation_lineage"
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
         [str(dbt), "compile", "--quiet", "--profiles-dir", ".", "--target-path", str(target)],

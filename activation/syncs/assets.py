@@ -77,6 +77,7 @@ def _materialization(spec: SyncSpec, mart: Mart, result: SyncResult, destination
             "duration_seconds": round(result.seconds, 3),
             "rows_per_second": round(rows_written / result.seconds, 1) if result.seconds else 0.0,
             "destination": destination_url,
+            **({"masked_columns": dg.MetadataValue.json(dict(spec.mask))} if spec.mask else {}),
             **(
                 {"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings))}
                 if result.warnings
