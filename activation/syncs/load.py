@@ -413,7 +413,7 @@ class DestinationSync:
         if job.rejected_keys is None:
             job.rejected_keys = self._temp_table(conn, job, "__rejected", job.spec.primary_key)
             keys = rejects.keys_reader(self.planner.con, job.plan, job.spec.batch_size)
-            self._load(conn, job, job.rejected_keys, keys)
+            self._load(conn, job, job.rejected_keys, keys, job.result.rejected)
         return [~sa.exists().where(self._on_key(job, table, job.rejected_keys))]
 
     def _check_values(self, conn: sa.Connection, job: _Job) -> None:

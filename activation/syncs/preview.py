@@ -149,7 +149,8 @@ class DryRun(DestinationSync):
         else:
             everything = plan.full or job.strategy != "diff"
             staging = job.staging = self._temp_table(conn, job, "__stage", plan.columns)
-            self._load(conn, job, staging, self.planner.rows(plan, spec.batch_size, everything=everything))
+            sending = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
+            self._load(conn, job, staging, self.planner.rows(plan, spec.batch_size, everything=everything), sending)
             if everything:
                 job.planned = self._compare(conn, job, staging, t, owned)
                 gone_where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, staging)))
@@ -159,7 +160,7 @@ class DryRun(DestinationSync):
                 gone_where = sa.false()
                 if spec.mode.deletes and plan.deleted_keys:
                     gone = job.deleted_keys = self._temp_table(conn, job, "__gone", spec.primary_key)
-                    self._load(conn, job, gone, self.planner.deleted(plan, spec.batch_size))
+                    self._load(conn, job, gone, self.planner.deleted(plan, spec.batch_size), plan.deleted_keys)
                     gone_where = sa.and_(owned, sa.exists().where(self._on_key(job, t, gone)))
                     count = sa.select(sa.func.count()).select_from(t).where(gone_where)
                     job.planned["delete"] = self._count(conn, count)
