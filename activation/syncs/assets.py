@@ -167,8 +167,11 @@ def _destination_asset(
                         metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
                     ) from exc
                 raise
-            if history is not None:
-                history.succeeded(selected, results)
+            try:
+                if history is not None:
+                    history.succeeded(selected, results)
+            except Exception as unrecorded:  # the destination committed: the sync itself succeeded
+                context.log.warning(f"could not record the run in the history: {unrecorded}")
         for spec, result in zip(selected, results, strict=True):
             yield _materialization(spec, marts[spec.source], result, target.masked_url)
 
