@@ -150,6 +150,13 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
     assert checks and checks[0].status.value == "SUCCEEDED", "dbt tests run as asset checks"
     synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
     assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
+    # numbers, so the asset page plots them over time
+    for key in ("rows_inserted", "rows_updated", "rows_deleted", "rows_rejected", "rows_unchanged"):
+        assert isinstance(synced.metadata[key].value, int), key
+    assert isinstance(synced.metadata["duration_seconds"].value, float)
+    assert isinstance(synced.metadata["rows_per_second"].value, float)
+    assert synced.metadata["mode"].value == "mirror" and synced.metadata["destination"].value.startswith("sqlite")
+    assert [c.name for c in synced.metadata["dagster/column_schema"].value.columns][0] == "facility_id"
 
     # The UI traces an app column back through dbt to the raw Salesforce field, hop by hop.
     def column_deps(key: dg.AssetKey, column: str) -> set[tuple[str, str]]:
