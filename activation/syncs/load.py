@@ -371,7 +371,12 @@ class DestinationSync:
         With `max_rejects`, such rows (and NULLs in NOT NULL columns) are set aside as rejects
         instead (syncs/rejects.py)."""
         allowed = job.spec.max_rejects
-        rejects.reset(self.planner, job.plan)
+        if allowed is not None:
+            if not isinstance(self.planner, Planner):
+                raise SyncError(
+                    f"{job.spec.table}: max_rejects needs the DuckDB warehouse; BigQuery does not have it yet"
+                )
+            rejects.reset(self.planner, job.plan)
         for column in job.target.columns:
             limit = getattr(column.type, "length", None)
             if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:

@@ -267,7 +267,7 @@ class Planner:
 
     def _to_send(self, plan: Plan) -> str:
         """FROM clause of the rows the plan sends (alias m), named as in the destination."""
-        src = self._source(plan)
+        src = rejects.without_rejects(self.con, plan, self._source(plan))
         if plan.full:
             return f"{src} m"
         delta = self._tmp(plan, "delta")

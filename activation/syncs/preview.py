@@ -111,6 +111,9 @@ class DryRun(DestinationSync):
         self, conn: sa.Connection, job: _Job, fks: dict, existing: set[str], out: SyncPreview, full_resync: bool
     ) -> None:
         spec, plan = job.spec, job.plan
+        if spec.on_schema_change == "evolve":  # a dry run adds no columns: plan the ones both have
+            plan.spec = spec.model_copy(update={"on_schema_change": "ignore"})
+            out.warnings.append("on_schema_change evolve: columns the table lacks are not counted in this plan")
         if spec.table not in existing:
             # The sync would create the table and load every mart row into it.
             self.planner.plan(plan, full_resync=True)
@@ -131,10 +134,14 @@ class DryRun(DestinationSync):
             self._check_lengths(job)
         except SyncError as exc:
             out.blocked = out.blocked or str(exc)
-        out.warnings, out.rejected = list(job.result.warnings), job.result.rejected
+        out.warnings, out.rejected = out.warnings + list(job.result.warnings), job.result.rejected
         self.planner.plan(plan, full_resync=full_resync)
         self._count_rows_before([job])
         self._distrust_state(job)
+        try:
+            self._check_values(conn, job)
+        except SyncError as exc:
+            out.blocked = out.blocked or str(exc)
         self._load_directly_if_empty(conn, job)
         out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
         out.strategy = job.strategy

@@ -51,11 +51,12 @@ def add(planner, plan, column: str, reason: str, condition: str) -> None:
 
 
 def count(con: duckdb.DuckDBPyConnection, plan) -> int:
-    """Distinct keys set aside (0 when the check never ran)."""
-    try:
-        return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {_keys(plan)} FROM {table(plan)})").fetchall()[0][0]
-    except duckdb.CatalogException:
+    """Distinct keys set aside (0 when the sync has no max_rejects). Looked up rather than caught:
+    a failed statement would abort the transaction the state is written in."""
+    name = f"_activation_{TABLE_SUFFIX}_{plan.spec.name}"
+    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall():
         return 0
+    return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {_keys(plan)} FROM {table(plan)})").fetchall()[0][0]
 
 
 def mart_rows(planner, plan) -> int:
