@@ -17,6 +17,7 @@ from activation.syncs.assets import (
     build_sync_assets,
     destination_resource_key,
 )
+from activation.syncs.masking import with_dbt_masks
 from activation.syncs.plan import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
@@ -35,7 +36,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         for model, pdef in sorted(daily.items())
     }
     daily_dbt = list(daily_dbt_by_model.values())
-    config = load_sync_config(settings.syncs_file)
+    config = with_dbt_masks(load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
 
     marts: dict[str, Mart] = {}
     for sync in config.syncs.values():

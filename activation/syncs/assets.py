@@ -5,12 +5,13 @@ automation), while a run that selects several tables of one database applies the
 transaction in foreign-key order.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from activation import automation, checks, partitions
+from activation.history import RunHistory
 from activation.resources import DuckDBWarehouse, destination_identity
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
 from activation.syncs.plan import MartRelation, Planner
@@ -80,6 +81,7 @@ def _materialization(spec: SyncSpec, mart: Mart, result: SyncResult, destination
             "duration_seconds": round(result.seconds, 3),
             "rows_per_second": round(rows_written / result.seconds, 1) if result.seconds else 0.0,
             "destination": destination_url,
+            **({"masked_columns": dg.MetadataValue.json(dict(spec.mask))} if spec.mask else {}),
             **(
                 {"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings))}
                 if result.warnings
@@ -158,9 +160,23 @@ def _checked_sync(
     relations: Mapping[str, MartRelation],
     marts: Mapping[str, Mart],
     full_resync: bool,
+    history: RunHistory | None = None,
 ):
     """Blocking checks first (a failure writes nothing), then the write, then the checks that
-    read the destination back. Yields check results and materializations."""
+    read the destination back. Yields check results and materializations; records the run in
+    the history (when there is one), whatever its outcome."""
+
+    def record(error: BaseException | None, results: Sequence[SyncResult] = ()) -> None:
+        if history is None:
+            return
+        try:
+            if error is not None:
+                history.failed(selected, error)
+            else:
+                history.succeeded(selected, results)
+        except Exception as unrecorded:  # the sync's own outcome is the one to report
+            context.log.warning(f"could not record the run in the history: {unrecorded}")
+
     engine = target.engine()
     plans = {s.name: planner.describe(s, relations[s.name]) for s in selected}
     failed = []
@@ -173,14 +189,17 @@ def _checked_sync(
             if not outcome.passed:
                 failed.append(outcome.summary)
     if failed:
-        raise dg.Failure(
-            description="blocking checks failed before the write; nothing was written: " + " | ".join(failed),
-        )
+        description = "blocking checks failed before the write; nothing was written: " + " | ".join(failed)
+        record(GuardTripped(description, {}))
+        raise dg.Failure(description=description)
     try:
         results = DestinationSync(engine, planner, context.log.info).run(
             selected, dict(relations), full_resync=full_resync
         )
-    except GuardTripped as exc:
+    except Exception as exc:
+        record(exc)
+        if not isinstance(exc, GuardTripped):
+            raise
         for spec in selected:
             outcome = checks.guard_outcomes(selected, None, exc).get(spec.table)
             if outcome and checks.GUARDS in _selected_checks(context, spec):
@@ -189,6 +208,7 @@ def _checked_sync(
             description=str(exc),
             metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
         ) from exc
+    record(None, results)
     guards = checks.guard_outcomes(selected, results, None)
     post = checks.PostWriteChecks(planner, engine)
     by_sync = {r.sync: r for r in results}  # the engine orders tables by the destination's foreign keys
@@ -207,6 +227,7 @@ def _destination_asset(
 ) -> dg.AssetsDefinition:
     resource_key = destination_resource_key(destination)
     relations = {s.name: marts[s.source].relation for s in ordered}
+    history_retention_days = config.history.retention_days
 
     @dg.multi_asset(
         name=f"sync_{destination}",
@@ -223,13 +244,24 @@ def _destination_asset(
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
         with warehouse.connect(log=context.log.info) as con:
             identity = destination_identity(target.url)
+            history = None  # kept beside the DuckDB state; not built for BigQuery yet
             if isinstance(warehouse, DuckDBWarehouse):
                 planner = Planner(con, warehouse.state_path(destination), identity)
+                history = RunHistory(
+                    con,
+                    run_id=context.run.run_id,
+                    destination=destination,
+                    destination_url=target.url,
+                    retention_days=history_retention_days,
+                )
+                history.before(selected)
             else:  # BigQuery (activation.bigquery.BigQueryWarehouse)
                 from activation.syncs.plan_bigquery import BigQueryPlanner
 
                 storage = warehouse.storage_client()
                 planner = BigQueryPlanner(con, warehouse.state_dataset, identity, storage_client=storage)
-            yield from _checked_sync(context, planner, target, selected, relations, marts, config.full_resync)
+            yield from _checked_sync(
+                context, planner, target, selected, relations, marts, config.full_resync, history=history
+            )
 
     return _sync

@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.syncs import schema, validate
+from activation.syncs import rejects, schema, validate
 from activation.syncs.bulk import bulk_insert, quoted
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
@@ -77,6 +77,7 @@ class _Job:
     strategy: str = "diff"  # diff | shadow | truncate
     staging: sa.Table | None = None
     deleted_keys: sa.Table | None = None
+    rejected_keys: sa.Table | None = None  # rows set aside, whose older version must not be deleted
     shadow: sa.Table | None = None
     planned: dict[str, int] = field(default_factory=dict)
     rows_before: int = 0  # rows this sync owns in the destination before the run
@@ -366,18 +367,59 @@ class DestinationSync:
             self.log(f"{spec.table}: {warning}")
 
     def _check_lengths(self, job: _Job) -> None:
-        """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front."""
+        """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front.
+        With `max_rejects`, such rows (and NULLs in NOT NULL columns) are set aside as rejects
+        instead (syncs/rejects.py)."""
+        allowed = job.spec.max_rejects
+        if allowed is not None:
+            if not isinstance(self.planner, Planner):
+                raise SyncError(
+                    f"{job.spec.table}: max_rejects needs the DuckDB warehouse; BigQuery does not have it yet"
+                )
+            rejects.reset(self.planner, job.plan)
         for column in job.target.columns:
             limit = getattr(column.type, "length", None)
             if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:
                 continue
             rows = self.planner.too_long(job.plan, column.name, limit)
-            if rows:
+            if rows and allowed is None:
                 shown = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
                 raise SyncError(
                     f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in "
                     f"{shown}; widen the column or trim it in the mart. Nothing was written."
                 )
+            if rows:
+                reason = f"value longer than the destination's {limit} characters"
+                rejects.add(self.planner, job.plan, column.name, reason, f'length("{column.name}") > {int(limit)}')
+        if allowed is not None:  # a NULL where the destination forbids one would fail the load
+            for column in job.target.columns:
+                if column.nullable or column.name not in job.plan.columns or column.name in job.spec.primary_key:
+                    continue
+                rejects.add(
+                    self.planner, job.plan, column.name, "NULL in a NOT NULL column", f'"{column.name}" IS NULL'
+                )
+        count = rejects.count(self.planner.con, job.plan) if allowed is not None else 0
+        if count:
+            total = rejects.mart_rows(self.planner, job.plan)
+            why = rejects.summary(self.planner.con, job.plan)
+            if not allowed.allows(count, total):
+                raise SyncError(
+                    f"{job.spec.table}: {count:,} of {total:,} rows cannot be written ({why}), over max_rejects "
+                    f"{allowed}; fix them in the mart or widen the columns. Nothing was written."
+                )
+            job.result.rejected = count
+            job.result.warnings.append(f"{count:,} rows set aside as rejects ({why}); they are sent again next run")
+            self.log(f"{job.spec.table}: {job.result.warnings[-1]}")
+
+    def _kept(self, conn: sa.Connection, job: _Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """A row set aside as a reject keeps its older version in the destination: not deleted."""
+        if not job.result.rejected or job.strategy != "diff":
+            return []
+        if job.rejected_keys is None:
+            job.rejected_keys = self._temp_table(conn, job, "__rejected", job.spec.primary_key)
+            keys = rejects.keys_reader(self.planner.con, job.plan, job.spec.batch_size)
+            self._load(conn, job, job.rejected_keys, keys, job.result.rejected)
+        return [~sa.exists().where(self._on_key(job, table, job.rejected_keys))]
 
     def _check_values(self, conn: sa.Connection, job: _Job) -> None:
         """Refuse values the destination would reject or silently alter, naming column and keys."""
@@ -537,7 +579,10 @@ class DestinationSync:
                 sa.select(sa.func.count()).select_from(new.join(old, on)).where(owned, self._differs(job, old, new)),
             ),
             "delete": self._count(
-                conn, sa.select(sa.func.count()).select_from(old).where(owned, ~sa.exists().where(on))
+                conn,
+                sa.select(sa.func.count())
+                .select_from(old)
+                .where(owned, ~sa.exists().where(on), *self._kept(conn, job, old)),
             )
             if job.spec.mode.deletes
             else 0,
@@ -661,7 +706,7 @@ class DestinationSync:
         t, spec = job.target, job.spec
         owned = self._scope_clause(job, t)
         if job.plan.full:
-            where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, job.staging)))
+            where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, job.staging)), *self._kept(conn, job, t))
         elif job.deleted_keys is not None:
             gone = job.deleted_keys
             if conn.dialect.name == "sqlite":
@@ -931,7 +976,7 @@ class DestinationSync:
         if conn.in_transaction():
             conn.rollback()
         for job in jobs:
-            for table in (job.staging, job.deleted_keys):
+            for table in (job.staging, job.deleted_keys, job.rejected_keys):
                 if table is not None:
                     with conn.begin():
                         table.drop(conn, checkfirst=True)
@@ -950,7 +995,7 @@ class DestinationSync:
         else:
             target = sa.Table(job.spec.table, sa.MetaData(), autoload_with=conn)
             r.rows_in_destination = self._count(conn, sa.select(sa.func.count()).select_from(target))
-        r.unchanged = max(r.rows_in_mart - r.inserted - r.updated, 0)
+        r.unchanged = max(r.rows_in_mart - r.inserted - r.updated - r.rejected, 0)
         r.seconds = elapsed
         self.log(
             f"{r.table}: {r.inserted:,} inserted, {r.updated:,} updated, {r.deleted:,} deleted, {r.unchanged:,} "

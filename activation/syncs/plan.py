@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from activation.resources import quote_duckdb as q
+from activation.syncs import masking, rejects
 from activation.syncs.spec import SyncSpec
 
 STATE = "activation_state"  # the attached bookkeeping database
@@ -99,6 +100,10 @@ class Planner:
             pairs = list(spec.columns.items())
         else:
             pairs = [(c, c) for c in schema.names]
+        pairs = [(d, s) for d, s in pairs if masking.mask_of(spec, s) is not masking.Mask.DROP]
+        problem = masking.check_keys(spec)
+        if problem:
+            raise PlanError(problem)
         dest = [d for d, _ in pairs]
         missing_keys = [k for k in spec.primary_key if k not in dest]
         if missing_keys:
@@ -106,7 +111,9 @@ class Planner:
         fields = []
         for d, s in pairs:
             type_ = schema.field(s).type
-            if duck_types[s] == "JSON" or pa.types.is_nested(type_):
+            if masking.mask_of(spec, s) is masking.Mask.HASH:
+                fields.append(pa.field(d, pa.string()))
+            elif duck_types[s] == "JSON" or pa.types.is_nested(type_):
                 # JSON, lists, structs and maps travel as JSON text into a JSON column.
                 fields.append(pa.field(d, pa.string(), metadata={JSON_FIELD: b"1"}))
             else:
@@ -115,9 +122,11 @@ class Planner:
 
     def _source(self, plan: Plan) -> str:
         def column(dest: str, src: str) -> str:
-            if is_json(plan.arrow_schema.field(dest)):
-                return f"CAST(to_json({q(src)}) AS VARCHAR) AS {q(dest)}"
-            return f"{q(src)} AS {q(dest)}"
+            field = plan.arrow_schema.field(dest)
+            value = masking.masked_sql(plan.spec, src, q(src), field.type)  # PII never leaves the warehouse
+            if is_json(field):
+                return f"CAST(to_json({value}) AS VARCHAR) AS {q(dest)}"
+            return f"{value} AS {q(dest)}"
 
         cols = ", ".join(column(d, s) for d, s in plan.pairs)
         return f"(SELECT {cols} FROM {plan.relation.sql})"
@@ -187,8 +196,9 @@ class Planner:
 
     def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
-        changed ones; in key order, so the destination's B-tree grows sequentially."""
-        src = self._source(plan)
+        changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
+        as rejects (syncs/rejects.py) are not sent."""
+        src = rejects.without_rejects(self.con, plan, self._source(plan))
         cols = ", ".join(
             f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
         )
@@ -221,6 +231,7 @@ class Planner:
                     f"INSERT INTO {st} ({self._keys(plan)}, {HASH}) "
                     f"SELECT {self._keys(plan)}, {HASH} FROM {delta} WHERE {OP} <> 'delete'"
                 )
+            rejects.forget_in_state(self.con, plan, st)  # rejected rows are sent again next run
             self.con.execute(
                 f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
                 [plan.spec.name, self.signature(plan)],
@@ -256,7 +267,7 @@ class Planner:
 
     def _to_send(self, plan: Plan) -> str:
         """FROM clause of the rows the plan sends (alias m), named as in the destination."""
-        src = self._source(plan)
+        src = rejects.without_rejects(self.con, plan, self._source(plan))
         if plan.full:
             return f"{src} m"
         delta = self._tmp(plan, "delta")

@@ -200,6 +200,11 @@ class SyncSpec(BaseModel):
     checks: Checks = Field(default_factory=Checks)
     freshness: Freshness = Field(default_factory=Freshness)
     partition: Partition | None = None
+    # rows the destination cannot take (too long, NULL in NOT NULL) set aside, up to this many or
+    # this share of the mart; unset: any such row refuses the sync (see syncs/rejects.py)
+    max_rejects: Limit | None = None
+    # mart column -> hash | redact | drop | none: PII masked in the warehouse (see syncs/masking.py)
+    mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -278,10 +283,18 @@ class SyncSpec(BaseModel):
         return out
 
 
+class HistorySpec(BaseModel):
+    """Run history kept beside the sync state (`sync_runs`, `sync_changes`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    retention_days: int = Field(default=90, ge=1)
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     destinations: dict[str, DestinationSpec]
     owners: list[str] = Field(default_factory=list)
+    history: HistorySpec = Field(default_factory=HistorySpec)
     syncs: dict[str, SyncSpec]
 
     @field_validator("destinations", "syncs")

@@ -150,6 +150,24 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
     assert checks and checks[0].status.value == "SUCCEEDED", "dbt tests run as asset checks"
     synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
     assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
+    # numbers, so the asset page plots them over time
+    for key in ("rows_inserted", "rows_updated", "rows_deleted", "rows_rejected", "rows_unchanged"):
+        assert isinstance(synced.metadata[key].value, int), key
+    assert isinstance(synced.metadata["duration_seconds"].value, float)
+    assert isinstance(synced.metadata["rows_per_second"].value, float)
+    assert synced.metadata["mode"].value == "mirror" and synced.metadata["destination"].value.startswith("sqlite")
+    assert [c.name for c in synced.metadata["dagster/column_schema"].value.columns][0] == "facility_id"
+
+    # The UI traces an app column back through dbt to the raw Salesforce field, hop by hop.
+    def column_deps(key: dg.AssetKey, column: str) -> set[tuple[str, str]]:
+        md = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        deps = md["dagster/column_lineage"].value.deps_by_column[column]
+        return {(d.asset_key.to_user_string(), d.column_name) for d in deps}
+
+    assert column_deps(dg.AssetKey(["app", "facilities"]), "city") == {("app_facilities", "city")}
+    assert column_deps(dg.AssetKey("app_facilities"), "city") == {("dim_facilities", "city")}
+    assert column_deps(dg.AssetKey("dim_facilities"), "city") == {("stg_salesforce__accounts", "city")}
+    assert column_deps(dg.AssetKey("stg_salesforce__accounts"), "city") == {("salesforce/account", "billing_city")}
 
 
 @pytest.mark.parametrize("app_urls", ["sqlite"], indirect=True)  # the wait is on the warehouse side

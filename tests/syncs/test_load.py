@@ -75,9 +75,7 @@ def run_specs(url: str, duck_path, specs, *, full_resync: bool = False, log=lamb
     try:
         with duckdb.connect(str(duck_path), read_only=True) as con:
             planner = Planner(con, str(duck_path.parent / "state.duckdb"), url)
-            results = DestinationSync(engine, planner, log=log).run(
-                specs, relations, full_resync=full_resync
-            )
+            results = DestinationSync(engine, planner, log=log).run(specs, relations, full_resync=full_resync)
             return {r.table: r for r in results}
     finally:
         engine.dispose()

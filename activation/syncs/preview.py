@@ -1,0 +1,217 @@
+"""A dry run: what each sync would insert, update and delete, with sample keys, writing nothing.
+
+The counts come from the writer's own comparisons (`DestinationSync`), run inside a
+transaction that is always rolled back, on temporary tables only: no DDL on the destination,
+no shadow tables, and a Planner whose state is a throwaway copy. So `activation plan` lists
+what `activation sync` then applies, as long as neither the mart nor the destination moves
+in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
+from activation.syncs.plan import PlanError, Planner
+from activation.syncs.spec import Mode, SyncSpec
+
+OPERATIONS = ("insert", "update", "delete")
+
+
+@dataclass
+class SyncPreview:
+    sync: str
+    destination: str
+    table: str
+    mode: str
+    strategy: str = ""
+    reason: str = ""
+    rows_in_mart: int = 0
+    rows_in_destination: int = 0
+    creates_table: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPERATIONS, 0))
+    # operation -> up to `sample` keys (tuples); updates also name the columns that change
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    rejected: int = 0  # rows set aside under max_rejects (syncs/rejects.py)
+    blocked: str | None = None  # a guard or a pre-write check would refuse the sync
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return max(self.rows_in_mart - self.counts["insert"] - self.counts["update"] - self.rejected, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync,
+            "destination": self.destination,
+            "table": self.table,
+            "mode": self.mode,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "rows_in_mart": self.rows_in_mart,
+            "rows_in_destination": self.rows_in_destination,
+            "creates_table": self.creates_table,
+            **{f"{op}s": n for op, n in self.counts.items()},
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "samples": self.samples,
+            "blocked": self.blocked,
+            "warnings": self.warnings,
+        }
+
+
+def _keys(job: _Job, table: sa.Table) -> list[sa.Column]:
+    return [table.c[k] for k in job.spec.primary_key]
+
+
+def _key_values(row: Sequence[Any]) -> Any:
+    return row[0] if len(row) == 1 else list(row)
+
+
+class DryRun(DestinationSync):
+    """The writer's preparation and comparisons, without its writes."""
+
+    def __init__(self, engine: sa.Engine, planner: Planner, log: Log = lambda _msg: None, sample: int = 5):
+        super().__init__(engine, planner, log)
+        self.sample = sample
+
+    def preview(self, specs: Sequence[SyncSpec], relations: dict, *, full_resync: bool = False) -> list[SyncPreview]:
+        jobs: list[_Job] = []
+        previews: dict[str, SyncPreview] = {}
+        for spec in specs:
+            try:
+                plan = self.planner.describe(spec, relations[spec.name])
+            except PlanError as exc:
+                raise SyncError(str(exc)) from exc
+            preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
+            previews[spec.name] = preview
+            preview.blocked = self.planner.null_and_duplicate_keys(plan)
+            jobs.append(_Job(plan=plan, result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)))
+
+        with self.engine.connect() as conn:
+            conn.execution_options(preserve_rowcount=True)
+            with conn.begin():
+                fks = self._foreign_keys(conn)
+                existing = set(sa.inspect(conn).get_table_names())
+            jobs = self._order(jobs, fks)
+            transaction = conn.begin()
+            try:
+                for job in jobs:
+                    self._preview_one(conn, job, fks, existing, previews[job.spec.name], full_resync)
+            finally:
+                transaction.rollback()
+                self._cleanup(conn, jobs)
+        return [previews[j.spec.name] for j in jobs]
+
+    def _preview_one(
+        self, conn: sa.Connection, job: _Job, fks: dict, existing: set[str], out: SyncPreview, full_resync: bool
+    ) -> None:
+        spec, plan = job.spec, job.plan
+        if spec.on_schema_change == "evolve":  # a dry run adds no columns: plan the ones both have
+            plan.spec = spec.model_copy(update={"on_schema_change": "ignore"})
+            out.warnings.append("on_schema_change evolve: columns the table lacks are not counted in this plan")
+        if spec.table not in existing:
+            # The sync would create the table and load every mart row into it.
+            self.planner.plan(plan, full_resync=True)
+            out.creates_table, out.strategy, out.reason = True, "bulk", "first sync: the table does not exist yet"
+            out.rows_in_mart = plan.mart_rows
+            if spec.mode is not Mode.UPDATE:
+                out.counts["insert"] = plan.mart_rows
+                source = self.planner._source(plan)
+                keys = ", ".join(f'"{k}"' for k in spec.primary_key)
+                rows = self.planner.con.execute(
+                    f"SELECT {keys} FROM {source} ORDER BY {keys} LIMIT {self.sample}"
+                ).fetchall()
+                out.samples["insert"] = [{"key": _key_values(r)} for r in rows]
+            return
+        try:
+            self._prepare(conn, sa.MetaData(), job)  # an existing table is only reflected and checked
+            self._choose_strategy(job, fks)
+            self._check_lengths(job)
+        except SyncError as exc:
+            out.blocked = out.blocked or str(exc)
+        out.warnings, out.rejected = out.warnings + list(job.result.warnings), job.result.rejected
+        self.planner.plan(plan, full_resync=full_resync)
+        self._count_rows_before([job])
+        self._distrust_state(job)
+        try:
+            self._check_values(conn, job)
+        except SyncError as exc:
+            out.blocked = out.blocked or str(exc)
+        self._load_directly_if_empty(conn, job)
+        out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
+        out.strategy = job.strategy
+        if out.blocked and job.target is None:
+            return
+        t = job.target
+        owned = self._scope_clause(job, t)
+        if job.strategy == "bulk":
+            job.planned = {"insert": plan.mart_rows, "update": 0, "delete": 0}
+            out.counts = dict(job.planned)
+            staging = None
+        else:
+            everything = plan.full or job.strategy != "diff"
+            staging = job.staging = self._temp_table(conn, job, "__stage", plan.columns)
+            sending = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
+            self._load(conn, job, staging, self.planner.rows(plan, spec.batch_size, everything=everything), sending)
+            if everything:
+                job.planned = self._compare(conn, job, staging, t, owned)
+                gone_where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, staging)))
+            else:
+                job.planned = self._compare(conn, job, staging, t, owned)
+                job.planned["delete"] = 0
+                gone_where = sa.false()
+                if spec.mode.deletes and plan.deleted_keys:
+                    gone = job.deleted_keys = self._temp_table(conn, job, "__gone", spec.primary_key)
+                    self._load(conn, job, gone, self.planner.deleted(plan, spec.batch_size), plan.deleted_keys)
+                    gone_where = sa.and_(owned, sa.exists().where(self._on_key(job, t, gone)))
+                    count = sa.select(sa.func.count()).select_from(t).where(gone_where)
+                    job.planned["delete"] = self._count(conn, count)
+            if spec.soft_delete_column:
+                gone_where = sa.and_(gone_where, t.c[spec.soft_delete_column].is_(None))
+            if not spec.mode.deletes:
+                job.planned["delete"] = 0
+            if spec.mode is Mode.INSERT:
+                job.planned["update"] = 0
+            if spec.mode is Mode.UPDATE:
+                job.planned["insert"] = 0
+            out.counts = dict(job.planned)
+            if job.strategy == "truncate":  # reported as it happens: every owned row out, every mart row in
+                out.counts = {"insert": plan.mart_rows, "update": 0, "delete": job.rows_before}
+            self._samples(conn, job, staging, gone_where, out)
+        if not out.blocked:
+            try:
+                self._check_guards([job])
+            except GuardTripped as exc:
+                out.blocked = str(exc)
+
+    def _samples(self, conn: sa.Connection, job: _Job, s: sa.Table, gone_where, out: SyncPreview) -> None:
+        t, n = job.target, self.sample
+        on = self._on_key(job, t, s)
+        if out.counts["insert"]:
+            rows = conn.execute(
+                sa.select(*_keys(job, s)).where(~sa.exists().where(on)).order_by(*_keys(job, s)).limit(n)
+            ).fetchall()
+            out.samples["insert"] = [{"key": _key_values(r)} for r in rows]
+        if out.counts["update"]:
+            values = [c for c in job.plan.columns if c not in job.spec.primary_key]
+            rows = conn.execute(
+                sa.select(*_keys(job, s), *[t.c[c].is_distinct_from(s.c[c]) for c in values])
+                .select_from(s.join(t, on))
+                .where(self._differs(job, t, s))
+                .order_by(*_keys(job, s))
+                .limit(n)
+            ).fetchall()
+            k = len(job.spec.primary_key)
+            out.samples["update"] = [
+                {"key": _key_values(r[:k]), "columns": [c for c, d in zip(values, r[k:], strict=True) if d]}
+                for r in rows
+            ]
+        if out.counts["delete"] and job.strategy != "truncate":
+            query = sa.select(*_keys(job, t)).where(gone_where).order_by(*_keys(job, t)).limit(n)
+            rows = conn.execute(query).fetchall()
+            out.samples["delete"] = [{"key": _key_values(r)} for r in rows]

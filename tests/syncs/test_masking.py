@@ -1,0 +1,95 @@
+"""PII is hashed, redacted or dropped in the warehouse query: the plain value never reaches Python."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pytest
+
+from activation.syncs.masking import Mask, dbt_masks, with_dbt_masks
+from activation.syncs.plan import MartRelation, PlanError, Planner
+from activation.syncs.spec import SyncConfig
+from tests.compare import destination_rows
+from tests.databases import sqlite_database
+from tests.syncs.test_engine import spec
+from tests.syncs.test_load import run_specs
+
+EMAIL = "hanako.yamada@example.jp"
+
+
+@pytest.fixture
+def duck(tmp_path):
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"""
+            CREATE TABLE items AS SELECT printf('K%03d', i) AS id,
+                CASE WHEN i = 0 THEN '{EMAIL}' WHEN i = 1 THEN NULL ELSE 'user' || i || '@example.jp' END AS email,
+                '090-0000-' || i AS phone, i AS age, 'private note ' || i AS note
+            FROM range(10) t(i)
+        """)
+    return path
+
+
+MASK = {"email": "hash", "phone": "redact", "age": "redact", "note": "drop"}
+
+
+def test_masked_columns_arrive_hashed_redacted_or_not_at_all(tmp_path, duck):
+    with sqlite_database(tmp_path) as url:
+        result = run_specs(url, duck, [spec(mask=MASK)])["items"]
+        assert result.inserted == 10
+        assert "note" not in [name for name, _ in result.columns], "a dropped column is not created"
+        rows = destination_rows(url, "items", ["id", "email", "phone", "age"], ["id"])
+    assert rows[0] == ("K000", hashlib.sha256(EMAIL.encode()).hexdigest(), "[redacted]", None)
+    assert rows[1][1] is None, "NULL stays NULL"
+
+
+def test_the_plain_value_never_leaves_the_warehouse_query(duck):
+    s = spec(mask=MASK)
+    with duckdb.connect(str(duck), read_only=True) as con:
+        planner = Planner(con, str(duck.parent / "state.duckdb"), "sqlite://")
+        plan = planner.plan(planner.describe(s, MartRelation("main", "items")))
+        sent = planner.rows(plan, 100).read_all().to_pylist()
+    assert plan.columns == ["id", "email", "phone", "age"]
+    text = repr(sent)
+    assert EMAIL not in text and "090-0000" not in text and "private note" not in text
+
+
+def test_keys_cannot_be_masked(duck):
+    with duckdb.connect(str(duck), read_only=True) as con:
+        planner = Planner(con, str(duck.parent / "state.duckdb"), "sqlite://")
+        with pytest.raises(PlanError, match="cannot be masked"):
+            planner.describe(spec(mask={"id": "hash"}), MartRelation("main", "items"))
+
+
+def test_dbt_meta_marks_pii_and_the_sync_config_overrides_it():
+    manifest = {
+        "nodes": {
+            "model.p.items": {
+                "resource_type": "model",
+                "name": "items",
+                "columns": {
+                    "email": {"meta": {"pii": True}},
+                    "phone": {"config": {"meta": {"pii": "redact"}}},
+                    "city": {"meta": {"pii": "hash"}},
+                },
+            }
+        }
+    }
+    assert dbt_masks(manifest, "items") == {"email": Mask.HASH, "phone": Mask.REDACT, "city": Mask.HASH}
+    config = SyncConfig.model_validate(
+        {
+            "destinations": {"app": {"url_env": "X"}},
+            "syncs": {
+                "items": {
+                    "source": "items",
+                    "destination": "app",
+                    "table": "items",
+                    "primary_key": "id",
+                    "mask": {"city": "none"},
+                }
+            },
+        }
+    )
+    merged = with_dbt_masks(config, manifest).syncs["items"].mask
+    assert merged == {"email": "hash", "phone": "redact", "city": "none"}
