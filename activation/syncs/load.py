@@ -368,8 +368,8 @@ class DestinationSync:
 
     def _check_lengths(self, job: _Job) -> None:
         """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front.
-        With `max_rejects`, such rows (and NULLs in NOT NULL columns) are set aside as rejects
-        instead (syncs/rejects.py)."""
+        With `max_rejects`, such rows, and rows with any value the value checks refuse, are set
+        aside as rejects instead (syncs/rejects.py)."""
         allowed = job.spec.max_rejects
         if allowed is not None:
             if not isinstance(self.planner, Planner):
@@ -391,13 +391,11 @@ class DestinationSync:
             if rows:
                 reason = f"value longer than the destination's {limit} characters"
                 rejects.add(self.planner, job.plan, column.name, reason, f'length("{column.name}") > {int(limit)}')
-        if allowed is not None:  # a NULL where the destination forbids one would fail the load
-            for column in job.target.columns:
-                if column.nullable or column.name not in job.plan.columns or column.name in job.spec.primary_key:
-                    continue
-                rejects.add(
-                    self.planner, job.plan, column.name, "NULL in a NOT NULL column", f'"{column.name}" IS NULL'
-                )
+        if allowed is not None:  # every value the destination would refuse or alter (syncs/validate.py)
+            with self.engine.connect() as conn:
+                charsets = validate.character_sets(conn, job.spec.table)
+            for check in validate.checks(job.plan, job.target, self.engine.dialect.name, charsets):
+                rejects.add(self.planner, job.plan, check.column, check.problem, check.condition)
         count = rejects.count(self.planner.con, job.plan) if allowed is not None else 0
         if count:
             total = rejects.mart_rows(self.planner, job.plan)

@@ -73,3 +73,20 @@ def test_more_rejects_than_allowed_refuse_the_sync(url, tmp_path):
         recorded_run(url, duck, "run-2", max_rejects="1%")
     with pytest.raises(SyncError, match="longer than the destination's 255"):
         recorded_run(url, duck, "run-3")  # without max_rejects: refused, as before
+
+
+def test_any_value_the_destination_would_refuse_is_set_aside(url, tmp_path):
+    """Not only lengths: NaN (MySQL and SQLite cannot store it) goes to the rejects with its reason."""
+    duck = tmp_path / "w.duckdb"
+    mart(duck, "SELECT printf('K%03d', i) AS id, 'name ' || i AS name, i * 1.5::DOUBLE AS score FROM range(100) t(i)")
+    recorded_run(url, duck, "run-1", max_rejects=5)
+    edit(
+        duck,
+        "UPDATE items SET score = 'NaN'::DOUBLE WHERE id = 'K004'",
+        "UPDATE items SET name = 'ok' WHERE id = 'K005'",
+    )
+    result = recorded_run(url, duck, "run-2", max_rejects=5)
+    assert counts(result) == (0, 1, 0, 1)
+    [(key, column, reason)] = rejects_table(duck)
+    assert (key, column) == ("K004", "score") and "NaN" in reason
+    assert {r[0]: r[1] for r in dest(url)}["K005"] == "ok"
