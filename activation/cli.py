@@ -233,6 +233,8 @@ def _print_plan(previews: list) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     project = load_project()
     specs = project.select(args.syncs)
+    if not args.syncs:  # as `sync`: daily-partitioned syncs run per day, from their own job
+        specs = [s for s in specs if not s.partition]
     previews = plan_syncs(project, specs, full_resync=args.full_resync, sample=args.sample)
     if args.json:
         print(json.dumps([p.as_dict() for p in previews], indent=2, default=str, ensure_ascii=False))
@@ -265,6 +267,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     project = load_project()
     specs = project.select(args.syncs)
+    daily = [s.name for s in specs if s.partition]
+    if daily and args.syncs:
+        print(
+            f"{', '.join(daily)}: partitioned by day; run them with the activate_daily job or a backfill in the UI",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if daily:
+        print(f"skipping {', '.join(daily)} (partitioned by day: the activate_daily job and backfills run them)")
+    specs = [s for s in specs if not s.partition]
     keys = [sync_asset_key(s) for s in specs]
     # In one process: without dbt in the run nothing holds the warehouse open, and the shared
     # pool runs one sync step at a time anyway, so separate processes would only add start-up time.

@@ -2,10 +2,11 @@
 -- Partitioned by `event_date` (UTC). Dagster passes the partition window as vars
 -- (min_date inclusive, max_date exclusive); each run replaces exactly the days in that window,
 -- so re-running a day is idempotent. Without vars (a plain `dbt build`) every day is rebuilt.
+-- BigQuery has no `append` strategy: `merge` without a unique_key inserts the same way.
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
+        incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
         on_schema_change='fail',
         tags=['daily'],
         meta={'partition_start': '2022-09-01'},
