@@ -178,6 +178,7 @@ def step_floor(url: str, source: str, tmp: str) -> dict:
 def change(source: str, share: float, seed: int) -> None:
     """Update, insert and delete `share` of the rows between them (80/10/10)."""
     con = duckdb.connect(source)
+    con.execute("SET enable_progress_bar = false")
     n = con.execute("SELECT count(*) FROM src").fetchall()[0][0]
     k = int(n * share)
     con.execute(
