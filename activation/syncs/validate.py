@@ -103,9 +103,16 @@ def checks(
                 found.append(Check(column, f("nan"), "hold NaN, which SQLite would store as NULL"))
             elif isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
                 found.append(Check(column, f("inf"), f"hold infinity, which {_name(dest)} cannot store"))
-        if _is_numeric_value(t) and isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
+        # SQLite's declared DECIMAL(p,s) and INTEGER widths constrain nothing: every value fits.
+        fixed = dialect != "sqlite"
+        if fixed and _is_numeric_value(t) and isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
             found.extend(_decimal_checks(column, c, t, dest, f))
-        if _is_numeric_value(t) and isinstance(dest.type, sa.Integer) and not isinstance(dest.type, sa.Boolean):
+        if (
+            fixed
+            and _is_numeric_value(t)
+            and isinstance(dest.type, sa.Integer)
+            and not isinstance(dest.type, sa.Boolean)
+        ):
             found.extend(_integer_checks(column, c, t, dest))
         if pa.types.is_timestamp(t) or pa.types.is_date(t):  # Arrow cannot even write them as text
             found.append(Check(column, f("not_finite"), "hold an infinite date, which the destination cannot store"))
