@@ -70,6 +70,27 @@ class PlanError(RuntimeError):
     pass
 
 
+def column_pairs(spec: SyncSpec, mart_columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(destination column, mart column) for every column the sync writes: its `columns` mapping or
+    every mart column under its own name, less the columns masked away; the key must be among them."""
+    if spec.columns:
+        missing = [src for src in spec.columns.values() if src not in mart_columns]
+        if missing:
+            raise PlanError(f"sync {spec.name}: mart {spec.source} has no column(s) {missing}")
+        pairs = list(spec.columns.items())
+    else:
+        pairs = [(c, c) for c in mart_columns]
+    pairs = [(d, s) for d, s in pairs if masking.mask_of(spec, s) is not masking.Mask.DROP]
+    problem = masking.check_keys(spec)
+    if problem:
+        raise PlanError(problem)
+    dest = [d for d, _ in pairs]
+    missing_keys = [k for k in spec.primary_key if k not in dest]
+    if missing_keys:
+        raise PlanError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
+    return pairs
+
+
 class Planner:
     """Computes plans and streams their rows from one warehouse connection."""
 
@@ -93,21 +114,7 @@ class Planner:
             raise PlanError(
                 f"sync {spec.name}: mart {spec.source} ({relation.sql}) is not in the warehouse; build it with dbt"
             ) from exc
-        if spec.columns:
-            missing = [src for src in spec.columns.values() if src not in schema.names]
-            if missing:
-                raise PlanError(f"sync {spec.name}: mart {spec.source} has no column(s) {missing}")
-            pairs = list(spec.columns.items())
-        else:
-            pairs = [(c, c) for c in schema.names]
-        pairs = [(d, s) for d, s in pairs if masking.mask_of(spec, s) is not masking.Mask.DROP]
-        problem = masking.check_keys(spec)
-        if problem:
-            raise PlanError(problem)
-        dest = [d for d, _ in pairs]
-        missing_keys = [k for k in spec.primary_key if k not in dest]
-        if missing_keys:
-            raise PlanError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
+        pairs = column_pairs(spec, schema.names)
         fields = []
         for d, s in pairs:
             type_ = schema.field(s).type

@@ -27,7 +27,8 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from activation.bigquery import quote_bigquery
-from activation.syncs.plan import HASH, JSON_FIELD, MartRelation, Plan, PlanError
+from activation.syncs import masking
+from activation.syncs.plan import HASH, JSON_FIELD, MartRelation, Plan, PlanError, column_pairs
 from activation.syncs.spec import SyncSpec
 
 _EXPIRES = "OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))"
@@ -133,17 +134,13 @@ class BigQueryPlanner:
                 f"sync {spec.name}: mart {spec.source} ({where}) is not in the warehouse; build it with dbt"
             ) from exc
         columns = {f.name: f for f in table.schema}
-        if spec.columns:
-            missing = [src for src in spec.columns.values() if src not in columns]
-            if missing:
-                raise PlanError(f"sync {spec.name}: mart {spec.source} has no column(s) {missing}")
-            pairs = list(spec.columns.items())
-        else:
-            pairs = [(c, c) for c in columns]
-        dest = [d for d, _ in pairs]
-        missing_keys = [k for k in spec.primary_key if k not in dest]
-        if missing_keys:
-            raise PlanError(f"sync {spec.name}: primary key column(s) {missing_keys} are not in mart {spec.source}")
+        pairs = column_pairs(spec, list(columns))
+        unapplied = sorted(s for _, s in pairs if masking.mask_of(spec, s) in (masking.Mask.HASH, masking.Mask.REDACT))
+        if unapplied:
+            raise PlanError(
+                f"sync {spec.name}: masking by hash or redact ({unapplied}) is not built for BigQuery yet; nothing "
+                "left the warehouse. Use `drop`, or mask in the dbt model."
+            )
         fields = []
         for d, s in pairs:
             field = columns[s]
