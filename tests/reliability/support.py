@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from activation.syncs.load import DestinationSync
 from activation.syncs.plan import MartRelation, Planner
-from activation.syncs.spec import SyncConfig
-from tests.syncs.test_load import engine_for
+from tests.syncs.test_load import engine_for, items_spec
 
 COLS = ["id", "name", "amount", "score", "note"]
 MART = """
@@ -42,9 +41,7 @@ def change_mart(duck: Path, rows: int, *, update_every: int = 10, delete_every: 
 
 
 def make_spec(mode: str = "mirror", **extra):
-    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": mode, **extra}
-    config = {"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}
-    return SyncConfig.model_validate(config).syncs["items"]
+    return items_spec(mode, **extra)
 
 
 def run_with_engine(engine: sa.Engine, duck: Path, specs, *, log=lambda _m: None, identity: str | None = None):
@@ -90,15 +87,6 @@ def assert_same_rows(url: str, duck: Path) -> None:
     first = next((i for i, (a, b) in enumerate(zip(have, want, strict=False)) if a != b), None)
     assert first is None, f"row {first}: destination {have[first]} != mart {want[first]}"
     assert len(have) == len(want), f"destination has {len(have)} rows, mart {len(want)}"
-
-
-def scalar(url: str, sql: str, **params):
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
-    finally:
-        engine.dispose()
 
 
 def progress(line: str) -> tuple[int, int] | None:

@@ -11,18 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from activation.syncs.load import SyncError
-from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, run_specs
+from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
 
 GOOD = "SELECT i AS id, 'row ' || i AS label, i * 1.5 AS score FROM range(1, 6) t(i)"
 
 
 def spec(mode: str = "mirror"):
-    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": mode}
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return items_spec(mode)
 
 
 def mart(duck, select: str) -> None:
@@ -35,16 +31,6 @@ def rows(url: str, table: str = "items") -> list[tuple]:
     try:
         with engine.connect() as conn:
             return [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1")).all()]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = engine_for(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
     finally:
         engine.dispose()
 

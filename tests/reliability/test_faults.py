@@ -27,9 +27,8 @@ from tests.reliability.support import (
     make_spec,
     progress,
     run,
-    scalar,
 )
-from tests.syncs.test_load import engine_for
+from tests.syncs.test_load import engine_for, scalar
 
 ROWS = 100_000
 GROUP_BYTES = 128 * 1024  # several LOAD DATA statements per load, one progress line each

@@ -9,20 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from activation.syncs.load import SyncError
-from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, run_specs
+from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
 
 BASE = "SELECT i AS id, 'row ' || i AS label, i * 10 AS views FROM range(1, 6) t(i)"
 
 
 def spec(policy: str | None = None, mode: str = "mirror"):
-    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": mode}
-    if policy:
-        body["on_schema_change"] = policy
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return items_spec(mode, **({"on_schema_change": policy} if policy else {}))
 
 
 def mart(duck, select: str) -> None:
@@ -36,15 +30,6 @@ def table(url: str) -> tuple[list[str], list[tuple]]:
         with engine.connect() as conn:
             result = conn.execute(sa.text("SELECT * FROM items ORDER BY id"))
             return list(result.keys()), [tuple(r) for r in result.all()]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, statement: str) -> None:
-    engine = engine_for(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(statement))
     finally:
         engine.dispose()
 

@@ -19,7 +19,7 @@ from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig
 from tests.databases import MYSQL_SERVER_URL, destination_database
 from tests.reliability.support import Log, dest_rows, make_mart, mart_rows
-from tests.syncs.test_load import engine_for
+from tests.syncs.test_load import engine_for, items_spec
 
 # -- credentials -------------------------------------------------------------------------------
 
@@ -248,11 +248,7 @@ def test_values_travel_as_data(kind, tmp_path):
 
 
 def spec_with(**overrides):
-    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": "mirror"}
-    body.update(overrides)
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return items_spec(**overrides)
 
 
 @pytest.mark.parametrize(

@@ -31,9 +31,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.syncs.spec import SyncConfig
 from tests.databases import mariadb_database
-from tests.syncs.test_load import engine_for, run_specs
+from tests.syncs.test_load import engine_for, items_spec, run_specs, scalar
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 200_000
@@ -95,26 +94,7 @@ print("SYNC FINISHED", flush=True)
 
 
 def make_spec(mode: str):
-    body = {
-        "source": "items",
-        "destination": "app",
-        "table": "items",
-        "primary_key": "id",
-        "mode": mode,
-        "batch_size": 2_000,
-    }
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
-
-
-def scalar(url: str, sql: str, **params):
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
-    finally:
-        engine.dispose()
+    return items_spec(mode, batch_size=2_000)
 
 
 def database_of(url: str) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from activation.syncs.load import GuardTripped, SyncError
 from activation.syncs.spec import SyncConfig
 from tests.compare import destination_rows, sorted_mart_rows
-from tests.syncs.test_load import engine_for, run_specs
+from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
 
 COLS = ["id", "name", "score"]
 
@@ -28,10 +27,7 @@ def edit(path, *statements: str):
 
 
 def spec(**overrides):
-    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": "mirror"}
-    body.update(overrides)
-    config = SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}})
-    return config.syncs["items"]
+    return items_spec(**overrides)
 
 
 def sync(url, duck, **overrides):
@@ -49,16 +45,6 @@ def dest(url, cols=COLS):
 
 def expected(duck, cols=COLS):
     return sorted_mart_rows(duck, "items", cols, ["id"])
-
-
-def execute(url, *statements):
-    engine = engine_for(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

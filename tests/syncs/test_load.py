@@ -68,6 +68,34 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
+def items_spec(mode: str = "mirror", **options):
+    """The one-table sync most tests use: mart `items` -> table `items`, key `id`."""
+    body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": mode, **options}
+    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
+        "items"
+    ]
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run statements in the destination, in one transaction."""
+    engine = engine_for(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, sql: str, **params):
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
 def run_specs(url: str, duck_path, specs, *, full_resync: bool = False, log=lambda _: None):
     """Run sync specs the way the Dagster asset does: read-only warehouse, state beside it."""
     relations = {s.name: MartRelation("main", s.source) for s in specs}

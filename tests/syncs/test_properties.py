@@ -29,9 +29,8 @@ from hypothesis import strategies as st
 
 from activation.syncs.load import DestinationSync
 from activation.syncs.plan import MartRelation, Planner
-from activation.syncs.spec import SyncConfig
 from tests.databases import mariadb_database
-from tests.syncs.test_load import engine_for
+from tests.syncs.test_load import engine_for, items_spec
 
 COLUMNS = ["id", "name", "amount", "score", "flag"]
 SCHEMA = pa.schema(
@@ -117,17 +116,7 @@ def expect(mode: str, dest: State, mart: State) -> tuple[State, tuple[int, int, 
 
 
 def make_spec(mode: str):
-    body = {
-        "source": "items",
-        "destination": "app",
-        "table": "items",
-        "primary_key": "id",
-        "mode": mode,
-        "guards": {"max_deletes": "100%", "allow_empty_source": True},
-    }
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return items_spec(mode, guards={"max_deletes": "100%", "allow_empty_source": True})
 
 
 def write_mart(con: duckdb.DuckDBPyConnection, state: State) -> None:

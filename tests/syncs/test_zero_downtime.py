@@ -16,9 +16,8 @@ import sqlalchemy as sa
 
 from activation.syncs import load
 from activation.syncs.load import SWAP_LOCK_WAIT_SECONDS, SyncError
-from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, run_specs
+from tests.syncs.test_load import engine_for, items_spec, run_specs
 
 # Two versions with different sizes, key ranges and values: (first id, end id, value multiplier).
 VERSIONS = {"A": (0, 100_000, 2), "B": (30_000, 120_000, 3)}
@@ -41,17 +40,7 @@ def write_mart(duck, version: str) -> None:
 
 
 def make_spec(mode: str):
-    body = {
-        "source": "items",
-        "destination": "app",
-        "table": "items",
-        "primary_key": "id",
-        "mode": mode,
-        "guards": {"max_deletes": "100%"},
-    }
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return items_spec(mode, guards={"max_deletes": "100%"})
 
 
 class Reader(threading.Thread):
