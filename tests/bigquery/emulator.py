@@ -53,7 +53,7 @@ def _run(args: list[str], env: dict | None = None) -> None:
 def ensure_venv() -> Path:
     """The emulator's virtualenv, created once and reused (a lock keeps parallel sessions apart)."""
     venv = cache_dir() / f"bqemulator-{VERSION}-venv"
-    ready = venv / ".activation-ready"
+    ready = venv / ".activation-ready-compiled"  # bytecode compiled at install: see below
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"bqemulator-{VERSION}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,10 +64,11 @@ def ensure_venv() -> Path:
         python = venv / "bin" / "python"
         if uv:
             _run([uv, "venv", "--quiet", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)])
-            _run([uv, "pip", "install", "--quiet", "--python", str(python), *REQUIREMENTS])
+            # Compiled at install: with PYTHONDONTWRITEBYTECODE set, every start would compile it again.
+            _run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), *REQUIREMENTS])
         else:
             _run([sys.executable, "-m", "venv", str(venv)])
-            _run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS])
+            _run([str(python), "-m", "pip", "install", "--quiet", "--compile", *REQUIREMENTS])
         # Install the spatial extension from the wheel's file into the venv's own HOME.
         (venv / "home").mkdir()
         _run(
