@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import sqlalchemy as sa
+from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 
 from activation.syncs import rejects, schema, validate
@@ -38,6 +39,10 @@ SAMPLE = 5
 
 class SyncError(RuntimeError):
     """A sync refused or failed; what the message says was not written."""
+
+
+class SwapNotPossible(SyncError):
+    """`replace` retried its swap and readers kept the table: a verdict for this run, not retried."""
 
 
 class GuardTripped(SyncError):
@@ -81,6 +86,7 @@ class _Job:
     shadow: sa.Table | None = None
     planned: dict[str, int] = field(default_factory=dict)
     rows_before: int = 0  # rows this sync owns in the destination before the run
+    keys_checked: bool = False  # null and duplicate keys ruled out before the plan
 
     @property
     def spec(self) -> SyncSpec:
@@ -109,6 +115,8 @@ def _transient_cause(exc: BaseException) -> str | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        if isinstance(exc, SwapNotPossible):  # the swap ran its own retries already
+            return None
         if isinstance(exc, sa.exc.DBAPIError):
             orig = exc.orig
             code = (getattr(orig, "args", None) or (None,))[0]
@@ -647,6 +655,9 @@ class DestinationSync:
                 and self._only_unique_key_is_primary(conn, t)
                 and not any("%" in c.name for c in t.columns)  # SQLAlchemy 2.1 escapes '%' twice in VALUES()
             ):
+                if spec.mode is not Mode.UPDATE and not spec.scope:
+                    job.result.inserted, job.result.updated = self._upsert_mysql(conn, job)
+                    return
                 job.result.updated = self._update_mysql(conn, job)
             else:
                 assignments = {c: s.c[c] for c in values}
@@ -671,6 +682,49 @@ class DestinationSync:
         inspector = sa.inspect(conn)
         indexes = inspector.get_indexes(table.name)
         return not any(i.get("unique") for i in indexes) and not inspector.get_unique_constraints(table.name)
+
+    def _upsert_mysql(self, conn: sa.Connection, job: _Job) -> tuple[int, int]:
+        """Insert and update in one INSERT ... SELECT ... ON DUPLICATE KEY UPDATE: one probe of the
+        table per staged row, where an update join and an insert of the missing keys take two. The
+        server decides what changed (it compares the stored bytes) and reports 1 affected row per
+        insert, 2 per changed row, and 1 per unchanged row when the client set CLIENT_FOUND_ROWS
+        (SQLAlchemy does), else 0. A counter in the update clause counts the rows that met an
+        existing key, which tells inserts from unchanged rows. Returns (inserted, updated)."""
+        t, s, spec = job.target, job.staging, job.spec
+        columns = list(job.plan.columns)
+        selected = [s.c[c] for c in columns]
+        soft = spec.soft_delete_column
+        if soft:
+            columns.append(soft)
+            selected.append(sa.null())
+        rows = sa.select(*selected).order_by(*[s.c[k] for k in spec.primary_key])
+        stmt = mysql.insert(t).from_select(columns, rows)
+        assignments: dict[str, sa.ColumnElement] = {
+            c: stmt.inserted[c] for c in columns if c not in spec.primary_key and c != soft
+        }
+        if soft:
+            assignments[soft] = sa.null()
+        first = next(iter(assignments))
+        # Evaluated once per row that meets an existing key; never NULL, so the value is unchanged.
+        met_one = sa.literal_column("(@activation_met := @activation_met + 1)")
+        assignments[first] = sa.case((met_one.is_(None), sa.null()), else_=assignments[first])
+        stmt = stmt.on_duplicate_key_update(assignments)
+        conn.execute(sa.text("SET @activation_met = 0"))
+        affected = conn.execute(stmt).rowcount
+        met = conn.execute(sa.text("SELECT @activation_met")).scalar_one()
+        staged = job.result.rows_sent
+        inserted = staged - met
+        client_flag = getattr(conn.connection.dbapi_connection, "client_flag", 0)
+        if client_flag & CLIENT.FOUND_ROWS:
+            updated, odd = affected - staged, 0
+        else:
+            updated, odd = divmod(affected - inserted, 2)
+        if odd or not (0 <= inserted <= staged and 0 <= updated <= met):
+            raise SyncError(
+                f"{spec.table}: the server reported {affected} affected rows for {staged} staged rows of which {met} "
+                "met an existing key; these counts do not add up, so the write was rolled back"
+            )
+        return inserted, updated
 
     def _update_mysql(self, conn: sa.Connection, job: _Job) -> int:
         """Update the rows that differ as INSERT ... SELECT ... ON DUPLICATE KEY UPDATE: a multi-table
@@ -751,7 +805,7 @@ class DestinationSync:
                 if not _is_lock_timeout(exc):
                     raise
                 if attempt == SWAP_ATTEMPTS:
-                    raise SyncError(
+                    raise SwapNotPossible(
                         f"{job.spec.table}: replace could not swap in the new table: transactions kept reading it "
                         f"through {SWAP_ATTEMPTS} tries of {SWAP_LOCK_WAIT_SECONDS}s each. Nothing changed; the next "
                         "run tries again (look for long-running transactions on this table)."
@@ -859,14 +913,24 @@ class DestinationSync:
                 plan = self.planner.describe(spec, relations[spec.name])
             except PlanError as exc:
                 raise SyncError(str(exc)) from exc
-            problem = self.planner.null_and_duplicate_keys(plan)
-            if problem:
-                raise SyncError(problem)
+            # Keys are checked before any DDL when the plan will compare everything anyway; an
+            # incremental plan checks them at the cost of the change, once it is computed.
+            keys_checked = not self.planner.diffable(plan)
+            if keys_checked:
+                problem = self.planner.null_and_duplicate_keys(plan)
+                if problem:
+                    raise SyncError(problem)
             if spec.scope:
                 bad = self.planner.scope_violations(plan, spec.scope, plan.columns)
                 if bad:
                     raise SyncError(f"{spec.table}: {bad} mart row(s) fall outside the sync's scope {spec.scope}")
-            jobs.append(_Job(plan=plan, result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)))
+            jobs.append(
+                _Job(
+                    plan=plan,
+                    result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value),
+                    keys_checked=keys_checked,
+                )
+            )
 
         metadata = sa.MetaData()
         with self.engine.connect() as conn:
@@ -891,6 +955,9 @@ class DestinationSync:
                     self.planner.plan(job.plan, full_resync=full_resync or job.result.created_table)
                     if job.result.created_table and not full_resync:
                         job.plan.reason = "first sync into a new table"
+                    problem = None if job.keys_checked else self.planner.key_problems(job.plan)
+                    if problem:
+                        raise SyncError(problem)
                 counting.result()
             with conn.begin():
                 for job in jobs:

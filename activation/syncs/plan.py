@@ -57,6 +57,7 @@ class Plan:
     changed_keys: int = 0
     deleted_keys: int = 0
     full: bool = True  # no usable state: compare everything in the destination
+    state_rows: int = 0  # keys in the state the incremental plan compared with
     reason: str = ""
     # destination column -> DuckDB type the values are cast to on the way out (after they were checked)
     casts: dict[str, str] = field(default_factory=dict)
@@ -167,31 +168,35 @@ class Planner:
 
     def plan(self, plan: Plan, *, full_resync: bool = False) -> Plan:
         """Find what changed in one pass over the mart: hash each row and full-join the hashes with
-        the state. Only the changed keys are kept (with their new hash and operation), so reading the
-        rows to send, the keys to delete and advancing the state cost as much as the change."""
+        the state. Only the changed rows are kept (whole, with their new hash and operation), so
+        reading the rows to send, the keys to delete and advancing the state cost as much as the
+        change, with no second pass over the mart."""
         value_cols = [c for c in plan.columns if c not in plan.spec.primary_key]
         hash_expr = f"hash({', '.join(q(c) for c in value_cols)})" if value_cols else "0::UBIGINT"
-        hashed = f"(SELECT {self._keys(plan)}, {hash_expr} AS {HASH} FROM {self._source(plan)})"
         cur, delta = self._tmp(plan, "current"), self._tmp(plan, "delta")
         plan.mart_rows = self.con.execute(f"SELECT count(*) FROM {plan.relation.sql}").fetchall()[0][0]
-        rows = self.con.execute(f"SELECT signature FROM {STATE}.syncs WHERE sync = ?", [plan.spec.name]).fetchall()
+        recorded = self._recorded_signature(plan.spec)
         if full_resync:
             plan.full, plan.reason = True, "full resync requested"
-        elif not rows:
+        elif recorded is None:
             plan.full, plan.reason = True, "first sync: no state yet"
-        elif rows[0][0] != self.signature(plan):
+        elif recorded != self.signature(plan):
             plan.full, plan.reason = True, "columns, key, destination or engine changed since the last sync"
         else:
             plan.full, plan.reason = False, "incremental"
         self.con.execute(f"DROP TABLE IF EXISTS {cur}")
         self.con.execute(f"DROP TABLE IF EXISTS {delta}")
         if plan.full:  # every row is sent; the hashes become the next state
-            self.con.execute(f"CREATE TEMP TABLE {cur} AS SELECT * FROM {hashed}")
+            self.con.execute(
+                f"CREATE TEMP TABLE {cur} AS SELECT {self._keys(plan)}, {hash_expr} AS {HASH} FROM {self._source(plan)}"
+            )
             plan.new_keys, plan.changed_keys, plan.deleted_keys = plan.mart_rows, 0, 0
             return plan
+        hashed = f"(SELECT *, {hash_expr} AS {HASH} FROM {self._source(plan)})"
         keys = ", ".join(f"coalesce(c.{q(k)}, s.{q(k)}) AS {q(k)}" for k in plan.spec.primary_key)
+        values = "".join(f", c.{q(c)}" for c in value_cols)
         self.con.execute(
-            f"CREATE TEMP TABLE {delta} AS SELECT {keys}, c.{HASH} AS {HASH}, "
+            f"CREATE TEMP TABLE {delta} AS SELECT {keys}{values}, c.{HASH} AS {HASH}, "
             f"CASE WHEN s.{HASH} IS NULL THEN 'insert' WHEN c.{HASH} IS NULL THEN 'delete' ELSE 'update' END AS {OP} "
             f"FROM {hashed} c FULL JOIN {self._state_table(plan)} s ON {self._on(plan, 'c', 's')} "
             f"WHERE c.{HASH} IS DISTINCT FROM s.{HASH}"
@@ -199,24 +204,50 @@ class Planner:
         counts = dict(self.con.execute(f"SELECT {OP}, count(*) FROM {delta} GROUP BY ALL").fetchall())
         plan.new_keys, plan.changed_keys = counts.get("insert", 0), counts.get("update", 0)
         plan.deleted_keys = counts.get("delete", 0)
+        plan.state_rows = self.con.execute(f"SELECT count(*) FROM {self._state_table(plan)}").fetchall()[0][0]
         return plan
+
+    def _recorded_signature(self, spec: SyncSpec) -> str | None:
+        rows = self.con.execute(f"SELECT signature FROM {STATE}.syncs WHERE sync = ?", [spec.name]).fetchall()
+        return rows[0][0] if rows else None
+
+    def diffable(self, plan: Plan) -> bool:
+        """Whether the state can serve an incremental plan (unless a full resync is asked for)."""
+        return self._recorded_signature(plan.spec) == self.signature(plan)
+
+    def key_problems(self, plan: Plan) -> str | None:
+        """`null_and_duplicate_keys` after `plan`, at the cost of the change when the plan is
+        incremental: every NULL key and every new key shows in the delta, and a second row for a
+        key the state holds breaks `mart_rows - new_keys == state_rows - deleted_keys`. Only a
+        problem (or a full plan) groups the whole mart, to name the keys."""
+        if plan.full:
+            return self.null_and_duplicate_keys(plan)
+        delta, keys = self._tmp(plan, "delta"), self._keys(plan)
+        nulls = " OR ".join(f"{q(k)} IS NULL" for k in plan.spec.primary_key)
+        suspect = self.con.execute(
+            f"SELECT (SELECT count(*) FROM {delta} WHERE {nulls}) + (SELECT count(*) FROM (SELECT {keys} FROM "
+            f"{delta} WHERE {OP} <> 'delete' GROUP BY ALL HAVING count(*) > 1))"
+        ).fetchall()[0][0]
+        if suspect or plan.mart_rows - plan.new_keys != plan.state_rows - plan.deleted_keys:
+            return self.null_and_duplicate_keys(plan)
+        return None
 
     def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
         as rejects (syncs/rejects.py) are not sent."""
-        src = rejects.without_rejects(self.con, plan, self._source(plan))
+        source = self._source(plan) if plan.full or everything else self._changed(plan)
+        src = rejects.without_rejects(self.con, plan, source)
         cols = ", ".join(
             f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
         )
         query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
-        if not (plan.full or everything):
-            delta = self._tmp(plan, "delta")
-            query = (
-                f"SELECT {cols} FROM {src} m SEMI JOIN (SELECT * FROM {delta} WHERE {OP} <> 'delete') d "
-                f"ON {self._on(plan, 'm', 'd')} ORDER BY {self._keys(plan, 'm')}"
-            )
         return self.con.sql(query).to_arrow_reader(batch_size)
+
+    def _changed(self, plan: Plan) -> str:
+        """The new and changed rows of an incremental plan, as `_source` names them."""
+        cols = ", ".join(q(c) for c in plan.columns)
+        return f"(SELECT {cols} FROM {self._tmp(plan, 'delta')} WHERE {OP} <> 'delete')"
 
     def deleted(self, plan: Plan, batch_size: int) -> pa.RecordBatchReader:
         """Keys the destination holds (as of the last sync) that left the mart."""
@@ -274,11 +305,8 @@ class Planner:
 
     def _to_send(self, plan: Plan) -> str:
         """FROM clause of the rows the plan sends (alias m), named as in the destination."""
-        src = rejects.without_rejects(self.con, plan, self._source(plan))
-        if plan.full:
-            return f"{src} m"
-        delta = self._tmp(plan, "delta")
-        return f"{src} m SEMI JOIN (SELECT * FROM {delta} WHERE {OP} <> 'delete') d ON {self._on(plan, 'm', 'd')}"
+        source = self._source(plan) if plan.full else self._changed(plan)
+        return f"{rejects.without_rejects(self.con, plan, source)} m"
 
     def count_where(self, plan: Plan, conditions: Sequence[str]) -> list[int]:
         """How many rows to send meet each condition, in one scan."""

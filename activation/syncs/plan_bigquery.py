@@ -321,6 +321,15 @@ class BigQueryPlanner:
         self.client.delete_table(f"{self.project}.{self.dataset}.{spec.name}__state", not_found_ok=True)
 
     # -- pre-write checks -------------------------------------------------------------------
+    def diffable(self, plan: Plan) -> bool:
+        """Whether the state can serve an incremental plan (unless a full resync is asked for)."""
+        return self._recorded_signature(plan.spec) == self._fingerprint(plan)
+
+    def key_problems(self, plan: Plan) -> str | None:
+        """The engine's key check after `plan`. BigQuery scans columns, so grouping the mart's key
+        columns costs little beside the hashing the plan already did: always the whole check."""
+        return self.null_and_duplicate_keys(plan)
+
     def null_and_duplicate_keys(self, plan: Plan, sample: int = 5) -> str | None:
         table = f"{plan.spec.source} -> {plan.spec.table}"
         src = self._source(plan)

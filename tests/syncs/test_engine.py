@@ -72,6 +72,35 @@ def test_only_changed_rows_leave_the_warehouse(destination_url, duck):
     assert (third.rows_sent, counts(third)) == (0, (0, 0, 0))
 
 
+@pytest.mark.parametrize(
+    "statement, key",
+    [
+        ("INSERT INTO items SELECT * FROM items WHERE id = 'K005'", "K005"),  # an exact copy: same hash as the state
+        ("INSERT INTO items VALUES ('K900', 'a', 1), ('K900', 'b', 2)", "K900"),  # a new key, twice
+    ],
+    ids=["copy-of-an-unchanged-row", "new-key-twice"],
+)
+def test_incremental_run_refuses_a_duplicated_key_the_diff_alone_would_not_see(destination_url, duck, statement, key):
+    sync(destination_url, duck)
+    edit(duck, statement, "UPDATE items SET name = 'changed' WHERE id = 'K001'")
+    before = dest(destination_url)
+    with pytest.raises(SyncError, match=rf"duplicate key \('id',\) in the mart \('{key}' x2\)"):
+        sync(destination_url, duck)
+    assert dest(destination_url) == before
+
+
+def test_a_change_the_destination_already_holds_is_counted_as_unchanged(destination_url, duck):
+    """A run that crashed after the destination committed re-sends its changes: the server, not the
+    plan, says what changed."""
+    sync(destination_url, duck)
+    execute(destination_url, "UPDATE items SET name = 'renamed' WHERE id = 'K007'")
+    edit(duck, "UPDATE items SET name = 'renamed' WHERE id IN ('K007', 'K008')")
+    result = sync(destination_url, duck)
+    assert result.rows_sent == 2
+    assert counts(result) == (0, 1, 0) and result.unchanged == 99
+    assert dest(destination_url) == expected(duck)
+
+
 def test_full_resync_repairs_rows_edited_in_the_destination(destination_url, duck):
     sync(destination_url, duck)
     execute(destination_url, "UPDATE items SET name = 'edited by hand' WHERE id = 'K010'")
