@@ -3,6 +3,8 @@
     uv run python bench/sync_engine.py                    # 1,000,000 and 4,000,000 rows
     uv run python bench/sync_engine.py --rows 1000000     # one size
     uv run python bench/sync_engine.py --quick            # 100,000 rows
+    uv run python bench/sync_engine.py --buffer-pool-mb 2048   # InnoDB sized to hold the table
+
 
 For each size: the reference (DuckDB COPY to CSV + one LOAD DATA LOCAL INFILE into an empty
 table); the usual alternatives, pymysql executemany and pandas.to_sql (on at most --slow-rows
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import multiprocessing
 import resource
 import shutil
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load_methods import (  # noqa: E402
     COLUMNS,
+    MYSQL_SERVER,
     QUERY,
     TABLE,
     _create_database,
@@ -125,6 +129,7 @@ def prepare_floor(url: str, source: str) -> None:
         conn.exec_driver_sql(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM {TABLE}")
     engine.dispose()
     with duckdb.connect(source) as con:
+        con.execute("SET enable_progress_bar = false")
         con.execute("CREATE OR REPLACE TABLE before_change AS SELECT * FROM src")
 
 
@@ -260,17 +265,43 @@ def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
         _drop_database("mysql", admin, name)
 
 
+@contextlib.contextmanager
+def buffer_pool(megabytes: int | None):
+    """Run with InnoDB's buffer pool at `megabytes` (a production server holds its hot tables in
+    memory; a fresh install has 128 MB), and put the server's own setting back afterwards."""
+    engine = sa.create_engine(normalize_url(MYSQL_SERVER))
+    with engine.connect() as conn:
+        before = conn.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar_one()
+        if megabytes:
+            conn.exec_driver_sql(f"SET GLOBAL innodb_buffer_pool_size = {int(megabytes) * 1024 * 1024}")
+            time.sleep(2)  # the resize runs in the background
+        now = conn.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar_one()
+        version = conn.exec_driver_sql("SELECT VERSION()").scalar_one()
+    print(f"MariaDB {version}, innodb_buffer_pool_size {now // 2**20:,} MB")
+    try:
+        yield
+    finally:
+        if megabytes:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SET GLOBAL innodb_buffer_pool_size = {before}")
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="table size (repeatable)")
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
     parser.add_argument("--slow-rows", type=int, default=100_000, help="at most this many rows for pandas.to_sql")
+    parser.add_argument(
+        "--buffer-pool-mb", type=int, help="set InnoDB's buffer pool for the run (restored after; needs SUPER)"
+    )
     args = parser.parse_args()
     sizes = [100_000] if args.quick else (args.rows or [1_000_000, 4_000_000])
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_"))
     try:
-        for rows in sizes:
-            bench_size(rows, tmp, args.slow_rows)
+        with buffer_pool(args.buffer_pool_mb):
+            for rows in sizes:
+                bench_size(rows, tmp, args.slow_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
