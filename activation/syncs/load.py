@@ -683,6 +683,16 @@ class DestinationSync:
         indexes = inspector.get_indexes(table.name)
         return not any(i.get("unique") for i in indexes) and not inspector.get_unique_constraints(table.name)
 
+    def _staged_columns(self, job: _Job) -> tuple[list[str], list[sa.ColumnElement]]:
+        """The columns an upsert writes and what it selects from the staging table for them: a
+        soft-delete column is cleared, so a row that comes back is no longer deleted."""
+        columns = list(job.plan.columns)
+        selected: list[sa.ColumnElement] = [job.staging.c[c] for c in columns]
+        if job.spec.soft_delete_column:
+            columns.append(job.spec.soft_delete_column)
+            selected.append(sa.null())
+        return columns, selected
+
     def _upsert_mysql(self, conn: sa.Connection, job: _Job) -> tuple[int, int]:
         """Insert and update in one INSERT ... SELECT ... ON DUPLICATE KEY UPDATE: one probe of the
         table per staged row, where an update join and an insert of the missing keys take two. The
@@ -691,12 +701,8 @@ class DestinationSync:
         (SQLAlchemy does), else 0. A counter in the update clause counts the rows that met an
         existing key, which tells inserts from unchanged rows. Returns (inserted, updated)."""
         t, s, spec = job.target, job.staging, job.spec
-        columns = list(job.plan.columns)
-        selected = [s.c[c] for c in columns]
         soft = spec.soft_delete_column
-        if soft:
-            columns.append(soft)
-            selected.append(sa.null())
+        columns, selected = self._staged_columns(job)
         rows = sa.select(*selected).order_by(*[s.c[k] for k in spec.primary_key])
         stmt = mysql.insert(t).from_select(columns, rows)
         assignments: dict[str, sa.ColumnElement] = {
@@ -706,6 +712,7 @@ class DestinationSync:
             assignments[soft] = sa.null()
         first = next(iter(assignments))
         # Evaluated once per row that meets an existing key; never NULL, so the value is unchanged.
+        # (MySQL 8 deprecates assigning variables in expressions but still runs it; MariaDB does not.)
         met_one = sa.literal_column("(@activation_met := @activation_met + 1)")
         assignments[first] = sa.case((met_one.is_(None), sa.null()), else_=assignments[first])
         stmt = stmt.on_duplicate_key_update(assignments)
@@ -733,12 +740,8 @@ class DestinationSync:
         t, s, spec = job.target, job.staging, job.spec
         current = t.alias("activation_current")
         values = [c for c in job.plan.columns if c not in spec.primary_key]
-        columns = list(job.plan.columns)
-        selected = [s.c[c] for c in columns]
         soft = spec.soft_delete_column
-        if soft:
-            columns.append(soft)
-            selected.append(sa.null())
+        columns, selected = self._staged_columns(job)
         rows = (
             sa.select(*selected)
             .select_from(s.join(current, self._on_key(job, current, s)))
