@@ -1,9 +1,12 @@
 """dbt models as Dagster assets: clear keys, one group per layer, dbt tests as asset checks."""
 
+import importlib.metadata
 import json
 import os
+import shutil
+import sys
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,22 @@ RAW_GROUP_SUFFIX = "_raw"
 WAREHOUSE_POOL = "duckdb_warehouse"
 # Models tagged `daily` are partitioned by day and built by their own asset (activation.partitions).
 DAILY_TAG = "daily"
+
+
+class DbtCli(DbtCliResource):
+    """dagster-dbt's resource, without the `dbt --version` subprocess it starts in every run to
+    learn dbt's version (5 s on this machine: dbt imports every installed adapter to print it).
+    When the executable is the `dbt` installed beside this interpreter, its version is the
+    installed dbt-core's."""
+
+    @cached_property
+    def _cli_version(self):
+        found = shutil.which(self.dbt_executable)
+        if found and Path(found).parent == Path(sys.executable).parent:
+            from packaging.version import Version
+
+            return Version(importlib.metadata.version("dbt-core"))
+        return DbtCliResource._cli_version.func(self)
 
 
 class ActivationTranslator(DagsterDbtTranslator):
