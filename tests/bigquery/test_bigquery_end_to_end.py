@@ -117,10 +117,7 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
         assert all(m["rows_inserted"] > 0 for m in first.values())
         assert_destinations_equal_marts(snapshot(bq.client, settings, urls))
 
-        again = run_syncs(settings)
-        assert {counts(m) for m in again.values()} == {(0, 0, 0)}, "nothing changed, so nothing is written"
-        assert {m["rows_sent"] for m in again.values()} == {0}, "nothing changed, so no row leaves BigQuery"
-
+        # (A run with nothing changed sends nothing: test_plan_bigquery.py, through the same engine.)
         demo_lake.apply_day_of_changes(lake, seed=SEED)
         load_raw_lake(bq.client, lake)
         dbt_build_bigquery(bq.env, target_path, ["run", "--select", "marts"])
