@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+import sqlalchemy as sa
+from pymysql.constants import CLIENT
 
-from activation.syncs.load import GuardTripped, SyncError
+from activation.resources import normalize_url
+from activation.syncs.load import DestinationSync, GuardTripped, SyncError
+from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig
 from tests.compare import destination_rows, sorted_mart_rows
+from tests.databases import mariadb_database
 from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
 
 COLS = ["id", "name", "score"]
@@ -271,3 +276,33 @@ def test_foreign_keys_read_from_the_destination_order_deletes_children_first(des
     assert (results["parents"].deleted, results["kids"].deleted) == (1, 4)
     assert results["parents"].strategy == "diff", "a referenced table is never swapped"
     assert any("foreign keys in ['kids']" in w for w in results["parents"].warnings)
+
+
+@pytest.mark.parametrize("found_rows", [True, False], ids=["CLIENT_FOUND_ROWS", "without"])
+def test_mysql_upsert_counts_are_the_servers_with_or_without_found_rows(duck, found_rows):
+    """The one-pass upsert reads its counts from the affected rows, whose meaning depends on the
+    client flag CLIENT_FOUND_ROWS (SQLAlchemy sets it; a connect_args client_flag can clear it)."""
+    with mariadb_database() as url:
+        sync(url, duck)
+        execute(url, "UPDATE items SET name = 'renamed' WHERE id = 'K007'")  # already what the mart will say
+        edit(
+            duck,
+            "UPDATE items SET name = 'renamed' WHERE id IN ('K007', 'K008', 'K009')",
+            "INSERT INTO items VALUES ('K900', 'new', 0.5)",
+        )
+        args = {"local_infile": True} | ({} if found_rows else {"client_flag": CLIENT.LOCAL_FILES})
+        engine = sa.create_engine(normalize_url(url), connect_args=args)
+        try:
+            with engine.connect() as conn:
+                flags = conn.connection.dbapi_connection.client_flag
+                assert bool(flags & CLIENT.FOUND_ROWS) is found_rows
+            with duckdb.connect(str(duck), read_only=True) as con:
+                planner = Planner(con, str(duck.parent / "state.duckdb"), url)
+                [result] = DestinationSync(engine, planner, log=lambda _: None).run(
+                    [spec()], {"items": MartRelation("main", "items")}
+                )
+        finally:
+            engine.dispose()
+        assert result.rows_sent == 4
+        assert counts(result) == (1, 2, 0) and result.unchanged == 98
+        assert dest(url) == expected(duck)
