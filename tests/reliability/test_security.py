@@ -19,7 +19,7 @@ from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig
 from tests.databases import MYSQL_SERVER_URL, destination_database
 from tests.reliability.support import Log, dest_rows, make_mart, mart_rows
-from tests.syncs.test_load import engine_for, items_spec
+from tests.syncs.test_load import engine_for, items_config, items_spec
 
 # -- credentials -------------------------------------------------------------------------------
 
@@ -61,28 +61,11 @@ def full_exception_text(exc: BaseException) -> str:
     return exception_texts(exc) + "\n" + "".join(traceback.format_exception(exc))
 
 
-def config_for(mode: str = "mirror") -> SyncConfig:
-    return SyncConfig.model_validate(
-        {
-            "destinations": {"app": {"url_env": "ACTIVATION_TEST_SECRET_URL"}},
-            "syncs": {
-                "items": {
-                    "source": "items",
-                    "destination": "app",
-                    "table": "items",
-                    "primary_key": "id",
-                    "mode": mode,
-                }
-            },
-        }
-    )
-
-
 def materialize(duck, monkeypatch, url: str) -> tuple[dg.ExecuteInProcessResult, str]:
     """Run the sync asset the way Dagster does, the URL in the environment as in production; return the
     result and everything the run recorded (events, logs, metadata, errors, run config) as text."""
     monkeypatch.setenv("ACTIVATION_TEST_SECRET_URL", url)
-    config = config_for()
+    config = items_config(url_env="ACTIVATION_TEST_SECRET_URL")
     marts = {"items": Mart(dg.AssetKey(["items"]), MartRelation("main", "items"))}
     assets = build_sync_assets(config, marts, {"app": "mysql"})
     instance = dg.DagsterInstance.ephemeral()
@@ -142,7 +125,7 @@ def test_credentials_never_reach_sync_logs_or_exception_chains(app_user, tmp_pat
     url, user, secret = app_user
     duck = tmp_path / "w.duckdb"
     make_mart(duck, 500)
-    config = config_for()
+    config = items_config(url_env="ACTIVATION_TEST_SECRET_URL")
     spec = config.syncs["items"]
     relations = {"items": MartRelation("main", "items")}
 

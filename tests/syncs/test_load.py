@@ -68,12 +68,15 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
-def items_spec(mode: str = "mirror", **options):
-    """The one-table sync most tests use: mart `items` -> table `items`, key `id`."""
+def items_config(mode: str = "mirror", url_env: str = "X", **options) -> SyncConfig:
+    """The one-table sync config most tests use: mart `items` -> table `items`, key `id`."""
     body = {"source": "items", "destination": "app", "table": "items", "primary_key": "id", "mode": mode, **options}
-    return SyncConfig.model_validate({"destinations": {"app": {"url_env": "X"}}, "syncs": {"items": body}}).syncs[
-        "items"
-    ]
+    return SyncConfig.model_validate({"destinations": {"app": {"url_env": url_env}}, "syncs": {"items": body}})
+
+
+def items_spec(mode: str = "mirror", **options):
+    """The sync of `items_config`."""
+    return items_config(mode, **options).syncs["items"]
 
 
 def execute(url: str, *statements: str) -> None:

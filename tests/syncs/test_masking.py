@@ -9,11 +9,10 @@ import pytest
 
 from activation.syncs.masking import Mask, dbt_masks, with_dbt_masks
 from activation.syncs.plan import MartRelation, PlanError, Planner
-from activation.syncs.spec import SyncConfig
 from tests.compare import destination_rows
 from tests.databases import sqlite_database
 from tests.syncs.test_engine import spec
-from tests.syncs.test_load import run_specs
+from tests.syncs.test_load import items_config, run_specs
 
 EMAIL = "hanako.yamada@example.jp"
 
@@ -77,19 +76,6 @@ def test_dbt_meta_marks_pii_and_the_sync_config_overrides_it():
         }
     }
     assert dbt_masks(manifest, "items") == {"email": Mask.HASH, "phone": Mask.REDACT, "city": Mask.HASH}
-    config = SyncConfig.model_validate(
-        {
-            "destinations": {"app": {"url_env": "X"}},
-            "syncs": {
-                "items": {
-                    "source": "items",
-                    "destination": "app",
-                    "table": "items",
-                    "primary_key": "id",
-                    "mask": {"city": "none"},
-                }
-            },
-        }
-    )
+    config = items_config("upsert", mask={"city": "none"})
     merged = with_dbt_masks(config, manifest).syncs["items"].mask
     assert merged == {"email": "hash", "phone": "redact", "city": "none"}
