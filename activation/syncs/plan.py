@@ -236,12 +236,10 @@ class Planner:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
         as rejects (syncs/rejects.py) are not sent."""
-        source = self._source(plan) if plan.full or everything else self._changed(plan)
-        src = rejects.without_rejects(self.con, plan, source)
         cols = ", ".join(
             f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
         )
-        query = f"SELECT {cols} FROM {src} m ORDER BY {self._keys(plan, 'm')}"
+        query = f"SELECT {cols} FROM {self._to_send(plan, everything=everything)} ORDER BY {self._keys(plan, 'm')}"
         return self.con.sql(query).to_arrow_reader(batch_size)
 
     def _changed(self, plan: Plan) -> str:
@@ -303,9 +301,10 @@ class Planner:
             return f"{table}: duplicate key {tuple(plan.spec.primary_key)} in the mart ({shown}); nothing was written"
         return None
 
-    def _to_send(self, plan: Plan) -> str:
-        """FROM clause of the rows the plan sends (alias m), named as in the destination."""
-        source = self._source(plan) if plan.full else self._changed(plan)
+    def _to_send(self, plan: Plan, *, everything: bool = False) -> str:
+        """FROM clause of the rows the plan sends (alias m), named as in the destination: the whole
+        mart for a full plan (or `everything`), else the delta's new and changed rows; never rejects."""
+        source = self._source(plan) if plan.full or everything else self._changed(plan)
         return f"{rejects.without_rejects(self.con, plan, source)} m"
 
     def count_where(self, plan: Plan, conditions: Sequence[str]) -> list[int]:
