@@ -701,15 +701,11 @@ class DestinationSync:
         (SQLAlchemy does), else 0. A counter in the update clause counts the rows that met an
         existing key, which tells inserts from unchanged rows. Returns (inserted, updated)."""
         t, s, spec = job.target, job.staging, job.spec
-        soft = spec.soft_delete_column
         columns, selected = self._staged_columns(job)
         rows = sa.select(*selected).order_by(*[s.c[k] for k in spec.primary_key])
         stmt = mysql.insert(t).from_select(columns, rows)
-        assignments: dict[str, sa.ColumnElement] = {
-            c: stmt.inserted[c] for c in columns if c not in spec.primary_key and c != soft
-        }
-        if soft:
-            assignments[soft] = sa.null()
+        # Every written column takes the inserted value (NULL for the soft-delete column).
+        assignments = {c: stmt.inserted[c] for c in columns if c not in spec.primary_key}
         first = next(iter(assignments))
         # Evaluated once per row that meets an existing key; never NULL, so the value is unchanged.
         # (MySQL 8 deprecates assigning variables in expressions but still runs it; MariaDB does not.)
@@ -739,8 +735,6 @@ class DestinationSync:
         changed). Every selected row exists and differs, and the server counts 2 per updated row."""
         t, s, spec = job.target, job.staging, job.spec
         current = t.alias("activation_current")
-        values = [c for c in job.plan.columns if c not in spec.primary_key]
-        soft = spec.soft_delete_column
         columns, selected = self._staged_columns(job)
         rows = (
             sa.select(*selected)
@@ -749,7 +743,7 @@ class DestinationSync:
             .order_by(*[s.c[k] for k in spec.primary_key])
         )
         stmt = mysql.insert(t).from_select(columns, rows)
-        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values} | ({soft: None} if soft else {}))
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in columns if c not in spec.primary_key})
         affected = conn.execute(stmt).rowcount
         if affected % 2:
             raise SyncError(f"{spec.table}: the server reported {affected} affected rows for an update of whole rows")
