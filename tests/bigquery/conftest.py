@@ -19,7 +19,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from activation.demo_lake import RAW_SCHEMA
+from activation.demo import RAW_SCHEMA
 from activation.settings import PROJECT_ROOT
 from tests.bigquery import emulator as emu
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from activation import demo_lake
+from activation import demo
 from activation.dbt import load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.project import dbt_project
@@ -104,7 +104,7 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
 
     lake = tmp_path / "lake" / "warehouse.duckdb"
     lake.parent.mkdir()
-    demo_lake.generate_lake(lake, scale=SCALE, seed=SEED)
+    demo.generate_lake(lake, scale=SCALE, seed=SEED)
     load_raw_lake(bq.client, lake)
     dbt_build_bigquery(bq.env, target_path, ["build"])  # models and their tests
 
@@ -118,7 +118,7 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
         assert_destinations_equal_marts(snapshot(bq.client, settings, urls))
 
         # (A run with nothing changed sends nothing: test_plan_bigquery.py, through the same engine.)
-        demo_lake.apply_day_of_changes(lake, seed=SEED)
+        demo.apply_day_of_changes(lake, seed=SEED)
         load_raw_lake(bq.client, lake)
         dbt_build_bigquery(bq.env, target_path, ["run", "--select", "marts"])
         before = snapshot(bq.client, settings, urls)

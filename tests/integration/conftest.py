@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from activation import demo_lake
+from activation import demo
 from activation.settings import PROJECT_ROOT, Settings
 
 SCALE = 0.003
@@ -45,12 +45,12 @@ def lake(tmp_path_factory) -> Lake:
     base = tmp_path_factory.mktemp("lake")
     day1 = base / "day1" / "warehouse.duckdb"
     day1.parent.mkdir()
-    demo_lake.generate_lake(day1, scale=SCALE, seed=SEED)
+    demo.generate_lake(day1, scale=SCALE, seed=SEED)
     day2 = base / "day2" / "warehouse.duckdb"
     day2.parent.mkdir()
     shutil.copy(day1, day2)  # raw day-1 lake, before dbt writes into day1
     dbt_build(day1)
-    demo_lake.apply_day_of_changes(day2, seed=SEED)
+    demo.apply_day_of_changes(day2, seed=SEED)
     dbt_build(day2)
     return Lake(day1=day1, day2=day2)
 

@@ -173,10 +173,10 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
 @pytest.mark.parametrize("app_urls", ["sqlite"], indirect=True)  # the wait is on the warehouse side
 def test_sync_launched_while_dbt_builds_waits_for_the_warehouse(settings, app_urls, warehouse):
     """DuckDB admits one writer: a sync started mid-build waits, then syncs what dbt built."""
-    from activation import demo_lake
+    from activation import demo
     from tests.integration.conftest import SEED
 
-    demo_lake.apply_day_of_changes(warehouse, seed=SEED)
+    demo.apply_day_of_changes(warehouse, seed=SEED)
     dbt = subprocess.Popen(
         [
             str(PROJECT_ROOT / ".venv" / "bin" / "dbt"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from activation.demo_lake import (
+from activation.demo import (
     KEY_PREFIX,
     RAW_SCHEMA,
     TABLES,
