@@ -231,7 +231,11 @@ def _checked_sync(
 
 def _problems_metadata(found) -> dict[str, dg.MetadataValue]:
     """A refusal's problems on the step failure, for the command line and the UI (activation.syncs.problems)."""
-    return {problem_values.METADATA_KEY: dg.MetadataValue.json(problem_values.as_json(found))}
+    lines = "\n".join(f"- {p}" + (f" (fix: {p.fix})" if p.fix else "") for p in found)
+    return {
+        problem_values.METADATA_KEY: dg.MetadataValue.json(problem_values.as_json(found)),
+        "problems": dg.MetadataValue.md(lines),
+    }
 
 
 def _destination_asset(
