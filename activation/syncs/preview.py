@@ -109,6 +109,14 @@ class DryRun(DestinationSync):
             for outcome in PreWriteChecks(self.planner, self.engine).run(plan):
                 if not outcome.passed:
                     preview.refuse(outcome.problems, outcome.summary)
+            outside = self.planner.scope_violations(plan, spec.scope, plan.columns) if spec.scope else 0
+            if outside:  # the writer refuses a mart row it would not own
+                scope = ", ".join(f"{c}={v}" for c, v in spec.scope.items())
+                fix = "filter the mart to the sync's scope, or widen the scope"
+                reason = f"fall outside the sync's scope ({scope})"
+                preview.refuse(
+                    [Problem(spec.table, reason, ", ".join(spec.scope), outside, (), (), fix, spec.destination)]
+                )
             jobs.append(_Job(plan=plan, result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)))
 
         with self.engine.connect() as conn:

@@ -52,7 +52,15 @@ class Problem:
 
 
 # Reasons are written for several rows ("hold NaN"); one row takes the singular verb.
-_SINGULAR = {"are": "is", "have": "has", "hold": "holds", "exceed": "exceeds", "contain": "contains", "share": "shares"}
+_SINGULAR = {
+    "are": "is",
+    "have": "has",
+    "hold": "holds",
+    "exceed": "exceeds",
+    "contain": "contains",
+    "share": "shares",
+    "fall": "falls",
+}
 
 
 def _agree(reason: str, rows: int) -> str:

@@ -31,6 +31,7 @@ class Bad:
     select: str  # the mart
     line: str  # what the plan prints for it, after "app.<name>."
     table: str | None = None  # the application's own table (columns after the key), else the sync creates it
+    options: tuple[tuple[str, object], ...] = ()  # more sync config
 
 
 CASES = [
@@ -126,6 +127,13 @@ CASES = [
         "tier: no such column in the destination (on_schema_change: fail)",
         "label VARCHAR(50)",
     ),
+    Bad(
+        "scoped",
+        ALL,
+        f"SELECT i AS id, CASE WHEN i = 5 THEN 'app' ELSE 'salesforce' END AS origin {ROWS}",
+        "origin: 1 row falls outside the sync's scope (origin=salesforce)",
+        options=(("scope", {"origin": "salesforce"}),),
+    ),
 ]
 
 
@@ -137,7 +145,14 @@ def test_plan_names_every_bad_value_and_exits_3(dialect, tmp_path, monkeypatch, 
         for case in cases:
             con.execute(f"CREATE TABLE m_{case.name} AS {case.select}")
     syncs = {
-        c.name: {"source": f"m_{c.name}", "destination": "app", "table": c.name, "primary_key": "id", "mode": "mirror"}
+        c.name: {
+            "source": f"m_{c.name}",
+            "destination": "app",
+            "table": c.name,
+            "primary_key": "id",
+            "mode": "mirror",
+            **dict(c.options),
+        }
         for c in cases
     }
     config = SyncConfig.model_validate(
