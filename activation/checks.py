@@ -39,6 +39,7 @@ from activation.resources import quote_duckdb as q
 from activation.syncs import schema, validate
 from activation.syncs.load import GuardTripped, SyncResult
 from activation.syncs.plan import Plan, Planner, is_json
+from activation.syncs.problems import FIX_VALUE, Problem
 from activation.syncs.spec import Mode, SyncSpec
 
 KEYS = "mart_keys_not_null_and_unique"
@@ -62,6 +63,7 @@ class CheckOutcome:
     passed: bool
     summary: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # what failed, for a person to fix
 
     def result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
@@ -170,7 +172,29 @@ class PreWriteChecks:
             )
         passed = verdict is None and not nulls and not dups
         summary = verdict or f"{rows:,} mart rows, every key {plan.spec.primary_key} present and unique"
-        return CheckOutcome(KEYS, passed, summary, metadata)
+        spec, key_columns = plan.spec, tuple(plan.spec.primary_key)
+        found = []
+        if nulls:
+            fix = "give every mart row a key (filter or fill NULL keys in the dbt model)"
+            found.append(
+                Problem(spec.table, "have a NULL key", "/".join(key_columns), nulls, (), (), fix, spec.destination)
+            )
+        if dups:
+            shown = tuple(f"{k} (x{n})" for k, n in dups[:SAMPLE])
+            fix = "make the key unique in the mart (deduplicate in the dbt model), or choose another primary_key"
+            found.append(
+                Problem(
+                    spec.table,
+                    "share a key with another row",
+                    "/".join(key_columns),
+                    sum(n for _, n in dups),
+                    shown,
+                    key_columns,
+                    fix,
+                    spec.destination,
+                )
+            )
+        return CheckOutcome(KEYS, passed, summary, metadata, found)
 
     def fits(self, plan: Plan) -> CheckOutcome:
         spec = plan.spec
@@ -186,18 +210,27 @@ class PreWriteChecks:
             dialect = conn.dialect.name
             charsets = validate.character_sets(conn, spec.table)
         problems: list[tuple[str, str, int, str]] = []  # column, problem, rows, sample keys
-        policy, checkable = spec.on_schema_change, []
+        found: list[Problem] = []
+        drift_fix = "set on_schema_change (evolve or ignore) or map columns in `columns`, or migrate the column"
+
+        def problem(column: str, reason: str, rows: int | None, keys: Sequence[str] = (), fix: str = FIX_VALUE) -> None:
+            problems.append((column, reason, -1 if rows is None else rows, ", ".join(keys) or "-"))
+            found.append(
+                Problem(spec.table, reason, column, rows, tuple(keys), tuple(spec.primary_key), fix, spec.destination)
+            )
+
+        policy, checkable, conditions = spec.on_schema_change, [], []
         for name in plan.columns:
             fld = plan.arrow_schema.field(name)
             if name not in target.c:
                 if policy == "fail":
-                    problems.append((name, "no such column in the destination (on_schema_change: fail)", -1, "-"))
+                    problem(name, "no such column in the destination (on_schema_change: fail)", None, fix=drift_fix)
                 continue
             column = target.c[name]
             if not schema.accepts(column.type, fld.type):
                 if policy != "ignore":
-                    problems.append(
-                        (name, f"mart type {fld.type} does not fit destination type {column.type}", -1, "-")
+                    problem(
+                        name, f"mart type {fld.type} does not fit destination type {column.type}", None, fix=drift_fix
                     )
                 continue
             checkable.append(name)
@@ -209,8 +242,10 @@ class PreWriteChecks:
                     [count] = self.planner.count_where(
                         dataclasses.replace(plan, full=True), [f"length({quote(name)}) > {int(limit)}"]
                     )
-                    shown = ", ".join(f"{k} ({n} chars)" for k, n in too_long)
-                    problems.append((name, f"longer than VARCHAR({limit})", count, shown))
+                    conditions.append(f"length({quote(name)}) > {int(limit)}")
+                    shown = [f"{k} ({n} chars)" for k, n in too_long]
+                    fix = "widen the column in the destination, or trim the value in the mart"
+                    problem(name, f"longer than VARCHAR({limit})", count, shown, fix)
         # The values the engine itself refuses (syncs/validate.py), over every mart row.
         fitting = dataclasses.replace(
             plan,
@@ -219,8 +254,22 @@ class PreWriteChecks:
             full=True,
         )
         for v in validate.find(self.planner, fitting, target, dialect, charsets):
-            problems.append((v.column, v.problem, v.rows, ", ".join(v.keys)))
+            p = v.as_problem(spec)
+            problem(p.column, p.reason, p.rows, p.keys, p.fix)
         metadata: dict[str, Any] = {"columns_checked": len(plan.columns), "columns_failing": len(problems)}
+        rejectable = spec.max_rejects is not None and isinstance(self.planner, Planner)  # DuckDB only, as the writer
+        if found and rejectable and all(p.rows is not None for p in found):
+            # The writer sets such rows aside as rejects while they stay within max_rejects.
+            conditions += [c.condition for c in validate.checks(fitting, target, dialect, charsets)]
+            either = " OR ".join(f"({c})" for c in conditions)
+            bad, total = self.planner.count_where(fitting, [either, "TRUE"])
+            if spec.max_rejects.allows(bad, total):
+                metadata["rows_to_reject"] = bad
+                summary = (
+                    f"{bad:,} of {total:,} mart rows do not fit {spec.table}; within max_rejects "
+                    f"{spec.max_rejects}, they are set aside as rejects"
+                )
+                return CheckOutcome(FITS, True, summary, metadata)
         if problems:
             metadata["problems"] = markdown_table(
                 ["column", "problem", "rows", "sample keys"],
@@ -232,7 +281,7 @@ class PreWriteChecks:
                 f"{spec.table}: {len(problems)} column problem(s), e.g. {first[0]} {first[1]}; "
                 "fix the mart or the destination column. Nothing was written."
             )
-            return CheckOutcome(FITS, False, summary, metadata)
+            return CheckOutcome(FITS, False, summary, metadata, found)
         return CheckOutcome(FITS, True, f"all {len(plan.columns)} mart columns fit {spec.table}", metadata)
 
     def run(self, plan: Plan) -> list[CheckOutcome]:

@@ -13,7 +13,8 @@ import dagster as dg
 from activation import automation, checks, partitions
 from activation.history import RunHistory
 from activation.resources import DuckDBWarehouse, destination_identity
-from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
+from activation.syncs import problems as problem_values
+from activation.syncs.load import DestinationSync, GuardTripped, SyncError, SyncResult
 from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
 
@@ -179,7 +180,7 @@ def _checked_sync(
 
     engine = target.engine()
     plans = {s.name: planner.describe(s, relations[s.name]) for s in selected}
-    failed = []
+    failed, found = [], []
     pre = checks.PreWriteChecks(planner, engine)
     for spec in selected:
         wanted = _selected_checks(context, spec)
@@ -188,16 +189,19 @@ def _checked_sync(
                 yield outcome.result(sync_asset_key(spec))
             if not outcome.passed:
                 failed.append(outcome.summary)
+                found += outcome.problems or [problem_values.Problem(spec.table, outcome.summary)]
     if failed:
         description = "blocking checks failed before the write; nothing was written: " + " | ".join(failed)
         record(GuardTripped(description, {}))
-        raise dg.Failure(description=description)
+        raise dg.Failure(description=description, metadata=_problems_metadata(found))
     try:
         results = DestinationSync(engine, planner, context.log.info).run(
             selected, dict(relations), full_resync=full_resync
         )
     except Exception as exc:
         record(exc)
+        if isinstance(exc, SyncError) and exc.problems and not isinstance(exc, GuardTripped):
+            raise dg.Failure(description=str(exc), metadata=_problems_metadata(exc.problems)) from exc
         if not isinstance(exc, GuardTripped):
             raise
         for spec in selected:
@@ -206,7 +210,10 @@ def _checked_sync(
                 yield outcome.result(sync_asset_key(spec))
         raise dg.Failure(
             description=str(exc),
-            metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+            metadata={
+                **{f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
+                **_problems_metadata(exc.problems),
+            },
         ) from exc
     record(None, results)
     guards = checks.guard_outcomes(selected, results, None)
@@ -220,6 +227,15 @@ def _checked_sync(
             yield guards[spec.table].result(sync_asset_key(spec))
         for outcome in post.run(plans[spec.name], result, wanted):
             yield outcome.result(sync_asset_key(spec))
+
+
+def _problems_metadata(found) -> dict[str, dg.MetadataValue]:
+    """A refusal's problems on the step failure, for the command line and the UI (activation.syncs.problems)."""
+    lines = "\n".join(f"- {p}" + (f" (fix: {p.fix})" if p.fix else "") for p in found)
+    return {
+        problem_values.METADATA_KEY: dg.MetadataValue.json(problem_values.as_json(found)),
+        "problems": dg.MetadataValue.md(lines),
+    }
 
 
 def _destination_asset(

@@ -31,14 +31,23 @@ from sqlalchemy.dialects import mysql
 from activation.syncs import rejects, schema, validate
 from activation.syncs.bulk import bulk_insert, quoted
 from activation.syncs.plan import Plan, PlanError, Planner
+from activation.syncs.problems import Problem
 from activation.syncs.spec import Mode, SyncSpec
 
 Log = Callable[[str], None]
 SAMPLE = 5
+GUARD_FIX = (
+    "check the mart (a broken model?); if the change is intended, raise the sync's guards or set allow_empty_source"
+)
 
 
 class SyncError(RuntimeError):
-    """A sync refused or failed; what the message says was not written."""
+    """A sync refused or failed; what the message says was not written. `problems` names what to fix
+    (table, column, reason, first keys) when the refusal came from the data."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class SwapNotPossible(SyncError):
@@ -48,8 +57,8 @@ class SwapNotPossible(SyncError):
 class GuardTripped(SyncError):
     """A plan crossed a configured threshold; nothing was written."""
 
-    def __init__(self, message: str, plans: dict[str, dict[str, int]]):
-        super().__init__(message)
+    def __init__(self, message: str, plans: dict[str, dict[str, int]], problems: Sequence[Problem] = ()):
+        super().__init__(message, problems)
         self.plans = plans
 
 
@@ -385,6 +394,7 @@ class DestinationSync:
                     f"{job.spec.table}: max_rejects needs the DuckDB warehouse; BigQuery does not have it yet"
                 )
             rejects.reset(self.planner, job.plan)
+        too_long: list[tuple[str, Problem]] = []
         for column in job.target.columns:
             limit = getattr(column.type, "length", None)
             if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:
@@ -392,13 +402,20 @@ class DestinationSync:
             rows = self.planner.too_long(job.plan, column.name, limit)
             if rows and allowed is None:
                 shown = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
-                raise SyncError(
-                    f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in "
-                    f"{shown}; widen the column or trim it in the mart. Nothing was written."
+                line = (
+                    f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in {shown}"
                 )
+                too_long.append((line, validate.too_long_problem(self.planner, job.plan, column.name, limit, rows)))
+                continue
             if rows:
                 reason = f"value longer than the destination's {limit} characters"
                 rejects.add(self.planner, job.plan, column.name, reason, f'length("{column.name}") > {int(limit)}')
+        if too_long:
+            raise SyncError(
+                "\n".join(line for line, _ in too_long)
+                + "; widen the column or trim it in the mart. Nothing was written.",
+                [problem for _, problem in too_long],
+            )
         if allowed is not None:  # every value the destination would refuse or alter (syncs/validate.py)
             with self.engine.connect() as conn:
                 charsets = validate.character_sets(conn, job.spec.table)
@@ -434,7 +451,8 @@ class DestinationSync:
         if problems:
             raise SyncError(
                 f"{job.spec.source} -> {job.spec.table}: {len(problems)} problem(s) in the rows to send; nothing "
-                "was written:\n" + "\n".join(f"- {p}" for p in problems)
+                "was written:\n" + "\n".join(f"- {p}" for p in problems),
+                [p.as_problem(job.spec) for p in problems],
             )
 
     def _create_shadow(self, conn: sa.Connection, job: _Job) -> None:
@@ -595,9 +613,10 @@ class DestinationSync:
         }
 
     def _check_guards(self, jobs: Sequence[_Job]) -> None:
-        problems = []
+        problems, found = [], []
         for job in jobs:
             guards, p, before = job.spec.guards, job.planned, job.rows_before
+            known = len(problems)
             if job.spec.mode.deletes and job.plan.mart_rows == 0 and before > 0 and not guards.allow_empty_source:
                 problems.append(
                     f"{job.spec.table}: mart {job.spec.source} is empty and would wipe {before:,} rows "
@@ -613,6 +632,15 @@ class DestinationSync:
                     f"{job.spec.table}: would update {p['update']:,} of {before:,} rows, over max_updates "
                     f"{guards.max_updates}"
                 )
+            found += [
+                Problem(
+                    job.spec.table,
+                    "guard tripped: " + line.split(": ", 1)[1],
+                    destination=job.spec.destination,
+                    fix=GUARD_FIX,
+                )
+                for line in problems[known:]
+            ]
         if problems:
             plans = {j.spec.table: dict(j.planned) for j in jobs}
             summary = "; ".join(
@@ -620,7 +648,9 @@ class DestinationSync:
                 for t, p in plans.items()
             )
             raise GuardTripped(
-                "guard tripped, nothing was written: " + " | ".join(problems) + f". The plan was {summary}.", plans
+                "guard tripped, nothing was written: " + " | ".join(problems) + f". The plan was {summary}.",
+                plans,
+                found,
             )
 
     # -- applying -------------------------------------------------------------------------

@@ -15,8 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from activation.syncs import problems as found
+from activation.syncs import schema, validate
 from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
 from activation.syncs.plan import PlanError, Planner
+from activation.syncs.problems import Problem
 from activation.syncs.spec import Mode, SyncSpec
 
 OPERATIONS = ("insert", "update", "delete")
@@ -38,7 +41,16 @@ class SyncPreview:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
     rejected: int = 0  # rows set aside under max_rejects (syncs/rejects.py)
     blocked: str | None = None  # a guard or a pre-write check would refuse the sync
+    problems: list[Problem] = field(default_factory=list)  # each thing that would refuse it
     warnings: list[str] = field(default_factory=list)
+
+    def refuse(self, problems: list[Problem], message: str = "") -> None:
+        """Record what would refuse the sync; `message` stands for problems the refusal did not name."""
+        if not problems and message:
+            problems = [Problem(self.table, message, destination=self.destination)]
+        self.problems = found.merged(self.problems, problems)
+        if self.problems and not self.blocked:
+            self.blocked = message or str(self.problems[0])
 
     @property
     def unchanged(self) -> int:
@@ -60,6 +72,7 @@ class SyncPreview:
             "rejected": self.rejected,
             "samples": self.samples,
             "blocked": self.blocked,
+            "problems": found.as_json(self.problems),
             "warnings": self.warnings,
         }
 
@@ -73,7 +86,9 @@ def _key_values(row: Sequence[Any]) -> Any:
 
 
 class DryRun(DestinationSync):
-    """The writer's preparation and comparisons, without its writes."""
+    """The writer's preparation and comparisons, without its writes. It reports every problem the
+    blocking checks and the writer would refuse the sync for, and never stages a value the
+    destination cannot take (MySQL's LOAD DATA turns such a value into an error or a warning)."""
 
     def __init__(self, engine: sa.Engine, planner: Planner, log: Log = lambda _msg: None, sample: int = 5):
         super().__init__(engine, planner, log)
@@ -89,7 +104,19 @@ class DryRun(DestinationSync):
                 raise SyncError(str(exc)) from exc
             preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
             previews[spec.name] = preview
-            preview.blocked = self.planner.null_and_duplicate_keys(plan)
+            from activation.checks import PreWriteChecks  # checks import the writer: imported late
+
+            for outcome in PreWriteChecks(self.planner, self.engine).run(plan):
+                if not outcome.passed:
+                    preview.refuse(outcome.problems, outcome.summary)
+            outside = self.planner.scope_violations(plan, spec.scope, plan.columns) if spec.scope else 0
+            if outside:  # the writer refuses a mart row it would not own
+                scope = ", ".join(f"{c}={v}" for c, v in spec.scope.items())
+                fix = "filter the mart to the sync's scope, or widen the scope"
+                reason = f"fall outside the sync's scope ({scope})"
+                preview.refuse(
+                    [Problem(spec.table, reason, ", ".join(spec.scope), outside, (), (), fix, spec.destination)]
+                )
             jobs.append(_Job(plan=plan, result=SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)))
 
         with self.engine.connect() as conn:
@@ -119,6 +146,7 @@ class DryRun(DestinationSync):
             self.planner.plan(plan, full_resync=True)
             out.creates_table, out.strategy, out.reason = True, "bulk", "first sync: the table does not exist yet"
             out.rows_in_mart = plan.mart_rows
+            self._check_new_table(conn, job, out)
             if spec.mode is not Mode.UPDATE:
                 out.counts["insert"] = plan.mart_rows
                 source = self.planner._source(plan)
@@ -133,20 +161,46 @@ class DryRun(DestinationSync):
             self._choose_strategy(job, fks)
             self._check_lengths(job)
         except SyncError as exc:
-            out.blocked = out.blocked or str(exc)
+            out.refuse(exc.problems, str(exc))
         out.warnings, out.rejected = out.warnings + list(job.result.warnings), job.result.rejected
+        if job.target is None:  # the table itself does not fit the sync: nothing to compare
+            return
         self.planner.plan(plan, full_resync=full_resync)
         self._count_rows_before([job])
         self._distrust_state(job)
         try:
             self._check_values(conn, job)
         except SyncError as exc:
-            out.blocked = out.blocked or str(exc)
+            out.refuse(exc.problems, str(exc))
         self._load_directly_if_empty(conn, job)
         out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
         out.strategy = job.strategy
-        if out.blocked and job.target is None:
+        if out.problems:  # the writer would stop here; staging these rows could fail mid-load
             return
+        try:
+            self._compare_with_destination(conn, job, out, full_resync)
+        except (SyncError, sa.exc.DBAPIError, ValueError) as exc:  # a value the checks above did not foresee
+            problems = getattr(exc, "problems", [])
+            reason = getattr(exc, "orig", None) or exc
+            out.refuse(problems, f"the destination refused the rows while staging them: {reason}")
+
+    def _check_new_table(self, conn: sa.Connection, job: _Job, out: SyncPreview) -> None:
+        """The values the writer would refuse once it created the table from the mart's schema."""
+        spec, plan = job.spec, job.plan
+        target = schema.build_table(
+            sa.MetaData(),
+            spec.table,
+            plan.arrow_schema,
+            spec.primary_key,
+            string_lengths=self.planner.string_lengths(plan),
+            foreign_keys=spec.parsed_foreign_keys,
+            soft_delete_column=spec.soft_delete_column,
+        )
+        violations = validate.find(self.planner, plan, target, conn.dialect.name, {})
+        out.refuse([v.as_problem(spec) for v in violations])
+
+    def _compare_with_destination(self, conn: sa.Connection, job: _Job, out: SyncPreview, full_resync: bool) -> None:
+        spec, plan = job.spec, job.plan
         t = job.target
         owned = self._scope_clause(job, t)
         if job.strategy == "bulk":
@@ -187,7 +241,7 @@ class DryRun(DestinationSync):
             try:
                 self._check_guards([job])
             except GuardTripped as exc:
-                out.blocked = str(exc)
+                out.refuse(exc.problems, str(exc))
 
     def _samples(self, conn: sa.Connection, job: _Job, s: sa.Table, gone_where, out: SyncPreview) -> None:
         t, n = job.target, self.sample

@@ -9,6 +9,7 @@ DuckDB in one pass; a violation names the table, the column, the count and sampl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from activation.syncs.plan import Plan
+from activation.syncs.problems import FIX_VALUE, Problem
 
 # The SQL each warehouse needs for the checks; a template takes the quoted column as {c}.
 FLAVOURS = {
@@ -76,6 +78,34 @@ class Violation:
     def __str__(self) -> str:
         keys = ", ".join(repr(k) for k in self.keys)
         return f"{self.table}.{self.column}: {self.rows:,} row(s) {self.problem} (key {keys})"
+
+    def as_problem(self, spec) -> Problem:
+        fix = "convert the column to utf8mb4" if "utf8mb3" in self.problem else FIX_VALUE
+        return Problem(
+            self.table, self.problem, self.column, self.rows, self.keys, tuple(spec.primary_key), fix, spec.destination
+        )
+
+
+def too_long_problem(planner, plan: Plan, column: str, limit: int, sample: list[tuple[str, int]]) -> Problem:
+    """Values longer than a VARCHAR(limit), counted over the whole mart (as `too_long` samples it)."""
+    [count] = planner.count_where(
+        dataclasses.replace(plan, full=True), [f"length({FLAVOURS[_flavour(planner)]['quote'](column)}) > {int(limit)}"]
+    )
+    spec = plan.spec
+    return Problem(
+        spec.table,
+        f"longer than VARCHAR({limit})",
+        column,
+        count,
+        tuple(f"{k} ({n} chars)" for k, n in sample),
+        tuple(spec.primary_key),
+        "widen the column in the destination, or trim the value in the mart",
+        spec.destination,
+    )
+
+
+def _flavour(planner) -> str:
+    return getattr(planner, "sql_flavour", "duckdb")
 
 
 def checks(

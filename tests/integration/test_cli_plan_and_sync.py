@@ -11,10 +11,11 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
+from activation.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
 from activation.dbt import load_manifest, model_relation
 from activation.project import dbt_project
 from activation.resources import normalize_url
+from activation.settings import PROJECT_ROOT
 from tests.databases import destination_database
 
 
@@ -128,3 +129,42 @@ def test_exit_codes_for_usage_errors_and_tripped_guards(app_env, warehouse, tmp_
     assert code == EXIT_REFUSED
     assert "guard tripped" in capsys.readouterr().out
     assert main(["sync", "facilities"]) == EXIT_REFUSED
+
+
+@pytest.mark.parametrize("app_env", ["sqlite"], indirect=True)  # the output does not depend on the dialect
+def test_refusals_name_column_reason_count_and_keys_and_a_failed_check_exits_4(
+    app_env, warehouse, tmp_path, capsys, monkeypatch
+):
+    assert main(["sync", "facilities"]) == EXIT_OK
+    schema, table = model_relation(load_manifest(dbt_project()), "app_facilities")
+    with duckdb.connect(str(warehouse)) as con:  # a name longer than the VARCHAR(255) the first sync created
+        [(key,)] = con.execute(
+            f'UPDATE "{schema}"."{table}" SET name = repeat(\'x\', 300) '
+            f'WHERE facility_id = (SELECT min(facility_id) FROM "{schema}"."{table}") RETURNING facility_id'
+        ).fetchall()
+    line = f"app.facilities.name: 1 row longer than VARCHAR(255): facility_id={key} (300 chars)"
+    capsys.readouterr()
+
+    assert main(["plan", "facilities"]) == EXIT_REFUSED
+    assert line in capsys.readouterr().out
+
+    assert main(["sync", "facilities"]) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert line in out and "fix: widen the column" in out and "not written: app/facilities" in out
+    assert 'File "' not in out, "no traceback without --verbose"
+    assert "REFUSED before writing" in out
+    assert main(["sync", "facilities", "--verbose"]) == EXIT_REFUSED
+    assert 'File "' in capsys.readouterr().out, "--verbose shows where it failed"
+
+    # With max_rejects the row is set aside and the rest written; the check after the write
+    # (checks.max_rejected: 0) fails: exit 4, and the summary names the check.
+    syncs = tmp_path / "syncs.yml"
+    config = (PROJECT_ROOT / "syncs.yml").read_text()
+    syncs.write_text(config.replace("    table: facilities\n", "    table: facilities\n    max_rejects: 5\n"))
+    monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(syncs))
+    assert main(["sync", "facilities"]) == EXIT_CHECK_FAILED
+    out = capsys.readouterr().out
+    assert "app/facilities rejected_rows_below_threshold (after the write): 1 of " in out
+    assert "written, but a check after the write failed" in out
+    row = next(r for r in out.splitlines() if r.startswith("app/facilities "))
+    assert row.split()[1:6] == ["mirror", "0", "0", "0", "1"], row  # mode, inserted, updated, deleted, rejected

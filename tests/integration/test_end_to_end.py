@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -138,6 +139,19 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "success" in proc.stdout
+    # What a person reads: dbt's result and a table per sync, not Dagster's event log or dbt's own log
+    # (both stay in the instance for the UI; `--verbose` prints them).
+    assert "DEBUG" not in proc.stdout + proc.stderr and "START sql" not in proc.stdout
+    assert len(proc.stdout.splitlines()) < 15, proc.stdout
+    assert re.search(r"^dbt build: \d+ models built, \d+ tests passed, 0 failed$", proc.stdout, re.M), proc.stdout
+    header = "destination mode inserted updated deleted rejected checks passed checks failed seconds"
+    assert header in [" ".join(line.split()) for line in proc.stdout.splitlines()]
+    for asset, mode in [
+        ("app/facilities", "mirror"),
+        ("app/applications", "replace"),
+        ("crm/customer_scores", "replace"),
+    ]:
+        assert re.search(rf"^{asset} +{mode} +[1-9][\d,]* +0 +0 +0 +[1-9]\d* +0 +\d+\.\d$", proc.stdout, re.M), asset
     assert_destinations_equal_marts(warehouse, {"app": f"sqlite:///{app}", "crm": f"sqlite:///{crm}"})
 
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))

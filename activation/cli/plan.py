@@ -1,0 +1,127 @@
+"""`activation plan`: a dry run of the syncs; writes nothing, and exits 3 when a sync would be refused."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from activation.cli.common import EXIT_OK, EXIT_REFUSED, Project, UsageError, load_project, progress
+from activation.cli.report import print_problems
+
+
+@contextmanager
+def _throwaway_state(state_path: Path) -> Iterator[str]:
+    """A copy of a destination's sync state: the dry run's planner may write to it freely."""
+    with tempfile.TemporaryDirectory(prefix="activation_plan_") as tmp:
+        copy = Path(tmp) / state_path.name
+        for suffix in ("", ".wal"):
+            source = Path(str(state_path) + suffix)
+            if source.exists():
+                shutil.copy(source, str(copy) + suffix)
+        yield str(copy)
+
+
+def _dry_run_engine(url: str):
+    import sqlalchemy as sa
+
+    from activation.resources import SQLDestination
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return sa.create_engine("sqlite://")  # the file does not exist yet: an empty database, not created
+    return SQLDestination(url=url).engine()
+
+
+def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
+    """Preview the given syncs, destination by destination; writes nothing anywhere."""
+    from activation.resources import DuckDBWarehouse, destination_identity
+    from activation.syncs.plan import Planner
+    from activation.syncs.preview import DryRun
+
+    warehouse = DuckDBWarehouse(path=str(project.settings.warehouse_path))
+    if not project.settings.warehouse_path.exists():
+        raise UsageError(f"warehouse {project.settings.warehouse_path} does not exist; run `activation demo` and dbt")
+    state_dir = project.settings.warehouse_path.parent / "activation_state"
+    previews = []
+    destinations = list(dict.fromkeys(s.destination for s in specs))
+    with progress() as bar:
+        task = bar.add_task("planning", total=len(specs))
+        for destination in destinations:
+            chosen = [s for s in specs if s.destination == destination]
+            url = project.destination_url(destination)
+            engine = _dry_run_engine(url)
+            try:
+                with (
+                    _throwaway_state(state_dir / f"{destination}.duckdb") as state,
+                    warehouse.connect(log=lambda m: bar.console.print(m)) as con,
+                ):
+                    planner = Planner(con, state, destination_identity(url))
+                    for spec in chosen:
+                        bar.update(task, description=f"planning {destination}.{spec.table}")
+                        previews.extend(_preview(DryRun(engine, planner, sample=sample), spec, project, full_resync))
+                        bar.advance(task)
+            finally:
+                engine.dispose()
+    return previews
+
+
+def _preview(dry_run, spec, project: Project, full_resync: bool) -> list:
+    """One sync's preview; a sync the writer would stop before comparing anything is a refused preview."""
+    from activation.syncs.load import SyncError
+    from activation.syncs.preview import SyncPreview
+
+    try:
+        return dry_run.preview([spec], project.relations, full_resync=full_resync)
+    except SyncError as exc:
+        preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
+        preview.refuse(exc.problems, str(exc))
+        return [preview]
+
+
+def _print_plan(previews: list) -> None:
+    for p in previews:
+        head = f"{p.destination}.{p.table} ({p.mode}, {p.strategy}; {p.reason})"
+        print(head)
+        print(
+            f"  + {p.counts['insert']:,} insert   ~ {p.counts['update']:,} update   - {p.counts['delete']:,} delete   "
+            f"= {p.unchanged:,} unchanged   ! {p.rejected:,} rejected   "
+            f"({p.rows_in_mart:,} rows in mart, {p.rows_in_destination:,} in destination)"
+        )
+        if p.creates_table:
+            print("  creates the table")
+        for op, mark in (("insert", "+"), ("update", "~"), ("delete", "-")):
+            for row in p.samples[op]:
+                changed = f"  ({', '.join(row['columns'])})" if row.get("columns") else ""
+                print(f"    {mark} {row['key']}{changed}")
+        for warning in p.warnings:
+            print(f"  warning: {warning}")
+        if p.blocked:
+            print(f"  REFUSED: the sync would write nothing to {p.destination}.{p.table}:")
+            print_problems(p.problems, sys.stdout, indent="    ")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    project = load_project()
+    specs = project.select(args.syncs)
+    if not args.syncs:  # as `sync`: daily-partitioned syncs run per day, from their own job
+        specs = [s for s in specs if not s.partition]
+    return report_plan(project, specs, full_resync=args.full_resync, sample=args.sample, as_json=args.json)
+
+
+def report_plan(project: Project, specs: Sequence, *, full_resync=False, sample=5, as_json=False) -> int:
+    """Plan the syncs, print the plan, and return the exit code: 3 when any sync would be refused."""
+    previews = plan_syncs(project, specs, full_resync=full_resync, sample=sample)
+    refused = [p for p in previews if p.blocked]
+    if as_json:
+        print(json.dumps([p.as_dict() for p in previews], indent=2, default=str, ensure_ascii=False))
+    else:
+        _print_plan(previews)
+        if refused:
+            print(f"{len(refused)} sync(s) would be refused: {', '.join(p.sync for p in refused)}")
+    return EXIT_REFUSED if refused else EXIT_OK
