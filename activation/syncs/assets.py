@@ -37,9 +37,13 @@ class Mart:
     relation: MartRelation
 
 
-def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.AssetSpec:
+def _spec(config: SyncConfig, sync: SyncSpec, marts: Mapping[str, Mart], kind: str) -> dg.AssetSpec:
+    mart = marts[sync.source]
     parents = [sync_asset_key(p) for p in config.parents(sync)]
     destinations = dg.AssetSelection.assets(*[sync_asset_key(s) for s in config.syncs.values()])
+    group = next(g for g in automation.foreign_key_groups(config) if sync in g)
+    others = [s for s in group if s.name != sync.name]
+    group_marts = list(dict.fromkeys(marts[s.source].asset_key for s in others if s.source != sync.source))
     return dg.AssetSpec(
         key=sync_asset_key(sync),
         deps=[mart.asset_key, *parents],
@@ -49,7 +53,9 @@ def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.Asset
         owners=sync.owners or config.owners or None,
         kinds={kind},
         tags={"activation/mode": sync.mode.value},
-        automation_condition=automation.sync_condition(destinations),
+        automation_condition=automation.sync_condition(
+            destinations, group_marts=group_marts, group_syncs=[sync_asset_key(s) for s in others]
+        ),
         freshness_policy=automation.freshness_policy(sync.freshness),
         metadata={
             "dagster/table_name": f"{sync.destination}.{sync.table}",
@@ -132,7 +138,7 @@ def build_partitioned_sync_assets(
         out.append(
             partitions.build_partitioned_sync_asset(
                 sync,
-                _spec(config, sync, mart, kinds[sync.destination]),
+                _spec(config, sync, marts, kinds[sync.destination]),
                 mart.relation,
                 partitions_defs[sync.source],
                 destination_resource_key(sync.destination),
@@ -231,7 +237,7 @@ def _destination_asset(
 
     @dg.multi_asset(
         name=f"sync_{destination}",
-        specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
+        specs=[_spec(config, s, marts, kind) for s in ordered],
         check_specs=[c for s in ordered for c in checks.check_specs(s, sync_asset_key(s))],
         can_subset=True,
         pool=WAREHOUSE_POOL,
