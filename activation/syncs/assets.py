@@ -13,7 +13,7 @@ import dagster as dg
 from activation import automation, checks, partitions
 from activation.history import RunHistory
 from activation.resources import DuckDBWarehouse, destination_identity
-from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
+from activation.syncs.load import DestinationSync, GuardTripped, SyncError, SyncResult
 from activation.syncs.plan import MartRelation, Planner
 from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
 
@@ -198,18 +198,25 @@ def _checked_sync(
         description = "blocking checks failed before the write; nothing was written: " + " | ".join(failed)
         record(GuardTripped(description, {}))
         raise dg.Failure(description=description)
+    sync = DestinationSync(engine, planner, context.log.info)
     try:
-        results = DestinationSync(engine, planner, context.log.info).run(
-            selected, dict(relations), full_resync=full_resync
-        )
+        results = sync.run(selected, dict(relations), full_resync=full_resync)
     except Exception as exc:
         record(exc)
-        if not isinstance(exc, GuardTripped):
-            raise
+        # Only a plan over the limits fails the guards. A run refused or failed for another reason
+        # fails its step with that reason; the guards that judged a plan before it held, and those
+        # never reached show as not executed.
+        tripped = exc if isinstance(exc, GuardTripped) else None
+        outcomes = checks.guards_held_before_failure(selected, sync.within_guards)
+        if tripped is not None:
+            outcomes.update(checks.guard_outcomes(selected, None, tripped))
         for spec in selected:
-            outcome = checks.guard_outcomes(selected, None, exc).get(spec.table)
-            if outcome and checks.GUARDS in _selected_checks(context, spec):
-                yield outcome.result(sync_asset_key(spec))
+            if spec.table in outcomes and checks.GUARDS in _selected_checks(context, spec):
+                yield outcomes[spec.table].result(sync_asset_key(spec))
+        if isinstance(exc, SyncError) and tripped is None:  # refused: the reason is the step's error
+            raise dg.Failure(description=str(exc)) from exc
+        if tripped is None:
+            raise
         raise dg.Failure(
             description=str(exc),
             metadata={f"planned_{table}": dg.MetadataValue.json(plan) for table, plan in exc.plans.items()},
