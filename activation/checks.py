@@ -5,7 +5,8 @@ Before the write (blocking: a failure stops the sync and nothing is written):
 - `mart_fits_destination`: every mart value fits its destination column (type, length,
   range, nullability), with the offending rows named.
 - `guards_within_limits`: the plan stays within the sync's guards (the engine evaluates them
-  inside the write transaction and rolls back, so a tripped guard also writes nothing).
+  inside the write transaction and rolls back, so a tripped guard also writes nothing). Only a
+  plan over the limits fails it: a sync refused for another reason fails its step instead.
 
 After the write:
 - `row_count_matches_mart`: the destination holds as many rows as the mart (mirror, replace,

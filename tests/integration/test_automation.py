@@ -192,3 +192,10 @@ def test_tables_connected_by_foreign_keys_are_requested_together(defs):
     build(defs, instance, APP_MARTS["job_postings"])
     tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
     assert requested_app_tables(tick) == set(APP), "the marts are consistent again: the whole group, at once"
+
+
+def test_asset_groups_joined_by_foreign_keys_share_one_sensor():
+    """Tables of one foreign-key group placed in different asset groups: one sensor, one tick."""
+    sensors = {s.name: s for s in automation.automation_sensors(["app_db", "crm_db", "hr"], [{"app_db", "hr"}])}
+    assert set(sensors) == {"app_db_automation", "crm_db_automation"}
+    assert sensors["app_db_automation"].asset_selection == dg.AssetSelection.groups("app_db", "hr")

@@ -1,11 +1,14 @@
 """Automation with foreign keys, the way the daemon drives it (issue 12, item 7).
 
-A real Dagster instance (temporary DAGSTER_HOME); each tick is the app sensor's evaluation of
-the automation conditions, its requests grouped into runs as the daemon groups them, and every
-run executed on that instance with the project's own job. dbt runs as Dagster runs too (one
-process per step, as under the webserver). The story: day 1 synced; a day of changes; one
-parent's mart materialized with its upstream models only; ticks; a full dbt build; ticks. The
-app database must end equal to the marts without anyone stepping in.
+A real Dagster instance (temporary DAGSTER_HOME). Each tick is the app sensor's evaluation of
+the automation conditions, its requests grouped into runs by the daemon's own
+`build_run_requests`, and every run executed on that instance with the project's `activate`
+job. The story: day 1 synced; a day of changes; one parent's mart materialized with its upstream
+models only (a real dbt run through Dagster, one process per step as under the webserver);
+ticks; a person syncing that parent alone; the full build of the day; ticks. The app database
+must end equal to the marts without anyone stepping in. The full builds are the session's own
+dbt builds of the same days (the `lake` fixture), recorded as a build records them, to keep
+the test within its time.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Daemon:
             self.defs, self.instance, asset_selection=self.selection, cursor=self.cursor
         )
         self.cursor = result.cursor
+        # What the daemon does with a tick's requests (AutomationTickEvaluationContext).
         requests = build_run_requests(
             result._requested_subsets, self.defs.resolve_asset_graph(), run_tags=None, emit_backfills=False
         )
