@@ -1,9 +1,10 @@
 """When things run, and how a person hears about it: automation, freshness, schedule, alerts.
 
-- A destination table syncs when its mart (or one of its parents' marts) is materialized and
-  every blocking check upstream passed (dbt tests at severity `error` are blocking checks), by
-  declarative automation. One automation sensor per destination group, shipped RUNNING: the
-  default sensor starts STOPPED in open-source Dagster.
+- A destination table syncs when its mart, or the mart of a table its foreign keys connect it
+  to, is materialized and every blocking check on those marts passed (dbt tests at severity
+  `error` are blocking checks), by declarative automation: tables connected by foreign keys are
+  requested in one tick and written in one step. One automation sensor per destination group,
+  shipped RUNNING: the default sensor starts STOPPED in open-source Dagster.
 - Freshness: each destination from its `freshness:` in syncs.yml, the marts from one default.
 - A schedule builds the dbt layer; the syncs follow by automation.
 - A run-failure sensor reports failed syncs to the log and, when ACTIVATION_ALERT_WEBHOOK_URL
@@ -12,7 +13,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import urllib.error
 import urllib.parse
@@ -22,7 +25,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from activation.syncs.spec import Freshness
+from activation.syncs.spec import Freshness, SyncConfig, SyncSpec
 
 WEBHOOK_ENV = "ACTIVATION_ALERT_WEBHOOK_URL"
 DBT_SCHEDULE_ENV = "ACTIVATION_DBT_SCHEDULE"
@@ -31,19 +34,73 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26),
 MART_GROUP_SUFFIX = "_marts"
 
 
-def sync_condition(destinations: dg.AssetSelection) -> dg.AutomationCondition:
-    """`eager()`, plus: every blocking check upstream passed; a parent table's own sync does
-    not re-trigger its children (the marts do), so one mart update makes one run."""
-    return (
+def foreign_key_groups(config: SyncConfig) -> list[list[SyncSpec]]:
+    """The syncs that must run together: connected components of one destination's tables over
+    their foreign keys (a parent and its children, and their other parents), in load order.
+    Partitioned syncs run per day in assets of their own, so each is a group of one."""
+    group_of = {name: {name} for name in config.syncs}
+    for sync in config.syncs.values():
+        if sync.partition:
+            continue
+        for parent in config.parents(sync):
+            if parent.partition:
+                continue
+            merged = group_of[sync.name] | group_of[parent.name]
+            for name in merged:
+                group_of[name] = merged
+    groups = {frozenset(names) for names in group_of.values()}
+    order = [s.name for s in config.load_order()]
+    return sorted(
+        ([config.syncs[n] for n in order if n in names] for names in groups), key=lambda g: order.index(g[0].name)
+    )
+
+
+def _any(conditions: Sequence[dg.AutomationCondition]) -> dg.AutomationCondition | None:
+    return functools.reduce(operator.or_, conditions) if conditions else None
+
+
+def sync_condition(
+    destinations: dg.AssetSelection,
+    group_marts: Sequence[dg.AssetKey] = (),
+    group_syncs: Sequence[dg.AssetKey] = (),
+) -> dg.AutomationCondition:
+    """`eager()` over the table's foreign-key group: the table is requested when its own mart,
+    or the mart of any table its foreign keys connect it to (`group_marts`, the others), updated
+    since the table was last requested or synced, once no mart of the group is missing or being
+    built, no table of the group is being synced, and every blocking check on those marts passed.
+    So one tick requests the whole group and one run writes it in one step, in foreign-key order.
+
+    Destination tables do not gate each other: a parent table's sync does not re-trigger its
+    children, and its failed run (a refusal, a tripped guard) never holds them back: the whole
+    group is requested again when a mart updates."""
+    others = [dg.AutomationCondition.asset_matches(m, dg.AutomationCondition.newly_updated()) for m in group_marts]
+    updated = dg.AutomationCondition.any_deps_updated().ignore(destinations)
+    if others:
+        updated = updated | _any(others)
+    blocking_passed = dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(destinations)
+    for mart in group_marts:
+        blocking_passed = blocking_passed & dg.AutomationCondition.asset_matches(
+            mart,
+            dg.AutomationCondition.all_checks_match(
+                dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
+            ),
+        )
+    waiting = [
+        dg.AutomationCondition.asset_matches(m, dg.AutomationCondition.missing() | dg.AutomationCondition.in_progress())
+        for m in group_marts
+    ] + [dg.AutomationCondition.asset_matches(k, dg.AutomationCondition.in_progress()) for k in group_syncs]
+    condition = (
         dg.AutomationCondition.in_latest_time_window()
-        & (
-            dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated().ignore(destinations)
-        ).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
-        & ~dg.AutomationCondition.any_deps_in_progress()
+        & (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing().ignore(destinations)
+        & ~dg.AutomationCondition.any_deps_in_progress().ignore(destinations)
         & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ).with_label("sync when the mart updates and its blocking checks passed")
+        & blocking_passed
+    )
+    if waiting:
+        condition = condition & ~_any(waiting)
+    label = "sync when a mart of its foreign-key group updates" if others else "sync when the mart updates"
+    return condition.with_label(f"{label} and the blocking checks on the marts passed")
 
 
 def freshness_policy(freshness: Freshness) -> dg.FreshnessPolicy | None:
@@ -63,16 +120,25 @@ def with_mart_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec
 
 
-def automation_sensors(groups: Iterable[str]) -> list[dg.AutomationConditionSensorDefinition]:
+def automation_sensors(
+    groups: Iterable[str], together: Iterable[Iterable[str]] = ()
+) -> list[dg.AutomationConditionSensorDefinition]:
+    """One sensor per asset group; groups that `together` joins (tables of one foreign-key group
+    placed in different asset groups) share one, so that its tick requests them in one run."""
+    merged = {group: {group} for group in groups}
+    for joined in together:
+        union = set().union(*(merged[g] for g in joined))
+        for group in union:
+            merged[group] = union
     return [
         dg.AutomationConditionSensorDefinition(
-            f"{group}_automation",
-            target=dg.AssetSelection.groups(group),
+            f"{min(names)}_automation",
+            target=dg.AssetSelection.groups(*sorted(names)),
             default_status=dg.DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=30,
-            description=f"Syncs the tables of {group} when their marts are materialized.",
+            description=f"Syncs the tables of {', '.join(sorted(names))} when their marts are materialized.",
         )
-        for group in sorted(set(groups))
+        for names in sorted({frozenset(n) for n in merged.values()}, key=min)
     ]
 
 

@@ -5,7 +5,8 @@ Before the write (blocking: a failure stops the sync and nothing is written):
 - `mart_fits_destination`: every mart value fits its destination column (type, length,
   range, nullability), with the offending rows named.
 - `guards_within_limits`: the plan stays within the sync's guards (the engine evaluates them
-  inside the write transaction and rolls back, so a tripped guard also writes nothing).
+  inside the write transaction and rolls back, so a tripped guard also writes nothing). Only a
+  plan over the limits fails it: a sync refused for another reason fails its step instead.
 
 After the write:
 - `row_count_matches_mart`: the destination holds as many rows as the mart (mirror, replace,
@@ -327,6 +328,29 @@ def guard_outcomes(
                 "guards": dg.MetadataValue.json(spec.guards.model_dump(mode="json")),
             },
         )
+    return out
+
+
+def guards_held_before_failure(specs: Sequence[SyncSpec], within: dict[str, dict[str, int]]) -> dict[str, CheckOutcome]:
+    """The guards' verdict per sync table when a run failed for another reason (a refusal, a foreign key, a lost
+    connection): a table whose plan the guards judged passed them; the failure is the run's, and
+    a failed guard check would send a person after limits that were never crossed."""
+    out = {}
+    for spec in specs:
+        plan = within.get(spec.table)
+        if plan is not None:
+            out[spec.table] = CheckOutcome(
+                GUARDS,
+                True,
+                f"+{plan.get('insert', 0):,} ~{plan.get('update', 0):,} -{plan.get('delete', 0):,} planned, within "
+                "the guards; the run then failed for another reason (see the step's error) and wrote nothing",
+                {
+                    "planned_inserts": plan.get("insert", 0),
+                    "planned_updates": plan.get("update", 0),
+                    "planned_deletes": plan.get("delete", 0),
+                    "guards": dg.MetadataValue.json(spec.guards.model_dump(mode="json")),
+                },
+            )
     return out
 
 

@@ -16,6 +16,7 @@ from activation.syncs.assets import (
     build_partitioned_sync_assets,
     build_sync_assets,
     destination_resource_key,
+    sync_asset_key,
 )
 from activation.syncs.masking import with_dbt_masks
 from activation.syncs.plan import MartRelation
@@ -69,7 +70,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     all_syncs = [*sync_assets, *daily_syncs]
     sync_keys = [key for assets in all_syncs for key in assets.keys]
-    groups = {assets.group_names_by_key[key] for assets in all_syncs for key in assets.keys}
+    group_of = {key: assets.group_names_by_key[key] for assets in all_syncs for key in assets.keys}
+    together = [{group_of[sync_asset_key(s)] for s in fk_group} for fk_group in automation.foreign_key_groups(config)]
     return dg.Definitions(
         assets=[*raw_source_specs(manifest), dbt_models, *daily_dbt, *sync_assets, *daily_syncs],
         jobs=[
@@ -83,7 +85,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],
         sensors=[
-            *automation.automation_sensors(groups),
+            *automation.automation_sensors(set(group_of.values()), together),
             automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in all_syncs]),
         ],
         resources={

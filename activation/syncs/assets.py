@@ -38,9 +38,13 @@ class Mart:
     relation: MartRelation
 
 
-def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.AssetSpec:
+def _spec(config: SyncConfig, sync: SyncSpec, marts: Mapping[str, Mart], kind: str) -> dg.AssetSpec:
+    mart = marts[sync.source]
     parents = [sync_asset_key(p) for p in config.parents(sync)]
     destinations = dg.AssetSelection.assets(*[sync_asset_key(s) for s in config.syncs.values()])
+    group = next(g for g in automation.foreign_key_groups(config) if sync in g)
+    others = [s for s in group if s.name != sync.name]
+    group_marts = list(dict.fromkeys(marts[s.source].asset_key for s in others if s.source != sync.source))
     return dg.AssetSpec(
         key=sync_asset_key(sync),
         deps=[mart.asset_key, *parents],
@@ -50,7 +54,9 @@ def _spec(config: SyncConfig, sync: SyncSpec, mart: Mart, kind: str) -> dg.Asset
         owners=sync.owners or config.owners or None,
         kinds={kind},
         tags={"activation/mode": sync.mode.value},
-        automation_condition=automation.sync_condition(destinations),
+        automation_condition=automation.sync_condition(
+            destinations, group_marts=group_marts, group_syncs=[sync_asset_key(s) for s in others]
+        ),
         freshness_policy=automation.freshness_policy(sync.freshness),
         metadata={
             "dagster/table_name": f"{sync.destination}.{sync.table}",
@@ -133,7 +139,7 @@ def build_partitioned_sync_assets(
         out.append(
             partitions.build_partitioned_sync_asset(
                 sync,
-                _spec(config, sync, mart, kinds[sync.destination]),
+                _spec(config, sync, marts, kinds[sync.destination]),
                 mart.relation,
                 partitions_defs[sync.source],
                 destination_resource_key(sync.destination),
@@ -194,20 +200,26 @@ def _checked_sync(
         description = "blocking checks failed before the write; nothing was written: " + " | ".join(failed)
         record(GuardTripped(description, {}))
         raise dg.Failure(description=description, metadata=_problems_metadata(found))
+    sync = DestinationSync(engine, planner, context.log.info)
     try:
-        results = DestinationSync(engine, planner, context.log.info).run(
-            selected, dict(relations), full_resync=full_resync
-        )
+        results = sync.run(selected, dict(relations), full_resync=full_resync)
     except Exception as exc:
         record(exc)
-        if isinstance(exc, SyncError) and exc.problems and not isinstance(exc, GuardTripped):
-            raise dg.Failure(description=str(exc), metadata=_problems_metadata(exc.problems)) from exc
-        if not isinstance(exc, GuardTripped):
-            raise
+        # Only a plan over the limits fails the guards. A run refused or failed for another reason
+        # fails its step with that reason; the guards that judged a plan before it held, and those
+        # never reached show as not executed.
+        tripped = exc if isinstance(exc, GuardTripped) else None
+        outcomes = checks.guards_held_before_failure(selected, sync.within_guards)
+        if tripped is not None:
+            outcomes.update(checks.guard_outcomes(selected, None, tripped))
         for spec in selected:
-            outcome = checks.guard_outcomes(selected, None, exc).get(spec.table)
-            if outcome and checks.GUARDS in _selected_checks(context, spec):
-                yield outcome.result(sync_asset_key(spec))
+            if spec.table in outcomes and checks.GUARDS in _selected_checks(context, spec):
+                yield outcomes[spec.table].result(sync_asset_key(spec))
+        if isinstance(exc, SyncError) and tripped is None:  # refused: the reason is the step's error
+            metadata = _problems_metadata(exc.problems) if exc.problems else {}
+            raise dg.Failure(description=str(exc), metadata=metadata) from exc
+        if tripped is None:
+            raise
         raise dg.Failure(
             description=str(exc),
             metadata={
@@ -247,7 +259,7 @@ def _destination_asset(
 
     @dg.multi_asset(
         name=f"sync_{destination}",
-        specs=[_spec(config, s, marts[s.source], kind) for s in ordered],
+        specs=[_spec(config, s, marts, kind) for s in ordered],
         check_specs=[c for s in ordered for c in checks.check_specs(s, sync_asset_key(s))],
         can_subset=True,
         pool=WAREHOUSE_POOL,

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 
-from activation.syncs import rejects, schema, validate
+from activation.syncs import foreign_keys, rejects, schema, validate
 from activation.syncs.bulk import bulk_insert, quoted
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.problems import Problem
@@ -92,6 +92,7 @@ class _Job:
     staging: sa.Table | None = None
     deleted_keys: sa.Table | None = None
     rejected_keys: sa.Table | None = None  # rows set aside, whose older version must not be deleted
+    sent_rows: sa.Table | None = None  # the rows to write, staged again to explain a foreign-key violation
     shadow: sa.Table | None = None
     planned: dict[str, int] = field(default_factory=dict)
     rows_before: int = 0  # rows this sync owns in the destination before the run
@@ -162,6 +163,9 @@ class DestinationSync:
         self.engine = engine
         self.planner = planner
         self.log = log
+        # Tables whose plan the guards judged and let through in the last attempt (table -> plan):
+        # when the run then fails for another reason, their guards still passed.
+        self.within_guards: dict[str, dict[str, int]] = {}
 
     # -- destination inspection --------------------------------------------------------------
     def _foreign_keys(self, conn: sa.Connection) -> dict[str, list[dict]]:
@@ -641,6 +645,8 @@ class DestinationSync:
                 )
                 for line in problems[known:]
             ]
+        if not problems:
+            self.within_guards.update({j.spec.table: dict(j.planned) for j in jobs})
         if problems:
             plans = {j.spec.table: dict(j.planned) for j in jobs}
             summary = "; ".join(
@@ -779,32 +785,72 @@ class DestinationSync:
             raise SyncError(f"{spec.table}: the server reported {affected} affected rows for an update of whole rows")
         return affected // 2
 
-    def _delete(self, conn: sa.Connection, job: _Job) -> None:
+    def _leaving(self, conn: sa.Connection, job: _Job, *, join: bool = True) -> sa.ColumnElement[bool] | None:
+        """The destination rows this run deletes (None: none)."""
         if job.strategy != "diff" or not job.spec.mode.deletes:
-            return  # bulk: the table was empty; shadow and truncate delete by replacing
-        t, spec = job.target, job.spec
+            return None  # bulk: the table was empty; shadow and truncate delete by replacing
+        t = job.target
         owned = self._scope_clause(job, t)
         if job.plan.full:
-            where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, job.staging)), *self._kept(conn, job, t))
-        elif job.deleted_keys is not None:
+            return sa.and_(owned, ~sa.exists().where(self._on_key(job, t, job.staging)), *self._kept(conn, job, t))
+        if job.deleted_keys is not None:
             gone = job.deleted_keys
-            if conn.dialect.name == "sqlite":
-                where = sa.and_(owned, sa.exists().where(self._on_key(job, t, gone)))
-            else:  # a join: MySQL runs EXISTS as one probe per destination row
-                where = sa.and_(owned, self._on_key(job, t, gone))
-        else:
+            if conn.dialect.name == "sqlite" or not join:
+                return sa.and_(owned, sa.exists().where(self._on_key(job, t, gone)))
+            return sa.and_(owned, self._on_key(job, t, gone))  # a join: MySQL runs EXISTS as one probe per row
+        return None
+
+    def _delete(self, conn: sa.Connection, job: _Job) -> None:
+        where = self._leaving(conn, job)
+        if where is None:
             return
-        soft = spec.soft_delete_column
+        t, soft = job.target, job.spec.soft_delete_column
         if soft:
             stmt = sa.update(t).where(where, t.c[soft].is_(None)).values({soft: sa.func.current_timestamp()})
         else:
             stmt = sa.delete(t).where(where)
+        job.result.deleted = conn.execute(stmt).rowcount
+
+    @contextlib.contextmanager
+    def _naming_foreign_key_violations(
+        self, conn: sa.Connection, job: _Job, fks: dict[str, list[dict]], *, deleting: bool, swapped: bool = False
+    ) -> Iterator[None]:
+        """A foreign-key violation in the enclosed writes becomes a SyncError naming the table, the
+        foreign key and sample keys (syncs/foreign_keys.py). PostgreSQL aborts the transaction on
+        an error, so there the writes run in a savepoint that keeps it usable for the query."""
         try:
-            job.result.deleted = conn.execute(stmt).rowcount
-        except sa.exc.IntegrityError as exc:
+            if conn.dialect.name == "postgresql":
+                with conn.begin_nested():
+                    yield
+            else:
+                yield
+        except (sa.exc.IntegrityError, ValueError) as exc:
+            if not foreign_keys.is_violation(exc):
+                raise
+            spec = job.spec
+            try:
+                if deleting:
+                    leaving = self._leaving(conn, job, join=False)
+                    problems = [] if leaving is None else foreign_keys.still_referenced(conn, job.target, leaving, fks)
+                    advice = "Sync the tables that point at it in the same run, so their rows go first"
+                else:
+                    sent = job.sent_rows = self._temp_table(conn, job, "__fk", job.plan.columns)
+                    rows = self.planner.rows(job.plan, spec.batch_size, everything=job.strategy != "diff")
+                    self._load(conn, job, sent, rows, job.plan.mart_rows)
+                    problems = foreign_keys.orphans(conn, spec.table, sent, spec.primary_key, fks.get(spec.table, []))
+                    advice = "Sync the parent tables in the same run (or first), or fix the mart"
+            except sa.exc.DBAPIError as unexplained:  # the database's own words, then
+                self.log(f"{spec.table}: could not look up the rows behind the foreign-key error: {unexplained.orig}")
+                problems, advice = [], "Sync the tables it references, and those that reference it, in one run"
+            found = "; ".join(problems) or f"the database said: {getattr(exc, 'orig', exc)}"
             raise SyncError(
-                f"{spec.table}: rows that left mart {spec.source} are still referenced by another table's foreign "
-                "key; sync the referencing tables in the same run so their rows go first. Rolled back."
+                f"{spec.table}: {'deleting' if deleting else 'writing'} rows of mart {spec.source} violates a "
+                f"foreign key: {found}. {advice}. "
+                + (
+                    "The deletes were rolled back; the tables swapped in stay."
+                    if swapped
+                    else "Rolled back, nothing was written."
+                )
             ) from exc
 
     def _swap(self, conn: sa.Connection, job: _Job) -> None:
@@ -870,6 +916,7 @@ class DestinationSync:
         backoff: the state advances only after the destination committed, so a retry plans again
         from the same point and nothing is skipped or applied twice."""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
+            self.within_guards = {}
             try:
                 with self._exclusive(specs):
                     return self._run_once(specs, relations, full_resync=full_resync)
@@ -1003,19 +1050,22 @@ class DestinationSync:
                     # Parents first: a child's shadow table checks its foreign keys as it loads.
                     # A guard tripping on any table rolls back this whole transaction.
                     for job in jobs:
-                        self._stage(conn, job)
-                        job.result.strategy = job.strategy
-                        self._check_guards([job])
-                        self._upsert(conn, job)
+                        with self._naming_foreign_key_violations(conn, job, fks, deleting=False):
+                            self._stage(conn, job)
+                            job.result.strategy = job.strategy
+                            self._check_guards([job])
+                            self._upsert(conn, job)
                     if not shadows:
                         for job in reversed(jobs):  # children first
-                            self._delete(conn, job)
+                            with self._naming_foreign_key_violations(conn, job, fks, deleting=True):
+                                self._delete(conn, job)
                 for job in shadows:
                     self._swap(conn, job)
                 if shadows:
                     with conn.begin():
                         for job in reversed(jobs):
-                            self._delete(conn, job)
+                            with self._naming_foreign_key_violations(conn, job, fks, deleting=True, swapped=True):
+                                self._delete(conn, job)
             except sa.exc.DBAPIError as exc:
                 raise SyncError(f"destination write failed and was rolled back: {exc.orig!r}") from exc
             finally:
@@ -1068,7 +1118,7 @@ class DestinationSync:
         if conn.in_transaction():
             conn.rollback()
         for job in jobs:
-            for table in (job.staging, job.deleted_keys, job.rejected_keys):
+            for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows):
                 if table is not None:
                     with conn.begin():
                         table.drop(conn, checkfirst=True)

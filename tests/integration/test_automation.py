@@ -130,3 +130,72 @@ def test_failed_sync_is_reported_to_the_webhook(defs, monkeypatch):
     assert report["failures"][0]["step"] == "sync_crm"
     assert report["failures"][0]["error"]
     assert automation.redacted(secret_url) == "http://127.0.0.1/…"
+
+
+APP = {name: dg.AssetKey(["app", name]) for name in ("facilities", "job_postings", "candidates", "applications")}
+APP_MARTS = {name: dg.AssetKey(f"app_{name}") for name in APP}
+RELATIONSHIPS_TEST = "relationships_app_job_postings_facility_id__facility_id__ref_app_facilities_"
+
+
+def build(defs, instance, mart: dg.AssetKey, failing: str | None = None) -> None:
+    """A dbt build of one mart as Dagster records it: the materialization, then its tests."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(mart))
+    for key in defs.resolve_asset_graph().get(mart).check_keys:
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=mart, check_name=key.name, passed=key.name != failing, severity=dg.AssetCheckSeverity.ERROR
+            )
+        )
+
+
+def requested_app_tables(tick) -> set[str]:
+    return {name for name, key in APP.items() if tick.get_num_requested(key)}
+
+
+def test_tables_connected_by_foreign_keys_are_requested_together(defs):
+    instance = dg.DagsterInstance.ephemeral()
+    app = dg.AssetSelection.groups("app_db")
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app)
+    for mart in APP_MARTS.values():
+        build(defs, instance, mart)
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set(APP), "the first build syncs every table"
+    for key in APP.values():  # that run synced them
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set()
+
+    # One parent's mart alone: its children, and their other parents, come along in the same tick.
+    build(defs, instance, APP_MARTS["facilities"])
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set(APP)
+    assert tick.get_num_requested(dg.AssetKey(["app", "candidate_activities"])) == 0, "not connected"
+
+    # That run tripped a guard on the parent: its failed check does not hold the children back
+    # when the marts change again (below).
+    guard = dg.AssetCheckEvaluation(
+        asset_key=APP["facilities"],
+        check_name="guards_within_limits",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+    instance.report_runless_asset_event(guard)
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set(), "requested once per mart update"
+
+    # A failed blocking dbt test on one member's mart holds the whole group, not just that table.
+    build(defs, instance, APP_MARTS["facilities"])
+    build(defs, instance, APP_MARTS["job_postings"], failing=RELATIONSHIPS_TEST)
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set()
+
+    build(defs, instance, APP_MARTS["job_postings"])
+    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=app, cursor=tick.cursor)
+    assert requested_app_tables(tick) == set(APP), "the marts are consistent again: the whole group, at once"
+
+
+def test_asset_groups_joined_by_foreign_keys_share_one_sensor():
+    """Tables of one foreign-key group placed in different asset groups: one sensor, one tick."""
+    sensors = {s.name: s for s in automation.automation_sensors(["app_db", "crm_db", "hr"], [{"app_db", "hr"}])}
+    assert set(sensors) == {"app_db_automation", "crm_db_automation"}
+    assert sensors["app_db_automation"].asset_selection == dg.AssetSelection.groups("app_db", "hr")
