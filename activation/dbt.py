@@ -63,7 +63,11 @@ class ActivationTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
-TRANSLATOR = ActivationTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
+# Source tests become asset checks on the raw tables (severity `error` => blocking, like model
+# tests); the dbt build that reads a source runs them.
+TRANSLATOR = ActivationTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_code_references=True, enable_source_tests_as_checks=True)
+)
 
 
 def ensure_manifest(project: DbtProject) -> Path:

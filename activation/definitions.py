@@ -59,9 +59,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     sync_assets = build_sync_assets(config, marts, kinds=kinds)
     daily_syncs = build_partitioned_sync_assets(config, marts, kinds, daily)
 
-    dbt_job = dg.define_asset_job(
-        DBT_JOB, selection=dg.AssetSelection.assets(dbt_models), description="Build the dbt project."
-    )
+    # The dbt models and every dbt test, those on the raw sources included (they target assets
+    # outside the selection, so they must be named to run as checks).
+    dbt_build = dg.AssetSelection.assets(dbt_models) | dg.AssetSelection.checks(dbt_models)
+    dbt_job = dg.define_asset_job(DBT_JOB, selection=dbt_build, description="Build the dbt project.")
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.assets(*daily_dbt, *daily_syncs),
@@ -75,7 +76,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[
             dg.define_asset_job(
                 ACTIVATE_JOB,
-                selection=dg.AssetSelection.assets(dbt_models, *sync_assets),
+                selection=dbt_build | dg.AssetSelection.assets(*sync_assets),
                 description="Build the dbt project, then sync every mart into its destination tables.",
             ),
             dbt_job,
