@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from activation import automation, partitions
-from activation.dbt import DbtCli, build_dbt_assets, load_manifest, model_relation, raw_source_specs
+from activation.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.project import dbt_project
 from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
@@ -88,7 +88,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in all_syncs]),
         ],
         resources={
-            "dbt": DbtCli(project_dir=project),
+            "dbt": dbt_resource(project),  # the dbt beside this interpreter, whatever PATH says
             WAREHOUSE_RESOURCE: warehouse_resource(settings),  # DuckDB, or BigQuery for the `bigquery` target
             **{destination_resource_key(name): res for name, res in destinations.items()},
         },

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.dbt import load_manifest, model_relation
+from activation.dbt import dbt_executable, load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.project import dbt_project
 from activation.resources import normalize_url
@@ -179,7 +179,7 @@ def test_sync_launched_while_dbt_builds_waits_for_the_warehouse(settings, app_ur
     demo_lake.apply_day_of_changes(warehouse, seed=SEED)
     dbt = subprocess.Popen(
         [
-            str(PROJECT_ROOT / ".venv" / "bin" / "dbt"),
+            dbt_executable(),
             "build",
             "--profiles-dir",
             ".",
