@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import sysconfig
 from collections.abc import Mapping
 from functools import cache, cached_property
 from pathlib import Path
@@ -18,6 +19,7 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 
 from activation.resources import DuckDBWarehouse
 
@@ -27,13 +29,31 @@ RAW_GROUP_SUFFIX = "_raw"
 WAREHOUSE_POOL = "duckdb_warehouse"
 # Models tagged `daily` are partitioned by day and built by their own asset (activation.partitions).
 DAILY_TAG = "daily"
+DBT_EXECUTABLE_ENV = "ACTIVATION_DBT_EXECUTABLE"
+
+
+def dbt_executable() -> str:
+    """The dbt every part of the project runs: $ACTIVATION_DBT_EXECUTABLE, else the one installed
+    beside this interpreter, else dbt on PATH. A webserver or daemon started by its absolute path
+    (systemd, containers) has no virtualenv on PATH, and dagster-dbt looks only there."""
+    override = os.environ.get(DBT_EXECUTABLE_ENV)
+    if override:
+        found = shutil.which(override)
+        if not found:
+            raise ValueError(f"{DBT_EXECUTABLE_ENV}={override!r}: no such executable (a path, or a name on PATH)")
+        return found
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        found = shutil.which("dbt", path=str(folder))
+        if found:
+            return found
+    return shutil.which("dbt") or "dbt"  # not found: DbtCliResource says what to install
 
 
 class DbtCli(DbtCliResource):
-    """dagster-dbt's resource, without the `dbt --version` subprocess it starts in every run to
-    learn dbt's version (5 s on this machine: dbt imports every installed adapter to print it).
-    When the executable is the `dbt` installed beside this interpreter, its version is the
-    installed dbt-core's."""
+    """dagster-dbt's resource (built by `dbt_resource`), without the `dbt --version` subprocess
+    it starts in every run to learn dbt's version (5 s on this machine: dbt imports every
+    installed adapter to print it). When the executable is the `dbt` installed beside this
+    interpreter, its version is the installed dbt-core's."""
 
     @cached_property
     def _cli_version(self):
@@ -43,6 +63,22 @@ class DbtCli(DbtCliResource):
 
             return Version(importlib.metadata.version("dbt-core"))
         return DbtCliResource._cli_version.func(self)
+
+
+def dbt_resource(project: DbtProject) -> DbtCli:
+    return DbtCli(project_dir=project, dbt_executable=dbt_executable())
+
+
+class InterpreterDbtPreparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparer (`dbt deps`, `dbt parse`, under its lock against concurrent
+    loads), running `dbt_executable()`: its own builds a resource that looks on PATH only."""
+
+    def _prepare_packages(self, project: DbtProject) -> None:
+        dbt_resource(project).cli(["deps", "--quiet"], target_path=project.target_path).wait()
+
+    def _prepare_manifest(self, project: DbtProject) -> None:
+        dbt_resource(project).cli(self._prepare_project_cli_args, target_path=project.target_path).wait()
+        self._invalidate_seeds_in_partial_parse(project)
 
 
 class ActivationTranslator(DagsterDbtTranslator):
@@ -63,13 +99,17 @@ class ActivationTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
-TRANSLATOR = ActivationTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
+# Source tests become asset checks on the raw tables (severity `error` => blocking, like model
+# tests); the dbt build that reads a source runs them.
+TRANSLATOR = ActivationTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_code_references=True, enable_source_tests_as_checks=True)
+)
 
 
 def ensure_manifest(project: DbtProject) -> Path:
     """Parse the dbt project when no manifest exists yet, so a fresh clone loads without a manual step."""
     if not project.manifest_path.exists():
-        project.preparer.prepare(project)
+        InterpreterDbtPreparer().prepare(project)
     return project.manifest_path
 
 

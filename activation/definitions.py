@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from activation import automation, partitions
-from activation.dbt import DbtCli, build_dbt_assets, load_manifest, model_relation, raw_source_specs
+from activation.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.project import dbt_project
 from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
@@ -60,9 +60,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     sync_assets = build_sync_assets(config, marts, kinds=kinds)
     daily_syncs = build_partitioned_sync_assets(config, marts, kinds, daily)
 
-    dbt_job = dg.define_asset_job(
-        DBT_JOB, selection=dg.AssetSelection.assets(dbt_models), description="Build the dbt project."
-    )
+    # The dbt models and every dbt test, those on the raw sources included (they target assets
+    # outside the selection, so they must be named to run as checks).
+    dbt_build = dg.AssetSelection.assets(dbt_models) | dg.AssetSelection.checks(dbt_models)
+    dbt_job = dg.define_asset_job(DBT_JOB, selection=dbt_build, description="Build the dbt project.")
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.assets(*daily_dbt, *daily_syncs),
@@ -77,7 +78,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[
             dg.define_asset_job(
                 ACTIVATE_JOB,
-                selection=dg.AssetSelection.assets(dbt_models, *sync_assets),
+                selection=dbt_build | dg.AssetSelection.assets(*sync_assets),
                 description="Build the dbt project, then sync every mart into its destination tables.",
             ),
             dbt_job,
@@ -89,7 +90,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation.sync_failure_sensor(sync_keys, [assets.op.name for assets in all_syncs]),
         ],
         resources={
-            "dbt": DbtCli(project_dir=project),
+            "dbt": dbt_resource(project),  # the dbt beside this interpreter, whatever PATH says
             WAREHOUSE_RESOURCE: warehouse_resource(settings),  # DuckDB, or BigQuery for the `bigquery` target
             **{destination_resource_key(name): res for name, res in destinations.items()},
         },

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from activation.dbt import InterpreterDbtPreparer
 from activation.settings import Settings
 
 
@@ -20,8 +21,9 @@ def dbt_project(settings: Settings | None = None) -> DbtProject:
         # Each target parses to its own schemas: keep its manifest apart from the local one.
         target_path=Path("target") if settings.dbt_target == "local" else Path("target") / settings.dbt_target,
     )
-    # Parses the project under `dg dev` / `dagster dev`; a no-op elsewhere.
-    project.prepare_if_dev()
+    # Parses the project under `dg dev` / `dagster dev` (with the dbt beside this interpreter);
+    # a no-op elsewhere.
+    InterpreterDbtPreparer().prepare_if_dev(project)
     return project
 
 

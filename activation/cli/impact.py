@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from activation.cli.common import EXIT_OK, Project, UsageError, load_project, progress
@@ -35,9 +34,10 @@ def _compiled_dir(project: Project, given: str | None) -> Path:
         return target / "compiled"
     import subprocess
 
-    dbt = Path(sys.executable).parent / "dbt"
+    from activation.dbt import dbt_executable
+
     proc = subprocess.run(
-        [str(dbt), "compile", "--quiet", "--profiles-dir", ".", "--target-path", str(target)],
+        [dbt_executable(), "compile", "--quiet", "--profiles-dir", ".", "--target-path", str(target)],
         cwd=project.settings.dbt_project_dir,
         env={**os.environ, "ACTIVATION_WAREHOUSE_PATH": str(project.settings.warehouse_path)},
         capture_output=True,

@@ -19,6 +19,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from activation.dbt import dbt_executable
 from activation.demo import RAW_SCHEMA
 from activation.settings import PROJECT_ROOT
 from tests.bigquery import emulator as emu
@@ -113,9 +114,8 @@ def load_raw_lake(client: bigquery.Client, lake: Path) -> None:
 
 
 def dbt_build_bigquery(env: dict[str, str], target_path: Path, command: list[str]) -> str:
-    dbt = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin" / "dbt"
     proc = subprocess.run(
-        [str(dbt), *command, "--profiles-dir", ".", "--target", "bigquery", "--target-path", str(target_path)],
+        [dbt_executable(), *command, "--profiles-dir", ".", "--target", "bigquery", "--target-path", str(target_path)],
         cwd=PROJECT_ROOT / "dbt_project",
         env={**os.environ, **env},
         capture_output=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from activation import demo
+from activation.dbt import InterpreterDbtPreparer, dbt_executable
 from activation.settings import PROJECT_ROOT, Settings
 
 SCALE = 0.003
@@ -23,9 +24,8 @@ SEED = 7
 
 def dbt_build(warehouse: Path) -> None:
     env = {**os.environ, "ACTIVATION_WAREHOUSE_PATH": str(warehouse)}
-    dbt = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin" / "dbt"
     proc = subprocess.run(
-        [str(dbt), "build", "--profiles-dir", ".", "--target-path", str(warehouse.parent / "dbt_target")],
+        [dbt_executable(), "build", "--profiles-dir", ".", "--target-path", str(warehouse.parent / "dbt_target")],
         cwd=PROJECT_ROOT / "dbt_project",
         env=env,
         capture_output=True,
@@ -61,7 +61,7 @@ def prepared_project():
     from activation.project import dbt_project
 
     project = dbt_project(Settings.from_env())
-    project.preparer.prepare(project)
+    InterpreterDbtPreparer().prepare(project)
     return project
 
 

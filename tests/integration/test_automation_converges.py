@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
 
-from activation import demo_lake
+from activation import demo
 from activation.definitions import ACTIVATE_JOB, DBT_JOB, build_definitions
 from activation.settings import Settings
 from tests.compare import destination_rows, sorted_mart_rows
@@ -134,7 +134,7 @@ def test_tables_referencing_each_other_converge_through_the_daemons_ticks(story,
     # A day of changes; then one parent's mart is materialized with its upstream models only, as
     # "materialize with upstream" does in the UI: a real dbt run, failing (as in the issue) on the
     # relationships test of app_job_postings, which it did not rebuild.
-    demo_lake.apply_day_of_changes(warehouse, seed=SEED)
+    demo.apply_day_of_changes(warehouse, seed=SEED)
     partial = build(instance, PARTIAL)
     assert not partial.success
     assert {e.asset_key.to_user_string() for e in partial.get_asset_materialization_events()} == set(PARTIAL)

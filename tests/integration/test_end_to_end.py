@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.dbt import load_manifest, model_relation
+from activation.dbt import dbt_executable, load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.project import dbt_project
 from activation.resources import normalize_url
@@ -162,6 +162,10 @@ def test_activate_command_runs_dbt_and_every_sync_on_the_embedded_defaults(setti
         dg.AssetCheckKey(dg.AssetKey("app_facilities"), "unique_app_facilities_facility_id"), limit=1
     )
     assert checks and checks[0].status.value == "SUCCEEDED", "dbt tests run as asset checks"
+    source = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(["salesforce", "account"]), "source_unique_salesforce_account_id"), limit=1
+    )
+    assert source and source[0].status.value == "SUCCEEDED", "dbt source tests run as checks on the raw assets"
     synced = instance.get_latest_materialization_event(dg.AssetKey(["app", "facilities"])).asset_materialization
     assert synced.metadata["rows_inserted"].value == facilities.metadata["dagster/row_count"].value
     # numbers, so the asset page plots them over time
@@ -193,7 +197,7 @@ def test_sync_launched_while_dbt_builds_waits_for_the_warehouse(settings, app_ur
     demo.apply_day_of_changes(warehouse, seed=SEED)
     dbt = subprocess.Popen(
         [
-            str(PROJECT_ROOT / ".venv" / "bin" / "dbt"),
+            dbt_executable(),
             "build",
             "--profiles-dir",
             ".",
