@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from activation.syncs import collisions
 from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
 from activation.syncs.plan import PlanError, Planner
 from activation.syncs.spec import Mode, SyncSpec
@@ -143,9 +144,15 @@ class DryRun(DestinationSync):
         except SyncError as exc:
             out.blocked = out.blocked or str(exc)
         self._load_directly_if_empty(conn, job)
+        collided = False
+        try:  # keys the destination would hold as one: the writer's own check
+            collisions.check_sent(self, conn, job)
+        except SyncError as exc:
+            out.blocked, collided = out.blocked or str(exc), True
+        out.rejected = job.result.rejected
         out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
         out.strategy = job.strategy
-        if out.blocked and job.target is None:
+        if (out.blocked and job.target is None) or collided:  # colliding keys cannot even be staged
             return
         t = job.target
         owned = self._scope_clause(job, t)
@@ -158,6 +165,11 @@ class DryRun(DestinationSync):
             staging = job.staging = self._temp_table(conn, job, "__stage", plan.columns)
             sending = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
             self._load(conn, job, staging, self.planner.rows(plan, spec.batch_size, everything=everything), sending)
+            try:
+                collisions.check_existing(self, conn, job)
+            except SyncError as exc:
+                out.blocked = out.blocked or str(exc)
+            out.rejected = job.result.rejected
             if everything:
                 job.planned = self._compare(conn, job, staging, t, owned)
                 gone_where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, staging)))

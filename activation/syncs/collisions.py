@@ -1,0 +1,504 @@
+"""Keys distinct in the warehouse that the destination's key column holds as one key.
+
+An application's table decides when two keys are the same: MySQL/MariaDB `_ci` collations ignore
+case, PAD SPACE ones (`utf8mb4_bin` included) trailing spaces, `_ai` ones accents; PostgreSQL has
+`citext` and nondeterministic collations; SQLite `COLLATE NOCASE` and `RTRIM`. Two mart keys equal
+under those rules become one app row: one row's values lost, counted as an update, the state
+believing both arrived. So before anything is written the database itself is asked (its
+collations are never re-implemented here):
+- `sent`: the keys about to be sent go into a temporary table whose key columns compare as the
+  target's do; rows of one group under that comparison collide with each other;
+- `existing`: a staged key equal, under that comparison, to a key of other bytes already in the
+  table collides with it;
+- `near_parents`: a foreign key value that matches a parent key only under the parent's
+  comparison would attach the child to a parent the mart does not name.
+A collision refuses the sync, or with `max_rejects` sets every member of a colliding group aside
+(which of them is the right one is not the tool's guess to make). Key columns compared byte for
+byte cannot collide, so for them nothing runs; a binary PAD SPACE collation only ignores trailing
+spaces, so its `sent` check runs only when a key to send ends with one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+
+from activation.syncs import rejects
+from activation.syncs.bulk import quoted
+from activation.syncs.plan import Planner
+from activation.syncs.spec import Mode
+
+if TYPE_CHECKING:
+    from activation.syncs.load import DestinationSync, _Job
+
+SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the destination compares one text column."""
+
+    column: str
+    loose: bool  # byte-different values can be equal
+    describe: str  # "collation utf8mb4_general_ci", "type citext", "COLLATE NOCASE"
+    collation: str | None = None  # MySQL / PostgreSQL collation, SQLite collating function
+    charset: str | None = None  # MySQL
+    citext: bool = False
+    trailing_spaces_only: bool = False  # a binary PAD SPACE collation
+
+
+# -- what the destination says about its columns ------------------------------------------------
+
+
+def rules(conn: sa.Connection, table: str, columns: Sequence[str]) -> dict[str, Rule]:
+    """Column -> comparison rule for the text columns among `columns`, read from the catalog."""
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        return _mysql_rules(conn, table, columns)
+    if dialect == "postgresql":
+        return _postgres_rules(conn, table, columns)
+    if dialect == "sqlite":
+        return _sqlite_rules(conn, table, columns)
+    return {}
+
+
+def _mysql_rules(conn: sa.Connection, table: str, columns: Sequence[str]) -> dict[str, Rule]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLLATION_NAME IS NOT NULL"
+        ),
+        {"t": table},
+    ).all()
+    found = {}
+    for column, charset, collation in rows:
+        if column not in columns:
+            continue
+        pads = bool(
+            conn.execute(
+                sa.text(f"SELECT CONVERT('a' USING {charset}) COLLATE {collation} = CONVERT('a ' USING {charset})")
+            ).scalar()
+        )
+        binary = collation.lower().endswith("_bin")
+        found[column] = Rule(
+            column,
+            loose=pads or not binary,
+            describe=f"collation {collation}" + (" (PAD SPACE: trailing spaces ignored)" if pads and binary else ""),
+            collation=collation,
+            charset=charset,
+            trailing_spaces_only=pads and binary,
+        )
+    return found
+
+
+def _postgres_rules(conn: sa.Connection, table: str, columns: Sequence[str]) -> dict[str, Rule]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, t.typname, c.collname, c.collisdeterministic FROM pg_attribute a "
+            "JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND a.attcollation <> 0"
+        ),
+        {"t": quoted(conn, table)},
+    ).all()
+    found = {}
+    for column, type_name, collation, deterministic in rows:
+        if column not in columns:
+            continue
+        citext = type_name == "citext"
+        nondeterministic = deterministic is False
+        found[column] = Rule(
+            column,
+            loose=citext or nondeterministic,
+            describe="type citext"
+            if citext
+            else f"collation {collation}" + (" (nondeterministic)" if nondeterministic else ""),
+            collation=collation,
+            citext=citext,
+        )
+    return found
+
+
+def _sqlite_rules(conn: sa.Connection, table: str, columns: Sequence[str]) -> dict[str, Rule]:
+    """SQLite keeps a column's collating function only in the table's CREATE statement."""
+    sql = conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table}
+    ).scalar()
+    found = {}
+    for name, collation in _sqlite_collations(sql or "").items():
+        if name in columns and collation.upper() != "BINARY":
+            found[name] = Rule(name, loose=True, describe=f"COLLATE {collation.upper()}", collation=collation.upper())
+    return found
+
+
+def _sqlite_collations(create_sql: str) -> dict[str, str]:
+    """Column -> collating function named in a CREATE TABLE statement (column definitions and
+    a table-level PRIMARY KEY (col COLLATE x))."""
+    body = create_sql[create_sql.find("(") + 1 : create_sql.rfind(")")]
+    parts, depth, current = [], 0, ""
+    for char in body:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    unquote = re.compile(r'^\s*(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))')
+    collate = re.compile(r'COLLATE\s+"?(\w+)"?', re.IGNORECASE)
+    found: dict[str, str] = {}
+    for part in parts:
+        if re.match(r"\s*(PRIMARY\s+KEY|UNIQUE)\s*\(", part, re.IGNORECASE):
+            inner = part[part.find("(") + 1 : part.rfind(")")]
+            for item in inner.split(","):
+                m, c = unquote.match(item), collate.search(item)
+                if m and c:
+                    found[next(g for g in m.groups() if g).replace('""', '"')] = c.group(1)
+            continue
+        if re.match(r"\s*(CONSTRAINT|FOREIGN|CHECK)\b", part, re.IGNORECASE):
+            continue
+        m, c = unquote.match(part), collate.search(part)
+        if m and c:
+            found.setdefault(next(g for g in m.groups() if g).replace('""', '"'), c.group(1))
+    return found
+
+
+# -- comparisons, spelled for each database ----------------------------------------------------
+
+
+def same_key(conn: sa.Connection, rule: Rule | None, value: str, key: str) -> str:
+    """`value` equals the destination column `key` under the column's own rules (an index on
+    `key` stays usable)."""
+    if rule is None:
+        return f"{value} = {key}"
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        return f"CONVERT({value} USING {rule.charset}) COLLATE {rule.collation} = {key}"
+    if dialect == "postgresql":
+        if rule.citext:
+            return f"CAST({value} AS citext) = {key}"
+        return f'{value} COLLATE "{rule.collation}" = {key}'
+    if dialect == "sqlite":
+        return f"{key} = {value} COLLATE {rule.collation}" if rule.loose else f"{key} = {value} COLLATE BINARY"
+    return f"{value} = {key}"
+
+
+def as_bytes(conn: sa.Connection, rule: Rule | None, value: str) -> str:
+    """`value` in a form that compares and sorts byte for byte."""
+    if rule is None:
+        return value
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        return f"CAST(CONVERT({value} USING utf8mb4) AS BINARY)"
+    if dialect == "postgresql":
+        return f'CAST({value} AS TEXT) COLLATE "C"'
+    if dialect == "sqlite":
+        return f"{value} COLLATE BINARY"
+    return value
+
+
+def same_bytes(conn: sa.Connection, rule: Rule | None, a: str, b: str) -> str:
+    return f"{as_bytes(conn, rule, a)} = {as_bytes(conn, rule, b)}"
+
+
+def _pairs(conn, rules_: dict[str, Rule], left: str, lcols: Sequence[str], right: str, rcols: Sequence[str]):
+    """(same key, same bytes) SQL for column lists `lcols` of `left` against `rcols` of `right`,
+    under the rules of the right-hand columns."""
+    q = lambda c: quoted(conn, c)  # noqa: E731
+    keys, exact = [], []
+    for lc, rc in zip(lcols, rcols, strict=True):
+        rule = rules_.get(rc)
+        a, b = f"{left}.{q(lc)}", f"{right}.{q(rc)}"
+        keys.append(same_key(conn, rule, a, b))
+        if rule is not None and rule.loose:
+            exact.append(same_bytes(conn, rule, a, b))
+    return " AND ".join(keys), " AND ".join(exact) or "1 = 1"
+
+
+def _shown(keys: Sequence) -> str:
+    return ", ".join(repr(k[0] if len(k) == 1 else tuple(k)) for k in keys)
+
+
+def _compares(loose: dict[str, Rule]) -> str:
+    return "; ".join(f"{c} compares by {r.describe}" for c, r in loose.items())
+
+
+# -- the checks the writer runs ----------------------------------------------------------------
+
+
+def _key_rules(conn: sa.Connection, job: _Job) -> dict[str, Rule]:
+    """The rules of the target's text key columns, read once per run."""
+    if job.key_rules is None:
+        job.key_rules = rules(conn, job.spec.table, job.spec.primary_key)
+    return job.key_rules
+
+
+def loose_key(conn: sa.Connection, job: _Job) -> bool:
+    """Whether byte-different keys can be one key in the target."""
+    return any(r.loose for r in _key_rules(conn, job).values())
+
+
+def _loose(writer: DestinationSync, conn: sa.Connection, job: _Job) -> dict[str, Rule]:
+    return {c: r for c, r in _key_rules(conn, job).items() if r.loose}
+
+
+def _key_table(writer: DestinationSync, conn: sa.Connection, job: _Job, loose: dict[str, Rule]) -> sa.Table:
+    """A temporary table of the key columns, without a key, comparing as the target's do."""
+    dialect = conn.dialect.name
+    columns = []
+    for name in job.spec.primary_key:
+        type_ = job.target.c[name].type
+        rule = loose.get(name)
+        if rule is not None and dialect in ("mysql", "mariadb"):
+            type_ = mysql.VARCHAR(getattr(type_, "length", None) or 768, charset=rule.charset, collation=rule.collation)
+        elif rule is not None and dialect == "postgresql":
+            type_ = postgresql.CITEXT() if rule.citext else sa.Text(collation=rule.collation)
+        elif rule is not None and dialect == "sqlite":
+            type_ = sa.Text(collation=rule.collation)
+        columns.append(sa.Column(name, type_))
+    from activation.syncs.load import _short
+
+    table = sa.Table(
+        _short(f"_activation_{job.spec.table}", "__keys"),
+        sa.MetaData(),
+        *columns,
+        prefixes=["TEMPORARY"],
+        mysql_engine="InnoDB",
+    )
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    return table
+
+
+def _key_batches(reader, keys: Sequence[str]) -> Iterator:
+    try:
+        for batch in reader:
+            yield batch.select(list(keys))
+    finally:
+        reader.close()
+
+
+def _may_pad(writer: DestinationSync, job: _Job, loose: dict[str, Rule], everything: bool) -> bool:
+    """Under a binary PAD SPACE collation two keys are equal only if one ends with a space."""
+    if not all(r.trailing_spaces_only for r in loose.values()) or not isinstance(writer.planner, Planner):
+        return True
+    cond = " OR ".join(f"suffix(CAST(m.\"{c}\" AS VARCHAR), ' ')" for c in loose)
+    source = writer.planner._to_send(job.plan, everything=everything)
+    return writer.planner.con.execute(f"SELECT count(*) FROM {source} WHERE {cond}").fetchall()[0][0] > 0
+
+
+def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
+    """Keys about to be sent that the destination would hold as one: refused, or set aside under
+    max_rejects before anything is staged."""
+    if job.target is None or job.strategy == "unchanged":
+        return
+    loose = _loose(writer, conn, job)
+    if not loose:
+        return
+    everything = job.plan.full or job.strategy != "diff"
+    if not _may_pad(writer, job, loose, everything):
+        return
+    plan, keys = job.plan, job.spec.primary_key
+    table = _key_table(writer, conn, job, loose)
+    try:
+        total = job.plan.mart_rows if everything else plan.new_keys + plan.changed_keys
+        reader = writer.planner.rows(plan, job.spec.batch_size, everything=everything)
+        writer._load(conn, job, table, _key_batches(reader, keys), total)
+        q = lambda c: quoted(conn, c)  # noqa: E731
+        cols = ", ".join(q(k) for k in keys)
+        grouped = (
+            f"SELECT {cols}, DENSE_RANK() OVER (ORDER BY {cols}) AS activation_group, "
+            f"COUNT(*) OVER (PARTITION BY {cols}) AS activation_n FROM {quoted(conn, table)}"
+        )
+        rows, groups = conn.execute(
+            sa.text(f"SELECT COUNT(*), COUNT(DISTINCT activation_group) FROM ({grouped}) g WHERE activation_n > 1")
+        ).one()
+        if not rows:
+            return
+        allowed = job.spec.max_rejects
+        limit = "" if allowed is not None and allowed.allows(rows, plan.mart_rows) else f"LIMIT {SAMPLE * 4}"
+        found = conn.execute(
+            sa.text(
+                f"SELECT {cols}, activation_group FROM ({grouped}) g WHERE activation_n > 1 "
+                f"ORDER BY activation_group, {', '.join(as_bytes(conn, loose.get(k), q(k)) for k in keys)} {limit}"
+            )
+        ).all()
+    finally:
+        table.drop(conn, checkfirst=True)
+    by_group: dict[int, list[tuple]] = {}
+    for row in found:
+        by_group.setdefault(row[-1], []).append(tuple(row[:-1]))
+    shown = "; ".join(" = ".join(_shown([k]) for k in members) for members in list(by_group.values())[:SAMPLE])
+    problem = (
+        f"{job.spec.table}.{', '.join(keys)}: {rows:,} row(s) to send have keys that {job.spec.table} holds as one "
+        f"key ({_compares(loose)}), {groups:,} group(s): {shown}.\nThe table would merge each group into one row "
+        "and lose the other rows' values."
+    )
+    _set_aside_or_refuse(writer, conn, job, [k for members in by_group.values() for k in members], rows, problem)
+
+
+def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> int:
+    """Staged keys equal to a key of other bytes already in the table (a key the app wrote, or an
+    older spelling): refused, or removed from the staging table and set aside. Returns the number
+    of staged rows set aside."""
+    staging, target = job.staging, job.target
+    if staging is None or target is None:
+        return 0
+    loose = _loose(writer, conn, job)
+    if not loose:
+        return 0
+    keys = job.spec.primary_key
+    on, exact = _pairs(conn, loose, "s", keys, "t", keys)
+    stays = "1 = 1"
+    if job.strategy == "truncate":  # the sync's own rows go before the insert: only the others stay
+        if not job.spec.scope:
+            return 0
+        stays = " OR ".join(f"t.{quoted(conn, c)} <> :scope_{i}" for i, c in enumerate(job.spec.scope))
+    params = {f"scope_{i}": v for i, v in enumerate(job.spec.scope.values())}
+    q = lambda c: quoted(conn, c)  # noqa: E731
+    joined = f"FROM {quoted(conn, staging)} s JOIN {quoted(conn, target)} t ON {on} WHERE NOT ({exact}) AND ({stays})"
+    rows = conn.execute(sa.text(f"SELECT COUNT(*) {joined}"), params).scalar_one()
+    if not rows:
+        return 0
+    allowed = job.spec.max_rejects
+    limit = "" if allowed is not None and allowed.allows(rows, job.plan.mart_rows) else f"LIMIT {SAMPLE}"
+    found = conn.execute(
+        sa.text(
+            f"SELECT {', '.join('s.' + q(k) for k in keys)}, {', '.join('t.' + q(k) for k in keys)} {joined} "
+            f"ORDER BY {', '.join('s.' + q(k) for k in keys)} {limit}"
+        ),
+        params,
+    ).all()
+    n = len(keys)
+    shown = ", ".join(f"{_shown([r[:n]])} is {_shown([r[n:]])}" for r in found[:SAMPLE])
+    problem = (
+        f"{job.spec.table}.{', '.join(keys)}: {rows:,} row(s) to send have a key that {job.spec.table} already "
+        f"holds in other bytes ({_compares(loose)}): {shown}.\nWriting them would overwrite those rows instead of "
+        "adding their own."
+    )
+    _set_aside_or_refuse(writer, conn, job, [tuple(r[:n]) for r in found], rows, problem)
+    name = quoted(conn, staging)
+    on, exact = _pairs(conn, loose, name, keys, "t", keys)
+    conn.execute(
+        sa.text(
+            f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {quoted(conn, target)} t WHERE {on} AND NOT ({exact}) "
+            f"AND ({stays}))"
+        ),
+        params,
+    )
+    return rows
+
+
+def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, written: sa.Table | None) -> None:
+    """Foreign key values in `written` (the rows this run writes) that match a parent key only
+    under the parent's comparison, not in their own bytes: the database would accept them and
+    attach the child to a parent the mart does not name. Refused (never set aside: the mart's
+    own relationship tests compare bytes, so this is a parent the destination holds in other bytes)."""
+    if written is None:
+        return
+    inspector = sa.inspect(conn)
+    references = [
+        (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+        for fk in inspector.get_foreign_keys(job.spec.table)
+    ]
+    known = {(tuple(c), t) for c, t, _ in references}
+    for fk in job.spec.parsed_foreign_keys:
+        if ((fk.column,), fk.references_table) not in known:
+            references.append(([fk.column], fk.references_table, [fk.references_column]))
+    q = lambda c: quoted(conn, c)  # noqa: E731
+    problems = []
+    for columns, parent, parent_columns in references:
+        if any(c not in job.plan.columns for c in columns):
+            continue
+        loose = {c: r for c, r in rules(conn, parent, parent_columns).items() if r.loose}
+        if not loose:
+            continue
+        on, exact = _pairs(conn, loose, "s", columns, "p", parent_columns)
+        joined = f"FROM {quoted(conn, written)} s JOIN {q(parent)} p ON {on} WHERE NOT ({exact})"
+        rows = conn.execute(sa.text(f"SELECT COUNT(*) {joined}")).scalar_one()
+        if not rows:
+            continue
+        sample = conn.execute(
+            sa.text(
+                f"SELECT {', '.join('s.' + q(c) for c in columns)}, {', '.join('p.' + q(c) for c in parent_columns)} "
+                f"{joined} ORDER BY 1 LIMIT {SAMPLE}"
+            )
+        ).all()
+        n = len(columns)
+        shown = ", ".join(f"{_shown([r[:n]])} matches {_shown([r[n:]])}" for r in sample)
+        problems.append(
+            f"{job.spec.table}.{', '.join(columns)} -> {parent}.{', '.join(parent_columns)}: {rows:,} row(s) "
+            f"reference a parent key that {parent} holds only in other bytes ({_compares(loose)}): {shown}"
+        )
+    if problems:
+        from activation.syncs.load import SyncError
+
+        raise SyncError(
+            "\n".join(problems) + "\nThe destination would attach these rows to a parent the mart does not name. "
+            "Nothing was written: spell the keys as the parent table holds them."
+        )
+
+
+def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
+    """After the write, in its transaction: the counts must agree with what the table holds for the
+    keys sent (rows matched, not statements run). Every staged row that met a row met its own key
+    bytes, and, unless the mode only updates, every staged row is now in the table under its own
+    key. A disagreement (a merge this module did not foresee: a trigger, another unique key, a
+    comparison the catalog did not tell) raises, and the write rolls back."""
+    from activation.syncs.load import SyncError
+
+    staging, target = job.staging, job.target
+    if staging is None or target is None or job.strategy not in ("diff", "truncate"):
+        return
+    keys = job.spec.primary_key
+    on, exact = _pairs(conn, _key_rules(conn, job), "s", keys, "t", keys)
+    sent, met, same = conn.execute(
+        sa.text(
+            f"SELECT COUNT(*), COUNT(t.{quoted(conn, keys[0])}), "
+            f"COALESCE(SUM(CASE WHEN t.{quoted(conn, keys[0])} IS NOT NULL AND {exact} THEN 1 ELSE 0 END), 0) "
+            f"FROM {quoted(conn, staging)} s LEFT JOIN {quoted(conn, target)} t ON {on}"
+        )
+    ).one()
+    r = job.result
+    problems = []
+    if met != same:
+        problems.append(f"{met - same:,} of the {sent:,} rows sent met a row whose key has other bytes")
+    if job.spec.mode is not Mode.UPDATE and same != sent:
+        problems.append(f"only {same:,} of the {sent:,} rows sent are in the table under their own key")
+    if r.inserted + r.updated > sent:
+        problems.append(f"{r.inserted:,} inserted + {r.updated:,} updated is more than the {sent:,} rows sent")
+    if problems:
+        raise SyncError(
+            f"{job.spec.table}: after the write the counts do not agree with the table: {'; '.join(problems)}. "
+            "The write was rolled back. Nothing was written."
+        )
+
+
+def _set_aside_or_refuse(
+    writer: DestinationSync, conn: sa.Connection, job: _Job, keys: list[tuple], rows: int, problem: str
+) -> None:
+    from activation.syncs.load import SyncError
+
+    allowed = job.spec.max_rejects
+    if allowed is None:
+        raise SyncError(
+            f"{problem}\nNothing was written. Make the keys distinct as the destination compares them (in the mart), "
+            "give the key column a binary collation, or set max_rejects to set such rows aside."
+        )
+    already = rejects.count(writer.planner.con, job.plan)
+    if not allowed.allows(already + rows, rejects.mart_rows(writer.planner, job.plan)):
+        raise SyncError(f"{problem}\nThat is over max_rejects {allowed}. Nothing was written.")
+    reason = "key equal to another under the destination's comparison"
+    rejects.add_keys(writer.planner, job.plan, ", ".join(job.spec.primary_key), reason, keys)
+    job.result.rejected = rejects.count(writer.planner.con, job.plan)
+    if job.rejected_keys is not None:  # loaded before these were added: load it again when needed
+        job.rejected_keys.drop(conn, checkfirst=True)
+        job.rejected_keys = None
+    job.result.warnings.append(f"{rows:,} rows set aside as rejects: {reason}; they are sent again next run")
+    writer.log(f"{job.spec.table}: {job.result.warnings[-1]}")
