@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
+from activation.resources import quote_duckdb
 from activation.syncs import rejects
 from activation.syncs.bulk import quoted
 from activation.syncs.plan import Planner
@@ -271,9 +272,17 @@ def _key_table(writer: DestinationSync, conn: sa.Connection, job: _Job, loose: d
         prefixes=["TEMPORARY"],
         mysql_engine="InnoDB",
     )
-    table.drop(conn, checkfirst=True)
+    _drop(conn, table)
     table.create(conn)
     return table
+
+
+def _drop(conn: sa.Connection, table: sa.Table) -> None:
+    """DROP TEMPORARY: on MySQL a plain DROP TABLE commits the open transaction."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(sa.text(f"DROP TEMPORARY TABLE IF EXISTS {quoted(conn, table)}"))
+    else:
+        table.drop(conn, checkfirst=True)
 
 
 def _key_batches(reader, keys: Sequence[str]) -> Iterator:
@@ -284,13 +293,23 @@ def _key_batches(reader, keys: Sequence[str]) -> Iterator:
         reader.close()
 
 
+def _pads_only(loose: dict[str, Rule]) -> bool:
+    return all(r.trailing_spaces_only for r in loose.values())
+
+
 def _may_pad(writer: DestinationSync, job: _Job, loose: dict[str, Rule], everything: bool) -> bool:
-    """Under a binary PAD SPACE collation two keys are equal only if one ends with a space."""
-    if not all(r.trailing_spaces_only for r in loose.values()) or not isinstance(writer.planner, Planner):
+    """Under a binary PAD SPACE collation two keys are equal only if one ends with a space: is
+    there such a key among those to send? (Asked once per run.)"""
+    if not _pads_only(loose) or not isinstance(writer.planner, Planner):
         return True
-    cond = " OR ".join(f"suffix(CAST(m.\"{c}\" AS VARCHAR), ' ')" for c in loose)
+    if job.sends_trailing_space is not None:
+        return job.sends_trailing_space
+    cond = " OR ".join(f"suffix(CAST(m.{quote_duckdb(c)} AS VARCHAR), ' ')" for c in loose)
     source = writer.planner._to_send(job.plan, everything=everything)
-    return writer.planner.con.execute(f"SELECT count(*) FROM {source} WHERE {cond}").fetchall()[0][0] > 0
+    job.sends_trailing_space = (
+        writer.planner.con.execute(f"SELECT count(*) FROM {source} WHERE {cond}").fetchall()[0][0] > 0
+    )
+    return job.sends_trailing_space
 
 
 def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
@@ -301,13 +320,15 @@ def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
     loose = _loose(writer, conn, job)
     if not loose:
         return
-    everything = job.plan.full or job.strategy != "diff"
-    if not _may_pad(writer, job, loose, everything):
-        return
     plan, keys = job.plan, job.spec.primary_key
+    everything = plan.full or job.strategy != "diff"
+    total = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
+    if job.strategy == "shadow" and not plan.full and not plan.new_keys + plan.changed_keys + plan.deleted_keys:
+        return  # nothing changed: the table stays as it is
+    if not total or not _may_pad(writer, job, loose, everything):
+        return
     table = _key_table(writer, conn, job, loose)
     try:
-        total = job.plan.mart_rows if everything else plan.new_keys + plan.changed_keys
         reader = writer.planner.rows(plan, job.spec.batch_size, everything=everything)
         writer._load(conn, job, table, _key_batches(reader, keys), total)
         q = lambda c: quoted(conn, c)  # noqa: E731
@@ -330,7 +351,7 @@ def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
             )
         ).all()
     finally:
-        table.drop(conn, checkfirst=True)
+        _drop(conn, table)
     by_group: dict[int, list[tuple]] = {}
     for row in found:
         by_group.setdefault(row[-1], []).append(tuple(row[:-1]))
@@ -353,8 +374,14 @@ def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> i
     loose = _loose(writer, conn, job)
     if not loose:
         return 0
+    everything = job.plan.full or job.strategy != "diff"
+    if _pads_only(loose) and job.spec.max_rejects is None and not _may_pad(writer, job, loose, everything):
+        # A binary PAD SPACE key (the tables the tool creates on MySQL): only a key in the table with
+        # trailing spaces can meet these; check_written finds it after the write, which then rolls
+        # back, at no cost to every sync of such a table.
+        return 0
     keys = job.spec.primary_key
-    on, exact = _pairs(conn, loose, "s", keys, "t", keys)
+    on, exact = _pairs(conn, _key_rules(conn, job), "s", keys, "t", keys)
     stays = "1 = 1"
     if job.strategy == "truncate":  # the sync's own rows go before the insert: only the others stay
         if not job.spec.scope:
@@ -384,7 +411,7 @@ def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> i
     )
     _set_aside_or_refuse(writer, conn, job, [tuple(r[:n]) for r in found], rows, problem)
     name = quoted(conn, staging)
-    on, exact = _pairs(conn, loose, name, keys, "t", keys)
+    on, exact = _pairs(conn, _key_rules(conn, job), name, keys, "t", keys)
     conn.execute(
         sa.text(
             f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {quoted(conn, target)} t WHERE {on} AND NOT ({exact}) "
@@ -416,10 +443,11 @@ def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, writt
     for columns, parent, parent_columns in references:
         if any(c not in job.plan.columns for c in columns):
             continue
-        loose = {c: r for c, r in rules(conn, parent, parent_columns).items() if r.loose}
+        parent_rules = rules(conn, parent, parent_columns)
+        loose = {c: r for c, r in parent_rules.items() if r.loose}
         if not loose:
             continue
-        on, exact = _pairs(conn, loose, "s", columns, "p", parent_columns)
+        on, exact = _pairs(conn, parent_rules, "s", columns, "p", parent_columns)
         joined = f"FROM {quoted(conn, written)} s JOIN {q(parent)} p ON {on} WHERE NOT ({exact})"
         rows = conn.execute(sa.text(f"SELECT COUNT(*) {joined}")).scalar_one()
         if not rows:
@@ -468,7 +496,16 @@ def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> No
     r = job.result
     problems = []
     if met != same:
-        problems.append(f"{met - same:,} of the {sent:,} rows sent met a row whose key has other bytes")
+        n = len(keys)
+        both = ", ".join(f"{side}.{quoted(conn, k)}" for side in "st" for k in keys)
+        sample = conn.execute(
+            sa.text(
+                f"SELECT {both} FROM {quoted(conn, staging)} s JOIN {quoted(conn, target)} t ON {on} "
+                f"WHERE NOT ({exact}) LIMIT {SAMPLE}"
+            )
+        ).all()
+        shown = ", ".join(f"{_shown([x[:n]])} met {_shown([x[n:]])}" for x in sample)
+        problems.append(f"{met - same:,} of the {sent:,} rows sent met a row whose key has other bytes ({shown})")
     if job.spec.mode is not Mode.UPDATE and same != sent:
         problems.append(f"only {same:,} of the {sent:,} rows sent are in the table under their own key")
     if r.inserted + r.updated > sent:
@@ -498,7 +535,7 @@ def _set_aside_or_refuse(
     rejects.add_keys(writer.planner, job.plan, ", ".join(job.spec.primary_key), reason, keys)
     job.result.rejected = rejects.count(writer.planner.con, job.plan)
     if job.rejected_keys is not None:  # loaded before these were added: load it again when needed
-        job.rejected_keys.drop(conn, checkfirst=True)
+        _drop(conn, job.rejected_keys)
         job.rejected_keys = None
     job.result.warnings.append(f"{rows:,} rows set aside as rejects: {reason}; they are sent again next run")
     writer.log(f"{job.spec.table}: {job.result.warnings[-1]}")

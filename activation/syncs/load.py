@@ -88,6 +88,7 @@ class _Job:
     rows_before: int = 0  # rows this sync owns in the destination before the run
     keys_checked: bool = False  # null and duplicate keys ruled out before the plan
     key_rules: dict | None = None  # how the destination compares the text key columns (syncs/collisions.py)
+    sends_trailing_space: bool | None = None  # a key to send ends with a space (syncs/collisions.py)
 
     @property
     def spec(self) -> SyncSpec:
