@@ -154,6 +154,12 @@ def test_an_incremental_key_colliding_with_a_synced_key_is_refused_and_the_state
     result = run(url, duck, specs(("items", "mirror")))["items"]
     assert (result.inserted, result.updated, result.deleted) == (1, 0, 0)
     assert table_rows(url, "items") == [("ABC", "first"), ("abc-2", "second"), ("x", "x")]
+    # A key re-spelled in the mart: mirror would upsert 'X' onto 'x' and then delete it as gone.
+    mart(duck, [("ABC", "first"), ("abc-2", "second"), ("X", "x")])
+    refused(url, duck, specs(("items", "mirror")), "'X' is 'x'")
+    # replace rebuilds the table (shadow swap), so the new spelling replaces the old one
+    run(url, duck, specs(("items", "replace")))
+    assert table_rows(url, "items") == [("ABC", "first"), ("X", "x"), ("abc-2", "second")]
 
 
 @kinds("mariadb_general_ci", "sqlite_nocase")
