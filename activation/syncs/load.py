@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 
-from activation.syncs import foreign_keys, rejects, schema, validate
+from activation.syncs import collisions, foreign_keys, rejects, schema, validate
 from activation.syncs.bulk import bulk_insert, quoted
 from activation.syncs.plan import Plan, PlanError, Planner
 from activation.syncs.problems import Problem
@@ -97,6 +97,8 @@ class _Job:
     planned: dict[str, int] = field(default_factory=dict)
     rows_before: int = 0  # rows this sync owns in the destination before the run
     keys_checked: bool = False  # null and duplicate keys ruled out before the plan
+    key_rules: dict | None = None  # how the destination compares the text key columns (syncs/collisions.py)
+    sends_trailing_space: bool | None = None  # a key to send ends with a space (syncs/collisions.py)
 
     @property
     def spec(self) -> SyncSpec:
@@ -443,7 +445,9 @@ class DestinationSync:
         if not job.result.rejected or job.strategy != "diff":
             return []
         if job.rejected_keys is None:
-            job.rejected_keys = self._temp_table(conn, job, "__rejected", job.spec.primary_key)
+            # Keys set aside as collisions are equal under the table's comparison: no unique key then.
+            keyed = not collisions.loose_key(conn, job)
+            job.rejected_keys = self._temp_table(conn, job, "__rejected", job.spec.primary_key, keyed=keyed)
             keys = rejects.keys_reader(self.planner.con, job.plan, job.spec.batch_size)
             self._load(conn, job, job.rejected_keys, keys, job.result.rejected)
         return [~sa.exists().where(self._on_key(job, table, job.rejected_keys))]
@@ -493,12 +497,14 @@ class DestinationSync:
             job.shadow = shadow
 
     # -- staging and counting -----------------------------------------------------------
-    def _temp_table(self, conn: sa.Connection, job: _Job, suffix: str, columns: Sequence[str]) -> sa.Table:
+    def _temp_table(
+        self, conn: sa.Connection, job: _Job, suffix: str, columns: Sequence[str], *, keyed: bool = True
+    ) -> sa.Table:
         table = sa.Table(
             _short(f"_activation_{job.spec.table}", suffix),
             sa.MetaData(),
             *[
-                sa.Column(c, job.target.c[c].type, primary_key=c in job.spec.primary_key, autoincrement=False)
+                sa.Column(c, job.target.c[c].type, primary_key=keyed and c in job.spec.primary_key, autoincrement=False)
                 for c in columns
             ],
             prefixes=["TEMPORARY"],
@@ -571,6 +577,7 @@ class DestinationSync:
             job.result.rows_sent = self._load(
                 conn, job, job.staging, self.planner.rows(plan, job.spec.batch_size, everything=True), plan.mart_rows
             )
+            job.result.rows_sent -= collisions.check_existing(self, conn, job)
             # Guards judge the net effect; the result reports the physical delete + insert.
             job.planned = self._compare(conn, job, job.staging, t, owned)
             return
@@ -579,12 +586,15 @@ class DestinationSync:
         batches = self.planner.rows(plan, job.spec.batch_size)
         sending = plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
         job.result.rows_sent = self._load(conn, job, job.staging, batches, sending)
+        aside = collisions.check_existing(self, conn, job)
+        job.result.rows_sent -= aside
         if plan.full:
             job.planned = self._compare(conn, job, job.staging, t, owned)
         else:
             s = job.staging
             # The warehouse already counted the changes; the guards judge that plan.
-            job.planned = {"insert": plan.new_keys, "update": plan.changed_keys, "delete": plan.deleted_keys}
+            # (Rows set aside as colliding with the table are new keys: a synced key is held in its own bytes.)
+            job.planned = {"insert": plan.new_keys - aside, "update": plan.changed_keys, "delete": plan.deleted_keys}
             if job.spec.mode.deletes and plan.deleted_keys:
                 job.deleted_keys = self._temp_table(conn, job, "__gone", job.spec.primary_key)
                 gone = self.planner.deleted(plan, job.spec.batch_size)
@@ -1038,6 +1048,7 @@ class DestinationSync:
                     self._distrust_state(job)
                     self._check_values(conn, job)
                     self._load_directly_if_empty(conn, job)
+                    collisions.check_sent(self, conn, job)
             for job in jobs:
                 if job.strategy == "shadow" and (
                     job.plan.full or job.plan.new_keys + job.plan.changed_keys + job.plan.deleted_keys
@@ -1055,6 +1066,8 @@ class DestinationSync:
                             job.result.strategy = job.strategy
                             self._check_guards([job])
                             self._upsert(conn, job)
+                        collisions.check_written(self, conn, job)
+                        collisions.check_parents(self, conn, job, self._written(job))
                     if not shadows:
                         for job in reversed(jobs):  # children first
                             with self._naming_foreign_key_violations(conn, job, fks, deleting=True):
@@ -1074,6 +1087,15 @@ class DestinationSync:
                 self.planner.commit(job.plan)
                 self._finish(conn, job, time.monotonic() - started)
         return [job.result for job in jobs]
+
+    def _written(self, job: _Job) -> sa.Table | None:
+        """The table holding the rows this run writes for `job`: staged, shadow, or (loaded into an
+        empty table) the table itself."""
+        if job.staging is not None:
+            return job.staging
+        if job.shadow is not None:
+            return job.shadow
+        return job.target if job.strategy == "bulk" else None
 
     def _count_rows_before(self, jobs: Sequence[_Job]) -> None:
         """The rows each sync owns in the destination now, on a connection of its own."""

@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from activation.syncs import collisions, schema, validate
 from activation.syncs import problems as found
-from activation.syncs import schema, validate
 from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
 from activation.syncs.plan import PlanError, Planner
 from activation.syncs.problems import Problem
@@ -173,9 +173,14 @@ class DryRun(DestinationSync):
         except SyncError as exc:
             out.refuse(exc.problems, str(exc))
         self._load_directly_if_empty(conn, job)
+        try:  # keys the destination would hold as one: the writer's own check
+            collisions.check_sent(self, conn, job)
+        except SyncError as exc:
+            out.refuse(exc.problems, str(exc))
+        out.rejected = job.result.rejected
         out.reason, out.rows_in_mart, out.rows_in_destination = plan.reason, plan.mart_rows, job.rows_before
         out.strategy = job.strategy
-        if out.problems:  # the writer would stop here; staging these rows could fail mid-load
+        if out.problems:  # the writer would stop here: staging these rows (or colliding keys) could fail mid-load
             return
         try:
             self._compare_with_destination(conn, job, out, full_resync)
@@ -212,6 +217,11 @@ class DryRun(DestinationSync):
             staging = job.staging = self._temp_table(conn, job, "__stage", plan.columns)
             sending = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
             self._load(conn, job, staging, self.planner.rows(plan, spec.batch_size, everything=everything), sending)
+            try:
+                collisions.check_existing(self, conn, job)
+            except SyncError as exc:
+                out.refuse(exc.problems, str(exc))
+            out.rejected = job.result.rejected
             if everything:
                 job.planned = self._compare(conn, job, staging, t, owned)
                 gone_where = sa.and_(owned, ~sa.exists().where(self._on_key(job, t, staging)))

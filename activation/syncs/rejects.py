@@ -15,6 +15,7 @@ refuse: a value longer than its VARCHAR column, a NULL in a NOT NULL column. Wit
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from activation.resources import quote_duckdb as q
 
@@ -48,6 +49,25 @@ def add(planner, plan, column: str, reason: str, condition: str) -> None:
         f"INSERT INTO {table(plan)} SELECT {_keys(plan)}, ?, ? FROM {planner._source(plan)} WHERE {condition}",
         [column, reason],
     )
+
+
+def add_keys(planner, plan, column: str, reason: str, keys: list[tuple]) -> None:
+    """Set aside the mart rows with these keys (as the destination returned them, byte for byte)."""
+    if not keys:
+        return
+    names = plan.spec.primary_key
+    found = pa.table({f"k{i}": [k[i] for k in keys] for i in range(len(names))})
+    relation = f"_activation_reject_keys_{plan.spec.name}"
+    planner.con.register(relation, found)
+    try:
+        on = " AND ".join(f"x.{q(k)} = f.k{i}" for i, k in enumerate(names))
+        planner.con.execute(
+            f"INSERT INTO {table(plan)} SELECT {_keys(plan, 'x')}, ?, ? FROM {planner._source(plan)} x "
+            f"WHERE EXISTS (SELECT 1 FROM {q(relation)} f WHERE {on})",
+            [column, reason],
+        )
+    finally:
+        planner.con.unregister(relation)
 
 
 def count(con: duckdb.DuckDBPyConnection, plan) -> int:
