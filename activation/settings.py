@@ -12,10 +12,19 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# DuckDB's buffer manager otherwise grows with the data a sync scans, up to 80% of RAM; bounded,
+# it spills to disk at the same speed (bench/README.md). A sync process then peaks near this plus
+# the ~300 MB of Python, Dagster and Arrow batches: room for several in a 2 GB container.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "192MB"
+
 
 def _path(var: str, default: Path) -> Path:
+    return _optional_path(var) or default
+
+
+def _optional_path(var: str) -> Path | None:
     value = os.environ.get(var)
-    return Path(value).expanduser().resolve() if value else default
+    return Path(value).expanduser().resolve() if value else None
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,8 @@ class Settings:
     dbt_target: str
     syncs_file: Path
     warehouse_path: Path
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    duckdb_temp_directory: Path | None = None  # where DuckDB spills; None: its default, <warehouse>.tmp
 
     @property
     def warehouse(self) -> str:
@@ -38,4 +49,6 @@ class Settings:
             syncs_file=_path("ACTIVATION_SYNCS_FILE", PROJECT_ROOT / "syncs.yml"),
             # dbt's profiles.yml reads the same variable, so dbt and the syncs see one warehouse.
             warehouse_path=_path("ACTIVATION_WAREHOUSE_PATH", PROJECT_ROOT / "data" / "warehouse.duckdb"),
+            duckdb_memory_limit=os.environ.get("ACTIVATION_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT,
+            duckdb_temp_directory=_optional_path("ACTIVATION_DUCKDB_TEMP_DIRECTORY"),
         )
