@@ -25,15 +25,23 @@ def quote_duckdb(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# DuckDB's sort needs about this much memory per thread; with less (8 threads under 192MB) it fails with
+# "Out of Memory Error: failed to pin block" instead of spilling.
+MEMORY_PER_THREAD = 48 * 2**20
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
 def bound_memory(
     con: duckdb.DuckDBPyConnection,
     memory_limit: str | None = None,
     temp_directory: str | Path | None = None,
+    threads: int | None = None,
 ) -> None:
     """Cap DuckDB's buffer manager, which otherwise grows with the data it scans (up to 80% of RAM),
-    and say where it spills beyond the cap. Unset arguments come from the settings
-    (ACTIVATION_DUCKDB_MEMORY_LIMIT, ACTIVATION_DUCKDB_TEMP_DIRECTORY). Both are settings of the
-    database instance, which every connection to the same file in this process shares."""
+    say where it spills beyond the cap, and run no more threads than the cap can feed. Unset
+    arguments come from the settings (ACTIVATION_DUCKDB_MEMORY_LIMIT, _TEMP_DIRECTORY, _THREADS).
+    All are settings of the database instance, which every connection to the same file in this
+    process shares."""
     settings = Settings.from_env()
     limit = memory_limit or settings.duckdb_memory_limit
     try:
@@ -48,6 +56,18 @@ def bound_memory(
         # DuckDB refuses to move a spill folder it already uses (an instance shared in this process).
         with contextlib.suppress(duckdb.NotImplementedException):
             con.execute(f"SET temp_directory = {_duckdb_literal(str(folder))}")
+    threads = threads or settings.duckdb_threads or _threads_for_limit(con)
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def _threads_for_limit(con: duckdb.DuckDBPyConnection) -> int | None:
+    """DuckDB's thread count (one per core), lowered so each thread has MEMORY_PER_THREAD."""
+    limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+    number, _, unit = str(limit).partition(" ")
+    if unit not in _UNITS:
+        return None
+    return max(1, min(int(threads), int(float(number) * _UNITS[unit]) // MEMORY_PER_THREAD))
 
 
 def scratch_duckdb() -> duckdb.DuckDBPyConnection:
@@ -73,10 +93,11 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     path: str
     # How long a sync waits for a dbt build (DuckDB's single writer) to release the file.
     lock_timeout_seconds: float = 900.0
-    # DuckDB's memory cap and spill folder for this process (see `bound_memory`); unset, they come
-    # from ACTIVATION_DUCKDB_MEMORY_LIMIT (default 192MB) and ACTIVATION_DUCKDB_TEMP_DIRECTORY.
+    # DuckDB's memory cap, spill folder and threads in this process (see `bound_memory`); unset,
+    # they come from ACTIVATION_DUCKDB_MEMORY_LIMIT (default 128MB), _TEMP_DIRECTORY and _THREADS.
     memory_limit: str | None = None
     temp_directory: str | None = None
+    threads: int | None = None
 
     def state_path(self, destination: str) -> str:
         """The sync bookkeeping of one destination: its own file, so it never blocks dbt or other syncs."""
@@ -109,7 +130,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         try:
-            bound_memory(con, self.memory_limit, self.temp_directory)
+            bound_memory(con, self.memory_limit, self.temp_directory, self.threads)
             yield con
         finally:
             con.close()
@@ -126,6 +147,7 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
         path=str(settings.warehouse_path),
         memory_limit=settings.duckdb_memory_limit,
         temp_directory=str(settings.duckdb_temp_directory) if settings.duckdb_temp_directory else None,
+        threads=settings.duckdb_threads,
     )
 
 

@@ -15,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # DuckDB's buffer manager otherwise grows with the data a sync scans, up to 80% of RAM; bounded,
 # it spills to disk at the same speed (bench/README.md). A sync process then peaks near this plus
 # the ~300 MB of Python, Dagster and Arrow batches: room for several in a 2 GB container.
-DEFAULT_DUCKDB_MEMORY_LIMIT = "192MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 
 
 def _path(var: str, default: Path) -> Path:
@@ -27,6 +27,15 @@ def _optional_path(var: str) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def _optional_int(var: str) -> int | None:
+    value = os.environ.get(var)
+    if not value:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{var}={value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     dbt_project_dir: Path
@@ -35,6 +44,7 @@ class Settings:
     warehouse_path: Path
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     duckdb_temp_directory: Path | None = None  # where DuckDB spills; None: its default, <warehouse>.tmp
+    duckdb_threads: int | None = None  # None: one per core, at most one per 64 MB of the memory limit
 
     @property
     def warehouse(self) -> str:
@@ -51,4 +61,5 @@ class Settings:
             warehouse_path=_path("ACTIVATION_WAREHOUSE_PATH", PROJECT_ROOT / "data" / "warehouse.duckdb"),
             duckdb_memory_limit=os.environ.get("ACTIVATION_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT,
             duckdb_temp_directory=_optional_path("ACTIVATION_DUCKDB_TEMP_DIRECTORY"),
+            duckdb_threads=_optional_int("ACTIVATION_DUCKDB_THREADS"),
         )
