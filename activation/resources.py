@@ -132,6 +132,14 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         try:
             bound_memory(con, self.memory_limit, self.temp_directory, self.threads)
             yield con
+        except duckdb.OutOfMemoryException as exc:
+            limit = self.memory_limit or Settings.from_env().duckdb_memory_limit
+            raise duckdb.OutOfMemoryException(
+                f"DuckDB needed more than its memory limit of {limit} on {self.path}: raise "
+                "ACTIVATION_DUCKDB_MEMORY_LIMIT (or the warehouse resource's memory_limit). DuckDB spills most "
+                "work to disk, but not yet a sort of long text values (a few hundred bytes and more): a mart with many "
+                f"of them needs a limit above their total size. DuckDB said: {exc}"
+            ) from exc
         finally:
             con.close()
 
