@@ -114,3 +114,15 @@ def test_a_sync_spills_to_disk_under_a_small_limit_and_still_succeeds(warehouse_
     assert float(rows[1]) == pytest.approx(1.5 * sum(range(200_000)))
     assert outcome.passed, outcome.summary
     assert outcome.metadata["rows_compared_destination"] == 200_000
+
+
+def test_long_texts_beyond_the_limit_fail_with_an_error_that_names_the_setting(warehouse_file, monkeypatch):
+    """DuckDB does not spill a sort of long text values yet: the one case the limit turns into an error."""
+    monkeypatch.setenv("ACTIVATION_DUCKDB_MEMORY_LIMIT", "32MB")
+    with duckdb.connect(str(warehouse_file)) as con:
+        con.execute("CREATE TABLE notes AS SELECT i AS id, repeat('x', 1000) || i AS body FROM range(60000) t(i)")
+    with pytest.raises(duckdb.OutOfMemoryException, match="raise ACTIVATION_DUCKDB_MEMORY_LIMIT") as raised:
+        with DuckDBWarehouse(path=str(warehouse_file)).connect() as con:
+            for _batch in con.sql("SELECT * FROM notes ORDER BY id DESC").to_arrow_reader(10_000):  # as a sync reads
+                pass
+    assert "32MB" in str(raised.value)
