@@ -13,8 +13,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # DuckDB's buffer manager otherwise grows with the data a sync scans, up to 80% of RAM; bounded,
-# it spills to disk at the same speed (bench/README.md). A sync process then peaks near this plus
-# the ~300 MB of Python, Dagster and Arrow batches: room for several in a 2 GB container.
+# it spills to disk, and an initial sync keeps its speed (bench/README.md). A sync process then
+# peaks at 415-450 MB for 1M to 16M rows (this, ~180 MB of imports, Arrow batches, the CSV
+# writer): room for a Dagster webserver, daemon and two runs in a 2 GB container.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 
 
