@@ -105,7 +105,8 @@ def step_reference(url: str, source: str) -> dict:
     with engine.begin() as conn:
         target_table().drop(conn, checkfirst=True)
         target_table().create(conn)
-    con = duckdb.connect(source, read_only=True)
+    con = duckdb.connect(source, read_only=True)  # DuckDB's own defaults: the reference is unbounded
+    con.execute("SET enable_progress_bar = false")
     start = _status_mb("VmRSS")
     t0 = time.perf_counter()
     m_reference_load_data(engine, con, QUERY, 50_000)
