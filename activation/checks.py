@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -37,6 +37,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from activation.resources import quote_duckdb as q
+from activation.resources import scratch_duckdb
 from activation.syncs import schema, validate
 from activation.syncs.load import GuardTripped, SyncResult
 from activation.syncs.plan import Plan, Planner, is_json
@@ -394,8 +395,8 @@ class PostWriteChecks:
             },
         )
 
-    def _destination_arrow(self, plan: Plan, scope: dict | None) -> pa.Table:
-        """The synced columns of the rows this sync owns, cast to the mart's Arrow types."""
+    def _destination_batches(self, plan: Plan, scope: dict | None) -> Iterator[pa.RecordBatch]:
+        """The synced columns of the rows this sync owns, cast to the mart's Arrow types, a batch at a time."""
         spec = plan.spec
         with self.engine.connect() as conn:
             t = sa.Table(spec.table, sa.MetaData(), autoload_with=conn)
@@ -404,7 +405,6 @@ class PostWriteChecks:
                     column.type.asdecimal = False  # MySQL reflects DOUBLE as Decimal-returning
             stmt = sa.select(*[t.c[c] for c in plan.columns]).where(self._owned(spec, t, scope))
             result = conn.execution_options(yield_per=50_000).execute(stmt)
-            batches = []
             coercers = [_coercer(f) for f in plan.arrow_schema]
             for chunk in result.partitions():
                 cols = list(zip(*chunk, strict=True)) if chunk else [[] for _ in plan.columns]
@@ -412,22 +412,24 @@ class PostWriteChecks:
                     pa.array([c(v) for v in values], type=f.type)
                     for values, f, c in zip(cols, plan.arrow_schema, coercers, strict=True)
                 ]
-                batches.append(pa.RecordBatch.from_arrays(arrays, schema=plan.arrow_schema))
-        return pa.Table.from_batches(batches, schema=plan.arrow_schema)
+                yield pa.RecordBatch.from_arrays(arrays, schema=plan.arrow_schema)
 
     def checksum(self, plan: Plan, scope: dict | None = None) -> CheckOutcome:
         spec = plan.spec
+        scratch = False  # an in-memory DuckDB of our own, closed at the end
         if isinstance(self.planner, Planner):
             con, mart_src = self.planner.con, self.planner._source(plan)
         else:  # another warehouse (BigQuery): both sides are read back and hashed the same way in DuckDB
-            con, mart_src = duckdb.connect(), q(f"_activation_mart_{spec.name}")
-            con.register(f"_activation_mart_{spec.name}", self.planner.rows(plan, 50_000, everything=True).read_all())
+            con, scratch = scratch_duckdb(), True
+            mart_src = q(f"_activation_mart_{spec.name}")
         if any(is_json(f) for f in plan.arrow_schema):
             _register_json_udf(con)
-        dest = self._destination_arrow(plan, scope)
         view = f"_activation_dest_{spec.name}"
-        con.register(view, dest)
         try:
+            if scratch:
+                _stream_into(con, mart_src, self.planner.rows(plan, 50_000, everything=True))
+            dest = pa.RecordBatchReader.from_batches(plan.arrow_schema, self._destination_batches(plan, scope))
+            _stream_into(con, q(view), dest)
             canon = ", ".join(
                 f"coalesce({_JSON_UDF}({q(f.name)}), chr(0))"
                 if is_json(f)
@@ -479,7 +481,9 @@ class PostWriteChecks:
                 metadata,
             )
         finally:
-            con.unregister(view)
+            con.execute(f"DROP TABLE IF EXISTS {q(view)}")
+            if scratch:
+                con.close()
 
     def orphans(self, plan: Plan) -> CheckOutcome:
         spec = plan.spec
@@ -549,6 +553,17 @@ class PostWriteChecks:
         if REJECTS in selected:
             out.append(self.rejects(plan, result))
         return out
+
+
+def _stream_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader) -> None:
+    """Copy a stream of batches into a DuckDB temp table (`table` quoted), which DuckDB keeps within
+    its memory limit, spilling beyond it, where a pyarrow Table would hold every row in memory."""
+    stream = "_activation_stream"
+    con.register(stream, reader)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {stream}")
+    finally:
+        con.unregister(stream)
 
 
 def _register_json_udf(con: duckdb.DuckDBPyConnection) -> None:

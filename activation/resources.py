@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,12 +25,79 @@ def quote_duckdb(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# DuckDB's sort needs about this much memory per thread; with less (8 threads under 192MB) it fails with
+# "Out of Memory Error: failed to pin block" instead of spilling.
+MEMORY_PER_THREAD = 48 * 2**20
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def bound_memory(
+    con: duckdb.DuckDBPyConnection,
+    memory_limit: str | None = None,
+    temp_directory: str | Path | None = None,
+    threads: int | None = None,
+) -> None:
+    """Cap DuckDB's buffer manager, which otherwise grows with the data it scans (up to 80% of RAM),
+    say where it spills beyond the cap, and run no more threads than the cap can feed. Unset
+    arguments come from the settings (ACTIVATION_DUCKDB_MEMORY_LIMIT, _TEMP_DIRECTORY, _THREADS).
+    All are settings of the database instance, which every connection to the same file in this
+    process shares."""
+    settings = Settings.from_env()
+    limit = memory_limit or settings.duckdb_memory_limit
+    try:
+        con.execute(f"SET memory_limit = {_duckdb_literal(limit)}")
+    except duckdb.Error as exc:
+        raise ValueError(
+            f"DuckDB memory limit {limit!r} (ACTIVATION_DUCKDB_MEMORY_LIMIT or the warehouse's memory_limit) "
+            f"is not a size DuckDB accepts, such as 512MB or 2GB: {exc}"
+        ) from exc
+    folder = temp_directory or settings.duckdb_temp_directory
+    if folder and con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] != str(folder):
+        # DuckDB refuses to move a spill folder it already uses (an instance shared in this process).
+        with contextlib.suppress(duckdb.NotImplementedException):
+            con.execute(f"SET temp_directory = {_duckdb_literal(str(folder))}")
+    threads = threads or settings.duckdb_threads or _threads_for_limit(con)
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def _threads_for_limit(con: duckdb.DuckDBPyConnection) -> int | None:
+    """DuckDB's thread count (one per core), lowered so each thread has MEMORY_PER_THREAD."""
+    limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+    number, _, unit = str(limit).partition(" ")
+    if unit not in _UNITS:
+        return None
+    return max(1, min(int(threads), int(float(number) * _UNITS[unit]) // MEMORY_PER_THREAD))
+
+
+def scratch_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for work on data read from elsewhere, bounded like the warehouse; it
+    spills under the system's temp folder (DuckDB's own default is `.tmp` in the working directory)."""
+    con = duckdb.connect()
+    try:
+        folder = Settings.from_env().duckdb_temp_directory or Path(tempfile.gettempdir()) / "activation_duckdb"
+        bound_memory(con, temp_directory=folder)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _duckdb_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 class DuckDBWarehouse(dg.ConfigurableResource):
     """The local warehouse dbt builds into (dbt-duckdb); syncs read marts from it."""
 
     path: str
     # How long a sync waits for a dbt build (DuckDB's single writer) to release the file.
     lock_timeout_seconds: float = 900.0
+    # DuckDB's memory cap, spill folder and threads in this process (see `bound_memory`); unset,
+    # they come from ACTIVATION_DUCKDB_MEMORY_LIMIT (default 128MB), _TEMP_DIRECTORY and _THREADS.
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+    threads: int | None = None
 
     def state_path(self, destination: str) -> str:
         """The sync bookkeeping of one destination: its own file, so it never blocks dbt or other syncs."""
@@ -61,7 +130,16 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         try:
+            bound_memory(con, self.memory_limit, self.temp_directory, self.threads)
             yield con
+        except duckdb.OutOfMemoryException as exc:
+            limit = self.memory_limit or Settings.from_env().duckdb_memory_limit
+            raise duckdb.OutOfMemoryException(
+                f"DuckDB needed more than its memory limit of {limit} on {self.path}: raise "
+                "ACTIVATION_DUCKDB_MEMORY_LIMIT (or the warehouse resource's memory_limit). DuckDB spills most "
+                "work to disk, but not yet a sort of long text values (a few hundred bytes and more): a mart with many "
+                f"of them needs a limit above their total size. DuckDB said: {exc}"
+            ) from exc
         finally:
             con.close()
 
@@ -73,7 +151,12 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
         from activation.bigquery import bigquery_warehouse_from_env
 
         return bigquery_warehouse_from_env()
-    return DuckDBWarehouse(path=str(settings.warehouse_path))
+    return DuckDBWarehouse(
+        path=str(settings.warehouse_path),
+        memory_limit=settings.duckdb_memory_limit,
+        temp_directory=str(settings.duckdb_temp_directory) if settings.duckdb_temp_directory else None,
+        threads=settings.duckdb_threads,
+    )
 
 
 def normalize_url(url: str) -> str:

@@ -12,10 +12,29 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# DuckDB's buffer manager otherwise grows with the data a sync scans, up to 80% of RAM; bounded,
+# it spills to disk, and an initial sync keeps its speed (bench/README.md). A sync process then
+# peaks at 415-450 MB for 1M to 16M rows (this, ~180 MB of imports, Arrow batches, the CSV
+# writer): room for a Dagster webserver, daemon and two runs in a 2 GB container.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+
 
 def _path(var: str, default: Path) -> Path:
+    return _optional_path(var) or default
+
+
+def _optional_path(var: str) -> Path | None:
     value = os.environ.get(var)
-    return Path(value).expanduser().resolve() if value else default
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _optional_int(var: str) -> int | None:
+    value = os.environ.get(var)
+    if not value:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{var}={value!r}: expected a whole number of at least 1")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -24,6 +43,9 @@ class Settings:
     dbt_target: str
     syncs_file: Path
     warehouse_path: Path
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    duckdb_temp_directory: Path | None = None  # where DuckDB spills; None: its default, <warehouse>.tmp
+    duckdb_threads: int | None = None  # None: one per core, at most one per 64 MB of the memory limit
 
     @property
     def warehouse(self) -> str:
@@ -38,4 +60,7 @@ class Settings:
             syncs_file=_path("ACTIVATION_SYNCS_FILE", PROJECT_ROOT / "syncs.yml"),
             # dbt's profiles.yml reads the same variable, so dbt and the syncs see one warehouse.
             warehouse_path=_path("ACTIVATION_WAREHOUSE_PATH", PROJECT_ROOT / "data" / "warehouse.duckdb"),
+            duckdb_memory_limit=os.environ.get("ACTIVATION_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT,
+            duckdb_temp_directory=_optional_path("ACTIVATION_DUCKDB_TEMP_DIRECTORY"),
+            duckdb_threads=_optional_int("ACTIVATION_DUCKDB_THREADS"),
         )

@@ -2,6 +2,7 @@
 
     uv run python bench/sync_engine.py                    # 1,000,000 and 4,000,000 rows
     uv run python bench/sync_engine.py --rows 1000000     # one size
+    uv run python bench/sync_engine.py --rows 16000000 --initial-only   # the reference and our initial sync
     uv run python bench/sync_engine.py --quick            # 100,000 rows
     uv run python bench/sync_engine.py --buffer-pool-mb 2048   # InnoDB sized to hold the table
 
@@ -13,8 +14,13 @@ bulk load, commit, record state); then our incremental sync after 1% and after 1
 changed (updates, inserts and deletes, mode mirror), each beside its floor: the destination
 work alone for the same change (LOAD DATA of the changed rows into a staging table, one
 INSERT ... ON DUPLICATE KEY UPDATE, one DELETE join), on a copy of the table, with the changed
-rows computed before the clock starts. Every step runs in its own child process, so peak
-memory is the step's own; ratios are against the reference measured in the same run.
+rows computed before the clock starts. Ratios are against the reference measured in the same run.
+
+Memory: every step runs in a fresh child process, and its peak is that whole process's peak RSS
+(VmHWM: interpreter, imports, DuckDB, Arrow, driver), what a container limit sees; "at start" is
+its RSS when the step began. Not ru_maxrss: a spawned child's starts at its parent's size. Our
+syncs read the warehouse through `DuckDBWarehouse.connect`, so ACTIVATION_DUCKDB_MEMORY_LIMIT
+applies as in production.
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ from load_methods import (  # noqa: E402
     TABLE,
     _create_database,
     _drop_database,
+    _reset_peak_rss,
     build_source,
     m_reference_load_data,
     run_method,
 )
 
-from activation.resources import normalize_url  # noqa: E402
+from activation.resources import DuckDBWarehouse, normalize_url  # noqa: E402
+from activation.settings import Settings  # noqa: E402
 from activation.syncs.load import DestinationSync  # noqa: E402
 from activation.syncs.plan import MartRelation, Planner  # noqa: E402
 from activation.syncs.spec import SyncConfig  # noqa: E402
@@ -73,6 +81,23 @@ def _spec():
     return config.syncs["bench"]
 
 
+def _status_mb(key: str) -> float:
+    """A line of /proc/self/status in MB (Linux); ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _memory(start_mb: float) -> dict:
+    """The whole process's peak RSS so far (it runs one step), and its RSS when the step began."""
+    return {"peak_mb": _status_mb("VmHWM"), "start_mb": start_mb}
+
+
 def step_reference(url: str, source: str) -> dict:
     from load_methods import target_table
 
@@ -80,30 +105,31 @@ def step_reference(url: str, source: str) -> dict:
     with engine.begin() as conn:
         target_table().drop(conn, checkfirst=True)
         target_table().create(conn)
-    con = duckdb.connect(source, read_only=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    con = duckdb.connect(source, read_only=True)  # DuckDB's own defaults: the reference is unbounded
+    con.execute("SET enable_progress_bar = false")
+    start = _status_mb("VmRSS")
     t0 = time.perf_counter()
     m_reference_load_data(engine, con, QUERY, 50_000)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = _memory(start)
     with engine.begin() as conn:
         rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE}")).scalar_one()
         conn.execute(sa.text(f"DROP TABLE {TABLE}"))
     engine.dispose()
-    return {"rows": rows, "written": rows, "seconds": seconds, "peak_mb": (peak - before) / 1024}
+    return {"rows": rows, "written": rows, "seconds": seconds, **memory}
 
 
 def step_sync(url: str, source: str, state: str) -> dict:
     engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    with duckdb.connect(source, read_only=True) as con:
+    with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
         planner = Planner(con, state, url)
         [result] = DestinationSync(engine, planner, log=lambda _: None).run(
             [_spec()], {"bench": MartRelation("main", "src")}
         )
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = _memory(start)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE}")).scalar_one()
     engine.dispose()
@@ -111,7 +137,7 @@ def step_sync(url: str, source: str, state: str) -> dict:
         "rows": rows,
         "written": result.inserted + result.updated + result.deleted,
         "seconds": seconds,
-        "peak_mb": (peak - before) / 1024,
+        **memory,
         "note": f"+{result.inserted:,} ~{result.updated:,} -{result.deleted:,} sent {result.rows_sent:,} "
         f"({result.strategy})",
     }
@@ -152,7 +178,7 @@ def step_floor(url: str, source: str, tmp: str) -> dict:
         con.execute("DROP TABLE before_change")
     engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
     load = "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY 0x0A"
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = _reset_peak_rss() / 1024  # the peak of the work alone, not of finding the changed rows
     t0 = time.perf_counter()
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE stage LIKE {FLOOR_TABLE}")
@@ -167,7 +193,7 @@ def step_floor(url: str, source: str, tmp: str) -> dict:
             f"DELETE f FROM {FLOOR_TABLE} f JOIN gone g ON f.customer_key = g.customer_key"
         ).rowcount
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = _memory(start)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE {FLOOR_TABLE}")
     engine.dispose()
@@ -175,7 +201,7 @@ def step_floor(url: str, source: str, tmp: str) -> dict:
         "rows": sent + deleted,
         "written": sent + deleted,
         "seconds": seconds,
-        "peak_mb": (peak - before) / 1024,
+        **memory,
         "note": f"{sent:,} rows upserted, {deleted:,} deleted",
     }
 
@@ -198,26 +224,40 @@ def change(source: str, share: float, seed: int) -> None:
     con.close()
 
 
+def step_method(kind: str, name: str, url: str, source: str, rows: int, batch: int) -> dict:
+    """A load method of load_methods.py; it marks the peak from the start of the load, so VmHWM
+    afterwards is the whole process's peak while it loaded."""
+    r = run_method(kind, name, url, source, rows, batch)
+    peak = _status_mb("VmHWM")
+    return {**r, "peak_mb": peak, "start_mb": peak - r["peak_mb"]}
+
+
 def run(step, *args) -> dict:
+    """One step in a fresh child process, so its peak memory is its own."""
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
         return pool.submit(step, *args).result()
 
 
-def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
+def bench_size(rows: int, tmp: Path, slow_rows: int, executemany_rows: int, initial_only: bool) -> list[dict]:
     source = str(tmp / f"src_{rows}.duckdb")
     build_source(source, rows)
     url, admin, name = _create_database("mysql")
     state = str(tmp / f"state_{rows}.duckdb")
     print(f"\nMariaDB, {rows:,} rows x {len(COLUMNS)} columns")
-    header = f"{'step':<34} {'seconds':>8} {'rows/s':>10} {'vs ref':>7} {'% of initial':>12} {'peak MB':>8}  what"
+    header = (
+        f"{'step':<34} {'seconds':>8} {'rows/s':>10} {'vs ref':>7} {'% of initial':>12} {'peak RSS MB':>11} "
+        f"{'at start':>8}  what"
+    )
     print(header)
     print("-" * len(header))
+    results: list[dict] = []
 
     def line(label: str, r: dict, rate: float, vs_ref: str, of_initial: str) -> None:
+        results.append({**r, "size": rows, "step": label, "rate": rate, "vs_ref": vs_ref, "of_initial": of_initial})
         print(
-            f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref:>7} {of_initial:>12} {r['peak_mb']:>8.0f}  "
-            f"{r['note']}",
+            f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref:>7} {of_initial:>12} {r['peak_mb']:>11.0f} "
+            f"{r['start_mb']:>8.0f}  {r['note']}",
             flush=True,
         )
 
@@ -225,13 +265,14 @@ def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
         ref = run(step_reference, url, source)
         ref_rate = ref["rows"] / ref["seconds"]
         line("LOAD DATA reference", {**ref, "note": f"{ref['rows']:,} rows"}, ref_rate, "1.00", "")
-        for label, method, n in (
-            ("pymysql executemany", "pymysql executemany 10k", rows),
+        alternatives = (
+            ("pymysql executemany", "pymysql executemany 10k", min(rows, executemany_rows)),
             ("pandas.to_sql (multi)", "pandas to_sql multi 10k", min(rows, slow_rows)),
-        ):
-            r = run(run_method, "mysql", method, url, source, n, 50_000)
+        )
+        for label, method, n in () if initial_only else alternatives:
+            r = run(step_method, "mysql", method, url, source, n, 50_000)
             rate = r["rows"] / r["seconds"]
-            r["note"] = f"{r['rows']:,} rows" + (f" (first {n:,} only: --slow-rows)" if n < rows else "")
+            r["note"] = f"{r['rows']:,} rows" + (f" (first {n:,} only)" if n < rows else "")
             line(label, r, rate, f"{rate / ref_rate:.2f}", "")
         initial = run(step_sync, url, source, state)
         line(
@@ -241,7 +282,7 @@ def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
             f"{initial['rows'] / initial['seconds'] / ref_rate:.2f}",
             "100.0%",
         )
-        for share in (0.01, 0.10):
+        for share in () if initial_only else (0.01, 0.10):
             prepare_floor(url, source)
             change(source, share, seed=int(share * 100))
             floor = run(step_floor, url, source, str(tmp))
@@ -263,6 +304,22 @@ def bench_size(rows: int, tmp: Path, slow_rows: int) -> None:
             )
     finally:
         _drop_database("mysql", admin, name)
+    return results
+
+
+def print_summary(results: list[dict]) -> None:
+    """Per size: the whole-process peak of the reference and of our syncs, and our initial speed."""
+    print("\nrows         LOAD DATA peak MB  ours initial: peak MB  vs LOAD DATA  ours incremental 1% / 10%: peak MB")
+    for rows in dict.fromkeys(r["size"] for r in results):
+        mine = {r["step"]: r for r in results if r["size"] == rows}
+        ref, ours = mine["LOAD DATA reference"], mine["ours: initial sync"]
+        incremental = " / ".join(
+            f"{mine[k]['peak_mb']:.0f}"
+            for k in ("ours: incremental, 1% changed", "ours: incremental, 10% changed")
+            if k in mine
+        )
+        peaks = f"{ref['peak_mb']:>17.0f}  {ours['peak_mb']:>21.0f}"
+        print(f"{rows:<12,} {peaks}  {ours['vs_ref']:>12}  {incremental or '-':>10}")
 
 
 @contextlib.contextmanager
@@ -293,17 +350,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
     parser.add_argument("--slow-rows", type=int, default=100_000, help="at most this many rows for pandas.to_sql")
     parser.add_argument(
+        "--executemany-rows", type=int, default=4_000_000, help="at most this many rows for pymysql executemany"
+    )
+    parser.add_argument(
+        "--initial-only", action="store_true", help="only the LOAD DATA reference and our initial sync (big sizes)"
+    )
+    parser.add_argument(
         "--buffer-pool-mb", type=int, help="set InnoDB's buffer pool for the run (restored after; needs SUPER)"
     )
     args = parser.parse_args()
     sizes = [100_000] if args.quick else (args.rows or [1_000_000, 4_000_000])
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_"))
+    limit = Settings.from_env().duckdb_memory_limit
+    print(f"DuckDB memory limit of our syncs: {limit} (ACTIVATION_DUCKDB_MEMORY_LIMIT)")
+    results = []
     try:
         with buffer_pool(args.buffer_pool_mb):
             for rows in sizes:
-                bench_size(rows, tmp, args.slow_rows)
+                results += bench_size(rows, tmp, args.slow_rows, args.executemany_rows, args.initial_only)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print_summary(results)
 
 
 if __name__ == "__main__":

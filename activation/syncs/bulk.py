@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-# Batches are grouped into one LOAD up to this much Arrow data (the CSV is about as big):
-# few round trips, bounded memory and disk.
+# Batches are written to one CSV file, loaded by one LOAD, up to this much Arrow data (the CSV is
+# about as big): few round trips, bounded disk; each batch goes to the file as it arrives.
 MYSQL_GROUP_BYTES = 32 * 1024 * 1024
 
 _MYSQL_CSV = pcsv.WriteOptions(include_header=False, null_string="NULL")  # unquoted NULL is NULL
@@ -242,9 +242,10 @@ _DONE = object()
 
 
 class _CsvFiles:
-    """CSV files of at most MYSQL_GROUP_BYTES each, written by a thread while the server loads the
+    """CSV files of about MYSQL_GROUP_BYTES each, written by a thread while the server loads the
     previous one: the load overlaps reading the warehouse and writing CSV (DuckDB and pyarrow
-    release the GIL). At most one file waits, so memory and disk stay bounded."""
+    release the GIL). At most one file waits, and a batch is in memory only while it is written,
+    so memory stays at a batch or two and disk at two or three files."""
 
     def __init__(self, table: sa.Table, batches: Iterable[pa.RecordBatch]):
         self._ready: queue.Queue = queue.Queue(maxsize=1)
@@ -281,24 +282,26 @@ class _CsvFiles:
         self._thread.join()
 
     def _produce(self, table: sa.Table, batches: Iterable[pa.RecordBatch]) -> None:
+        current: _CsvWriter | None = None
         try:
-            group: list[pa.RecordBatch] = []
-            hexed: list[bool] = []
-            size = 0
             for batch in _non_empty(table, batches):
                 if self._stop.is_set():
                     return
                 prepared, hexed = _csv_batch(batch, "mysql")
-                group.append(prepared)
-                size += prepared.nbytes
-                if size >= MYSQL_GROUP_BYTES:
-                    self._put(_write_csv(group, hexed))
-                    group, size = [], 0
-            if group:
-                self._put(_write_csv(group, hexed))
+                current = current or _CsvWriter(prepared.schema, hexed)
+                current.write(prepared)  # straight to the file: no group of batches held in memory
+                if current.bytes >= MYSQL_GROUP_BYTES:
+                    done, current = current, None
+                    self._put(done.close())
+            if current is not None:
+                done, current = current, None
+                self._put(done.close())
             self._put(_DONE)
         except BaseException as exc:  # handed to the loading thread, which raises it
             self._put(exc)
+        finally:
+            if current is not None:  # stopped or failed halfway through a file
+                current.discard()
 
     def _put(self, item: object) -> None:
         while not self._stop.is_set():
@@ -311,17 +314,37 @@ class _CsvFiles:
             os.unlink(item.path)
 
 
-def _write_csv(group: list[pa.RecordBatch], hexed: list[bool]) -> _CsvFile:
-    fd, path = tempfile.mkstemp(prefix=f"{_FILE_PREFIX}{os.getpid()}_", suffix=".csv")
-    os.close(fd)
-    try:
-        with pcsv.CSVWriter(path, group[0].schema, write_options=_MYSQL_CSV) as writer:
-            for batch in group:
-                writer.write_batch(batch)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return _CsvFile(path, sum(b.num_rows for b in group), group[0].schema.names, hexed)
+class _CsvWriter:
+    """One CSV file being written, batch by batch; `bytes` counts the Arrow data written so far."""
+
+    def __init__(self, schema: pa.Schema, hexed: list[bool]):
+        fd, self.path = tempfile.mkstemp(prefix=f"{_FILE_PREFIX}{os.getpid()}_", suffix=".csv")
+        os.close(fd)
+        self.names, self.hexed, self.rows, self.bytes = schema.names, hexed, 0, 0
+        try:
+            self._writer = pcsv.CSVWriter(self.path, schema, write_options=_MYSQL_CSV)
+        except BaseException:
+            os.unlink(self.path)
+            raise
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+        self.bytes += batch.nbytes
+
+    def close(self) -> _CsvFile:
+        try:
+            self._writer.close()
+        except BaseException:
+            self.discard()
+            raise
+        return _CsvFile(self.path, self.rows, self.names, self.hexed)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
 
 def _load_file(conn: sa.Connection, table: sa.Table, csv_file: _CsvFile) -> int:
