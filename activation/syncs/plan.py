@@ -12,6 +12,7 @@ warehouse connection: DuckDB admits one writer per file, and dbt must stay free 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ import pyarrow as pa
 from activation.resources import quote_duckdb as q
 from activation.syncs import masking, rejects
 from activation.syncs.spec import SyncSpec
+
+log = logging.getLogger(__name__)
 
 STATE = "activation_state"  # the attached bookkeeping database
 HASH = "_activation_row_hash"
@@ -167,10 +170,11 @@ class Planner:
         return " AND ".join(f"{a}.{q(k)} = {b}.{q(k)}" for k in plan.spec.primary_key)
 
     def plan(self, plan: Plan, *, full_resync: bool = False) -> Plan:
-        """Find what changed in one pass over the mart: hash each row and full-join the hashes with
-        the state. Only the changed rows are kept (whole, with their new hash and operation), so
-        reading the rows to send, the keys to delete and advancing the state cost as much as the
-        change, with no second pass over the mart."""
+        """Find what changed: hash each mart row and full-join (key, hash) with the state, then fetch
+        only the changed rows whole (with their new hash and operation), so reading the rows to
+        send, the keys to delete and advancing the state cost as much as the change. The join
+        carries keys and hashes only: joining whole rows spills them to disk under DuckDB's memory
+        cap (4M rows, 1% changed: 2.1-2.7 s at 128MB against 1.3-1.4 s this way)."""
         value_cols = [c for c in plan.columns if c not in plan.spec.primary_key]
         hash_expr = f"hash({', '.join(q(c) for c in value_cols)})" if value_cols else "0::UBIGINT"
         cur, delta = self._tmp(plan, "current"), self._tmp(plan, "delta")
@@ -192,15 +196,21 @@ class Planner:
             )
             plan.new_keys, plan.changed_keys, plan.deleted_keys = plan.mart_rows, 0, 0
             return plan
-        hashed = f"(SELECT *, {hash_expr} AS {HASH} FROM {self._source(plan)})"
+        hashed = f"(SELECT {self._keys(plan)}, {hash_expr} AS {HASH} FROM {self._source(plan)})"
         keys = ", ".join(f"coalesce(c.{q(k)}, s.{q(k)}) AS {q(k)}" for k in plan.spec.primary_key)
-        values = "".join(f", c.{q(c)}" for c in value_cols)
+        changes = self._tmp(plan, "changes")
         self.con.execute(
-            f"CREATE TEMP TABLE {delta} AS SELECT {keys}{values}, c.{HASH} AS {HASH}, "
+            f"CREATE OR REPLACE TEMP TABLE {changes} AS SELECT {keys}, c.{HASH} AS {HASH}, "
             f"CASE WHEN s.{HASH} IS NULL THEN 'insert' WHEN c.{HASH} IS NULL THEN 'delete' ELSE 'update' END AS {OP} "
             f"FROM {hashed} c FULL JOIN {self._state_table(plan)} s ON {self._on(plan, 'c', 's')} "
             f"WHERE c.{HASH} IS DISTINCT FROM s.{HASH}"
         )
+        values = "".join(f", m.{q(c)}" for c in value_cols)
+        self.con.execute(
+            f"CREATE TEMP TABLE {delta} AS SELECT {self._keys(plan, 'd')}{values}, d.{HASH}, d.{OP} FROM {changes} d "
+            f"LEFT JOIN {self._source(plan)} m ON d.{OP} <> 'delete' AND {self._on(plan, 'd', 'm')}"
+        )
+        self.con.execute(f"DROP TABLE {changes}")
         counts = dict(self.con.execute(f"SELECT {OP}, count(*) FROM {delta} GROUP BY ALL").fetchall())
         plan.new_keys, plan.changed_keys = counts.get("insert", 0), counts.get("update", 0)
         plan.deleted_keys = counts.get("delete", 0)
@@ -239,8 +249,18 @@ class Planner:
         cols = ", ".join(
             f"CAST(m.{q(c)} AS {plan.casts[c]}) AS {q(c)}" if c in plan.casts else f"m.{q(c)}" for c in plan.columns
         )
-        query = f"SELECT {cols} FROM {self._to_send(plan, everything=everything)} ORDER BY {self._keys(plan, 'm')}"
-        return self.con.sql(query).to_arrow_reader(batch_size)
+        query = f"SELECT {cols} FROM {self._to_send(plan, everything=everything)}"
+        try:
+            return self.con.sql(f"{query} ORDER BY {self._keys(plan, 'm')}").to_arrow_reader(batch_size)
+        except duckdb.OutOfMemoryException:
+            # DuckDB sorts before the first row leaves, and cannot spill a sort of long text values:
+            # past its memory cap, send the rows as the mart holds them (slower to load, as correct).
+            log.warning(
+                "%s: the rows to send do not fit DuckDB's memory cap to be sorted by key; sending them in "
+                "the mart's order (raise ACTIVATION_DUCKDB_MEMORY_LIMIT to load in key order)",
+                plan.spec.table,
+            )
+            return self.con.sql(query).to_arrow_reader(batch_size)
 
     def _changed(self, plan: Plan) -> str:
         """The new and changed rows of an incremental plan, as `_source` names them."""
