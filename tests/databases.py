@@ -7,9 +7,11 @@ ACTIVATION_TEST_MYSQL_URL / ACTIVATION_TEST_POSTGRES_URL (server URLs, no databa
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,9 +68,29 @@ def ensure_postgres() -> None:
     _wait_for(POSTGRES_SERVER_URL, _start_postgres, admin_db="postgres")
 
 
+# The suite runs in parallel workers (pytest-xdist) against one MariaDB server: every test that
+# uses it holds a shared lock, and a test that restarts the server takes it alone.
+_SERVER_LOCK = os.path.join(tempfile.gettempdir(), "activation-tests-mariadb.lock")
+
+
+@contextmanager
+def mariadb_server(*, exclusive: bool = False) -> Iterator[None]:
+    with open(_SERVER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @contextmanager
 def mariadb_database() -> Iterator[str]:
     """A fresh utf8mb4 database; yields its URL."""
+    with mariadb_server():
+        yield from _mariadb_database()
+
+
+def _mariadb_database() -> Iterator[str]:
     ensure_mariadb()
     name = f"activation_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(MYSQL_SERVER_URL)

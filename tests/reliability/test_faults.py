@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import activation.syncs.bulk as bulk
 from activation.syncs import load
 from activation.syncs.load import SyncError
-from tests.databases import MYSQL_SERVER_URL
+from tests.databases import MYSQL_SERVER_URL, mariadb_server
 from tests.reliability.support import (
     Log,
     assert_same_rows,
@@ -229,7 +229,7 @@ def restart_safe_mariadb_database():
 
 @pytest.mark.server_restart
 def test_server_restart_mid_load_retries_until_it_is_back(tmp_path, monkeypatch):
-    with restart_safe_mariadb_database() as url:
+    with mariadb_server(exclusive=True), restart_safe_mariadb_database() as url:
         server_restart_mid_load(url, tmp_path, monkeypatch)
 
 
