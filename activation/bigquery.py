@@ -109,6 +109,37 @@ class BigQueryWarehouse(BigQueryResource):
         with self.get_client() as client:
             yield client
 
+    @contextmanager
+    def open(
+        self, destination: str, identity: str, *, log: Callable[[str], None] = print, dry_run: bool = False
+    ) -> Iterator[Any]:
+        """The `activation.warehouses` Warehouse for one destination's syncs (all share the state
+        dataset: state tables are named per sync). A dry run writes only work tables."""
+        from activation.warehouses.bigquery import BigQuery
+
+        with self.connect(log=log) as client:
+            warehouse = BigQuery(
+                client, self.state_dataset, identity, storage_client=self.storage_client(), dry_run=dry_run
+            )
+            try:
+                yield warehouse
+            finally:
+                warehouse.close()
+
+    def recorded(self, table: str, sync: str | None, limit: int) -> Iterator[tuple[str, list[str], list[tuple]]]:
+        """(where, column names, rows) of a history table (`sync_runs`, `sync_rejects`)."""
+        from activation.warehouses import bigquery as remote
+        from activation.warehouses.history import listing
+
+        with self.get_client() as client:
+            yield from remote.recorded(
+                client, client.project, self.state_dataset, table, listing(table, sync, limit), sync
+            )
+
+    @property
+    def bookkeeping(self) -> str:
+        return f"BigQuery dataset {self.state_dataset}"
+
 
 def bigquery_warehouse_from_env() -> BigQueryWarehouse:
     """BigQuery configured from the same variables as dbt's `bigquery` target (profiles.yml).

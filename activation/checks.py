@@ -40,9 +40,10 @@ from activation.resources import quote_duckdb as q
 from activation.resources import scratch_duckdb
 from activation.syncs import schema, validate
 from activation.syncs.load import GuardTripped, SyncResult
-from activation.syncs.plan import Plan, Planner, is_json
+from activation.syncs.model import Plan, is_json
 from activation.syncs.problems import FIX_VALUE, Problem
 from activation.syncs.spec import Mode, SyncSpec
+from activation.warehouses.base import Warehouse
 
 KEYS = "mart_keys_not_null_and_unique"
 FITS = "mart_fits_destination"
@@ -120,37 +121,17 @@ def _key_text(plan: Plan, alias: str = "") -> str:
 class PreWriteChecks:
     """Judge the mart against the destination before anything is written.
 
-    The verdicts come from the engine's own refusals (`Planner.null_and_duplicate_keys`,
-    `Planner.too_long`); the extra queries here only count and sample for the metadata.
+    The verdicts come from the engine's own refusals (`Warehouse.null_and_duplicate_keys`,
+    `Warehouse.too_long`); the extra queries here only count and sample for the metadata.
     """
 
-    def __init__(self, planner: Planner, engine: sa.Engine):
+    def __init__(self, planner: Warehouse, engine: sa.Engine):
         self.planner = planner
         self.engine = engine
 
-    def _samples(self, plan: Plan, where: str) -> list[str]:
-        src = self.planner._source(plan)
-        rows = self.planner.con.execute(
-            f"SELECT {_key_text(plan)} FROM {src} WHERE {where} ORDER BY 1 LIMIT {SAMPLE}"
-        ).fetchall()
-        return [r[0] for r in rows]
-
     def keys(self, plan: Plan) -> CheckOutcome:
-        if not isinstance(self.planner, Planner):  # BigQuery: the engine's verdict, without DuckDB's samples
-            verdict = self.planner.null_and_duplicate_keys(plan, sample=SAMPLE)
-            summary = verdict or f"every key {plan.spec.primary_key} of mart {plan.spec.source} present and unique"
-            return CheckOutcome(
-                KEYS, verdict is None, summary, {"rows_in_mart": self.planner.count_where(plan, ["TRUE"])[0]}
-            )
-        src, keys = self.planner._source(plan), ", ".join(q(k) for k in plan.spec.primary_key)
-        any_null = " OR ".join(f"{q(k)} IS NULL" for k in plan.spec.primary_key)
-        rows, nulls = self.planner.con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE {any_null}) FROM {src}"
-        ).fetchall()[0]
-        dups = self.planner.con.execute(
-            f"SELECT {_key_text(plan)} AS k, count(*) AS n FROM {src} WHERE NOT ({any_null}) GROUP BY {keys} "
-            f"HAVING count(*) > 1 ORDER BY n DESC, k"
-        ).fetchall()
+        report = self.planner.key_report(plan)
+        rows, nulls, dups = report.rows, report.null_rows, report.duplicates
         # The engine refuses on exactly these two findings; its own message is the verdict.
         verdict = self.planner.null_and_duplicate_keys(plan, sample=SAMPLE) if nulls or dups else None
         metadata: dict[str, Any] = {
@@ -240,11 +221,9 @@ class PreWriteChecks:
             if isinstance(column.type, sa.String) and limit:
                 too_long = self.planner.too_long(plan, name, limit, sample=SAMPLE)
                 if too_long:
-                    quote = validate.FLAVOURS[getattr(self.planner, "sql_flavour", "duckdb")]["quote"]
-                    [count] = self.planner.count_where(
-                        dataclasses.replace(plan, full=True), [f"length({quote(name)}) > {int(limit)}"]
-                    )
-                    conditions.append(f"length({quote(name)}) > {int(limit)}")
+                    longer = self.planner.longer_than(name, limit)
+                    [count] = self.planner.count_where(dataclasses.replace(plan, full=True), [longer])
+                    conditions.append(longer)
                     shown = [f"{k} ({n} chars)" for k, n in too_long]
                     fix = "widen the column in the destination, or trim the value in the mart"
                     problem(name, f"longer than VARCHAR({limit})", count, shown, fix)
@@ -259,10 +238,11 @@ class PreWriteChecks:
             p = v.as_problem(spec)
             problem(p.column, p.reason, p.rows, p.keys, p.fix)
         metadata: dict[str, Any] = {"columns_checked": len(plan.columns), "columns_failing": len(problems)}
-        rejectable = spec.max_rejects is not None and isinstance(self.planner, Planner)  # DuckDB only, as the writer
+        rejectable = spec.max_rejects is not None
         if found and rejectable and all(p.rows is not None for p in found):
             # The writer sets such rows aside as rejects while they stay within max_rejects.
-            conditions += [c.condition for c in validate.checks(fitting, target, dialect, charsets)]
+            flavour = self.planner.flavour
+            conditions += [c.condition for c in validate.checks(fitting, target, dialect, charsets, flavour)]
             either = " OR ".join(f"({c})" for c in conditions)
             bad, total = self.planner.count_where(fitting, [either, "TRUE"])
             if spec.max_rejects.allows(bad, total):
@@ -361,7 +341,7 @@ def guards_held_before_failure(specs: Sequence[SyncSpec], within: dict[str, dict
 class PostWriteChecks:
     """Read the destination back and compare it with the mart."""
 
-    def __init__(self, planner: Planner, engine: sa.Engine):
+    def __init__(self, planner: Warehouse, engine: sa.Engine):
         self.planner = planner
         self.engine = engine
 
@@ -417,8 +397,9 @@ class PostWriteChecks:
     def checksum(self, plan: Plan, scope: dict | None = None) -> CheckOutcome:
         spec = plan.spec
         scratch = False  # an in-memory DuckDB of our own, closed at the end
-        if isinstance(self.planner, Planner):
-            con, mart_src = self.planner.con, self.planner._source(plan)
+        local = self.planner.duckdb_source(plan)
+        if local is not None:
+            con, mart_src = local
         else:  # another warehouse (BigQuery): both sides are read back and hashed the same way in DuckDB
             con, scratch = scratch_duckdb(), True
             mart_src = q(f"_activation_mart_{spec.name}")

@@ -19,7 +19,7 @@ from activation.syncs.assets import (
     sync_asset_key,
 )
 from activation.syncs.masking import with_dbt_masks
-from activation.syncs.plan import MartRelation
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"

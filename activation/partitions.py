@@ -23,9 +23,8 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from activation import checks
 from activation.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
 from activation.resources import DuckDBWarehouse, destination_identity
-from activation.resources import quote_duckdb as q
 from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfigError, SyncSpec
 
 PARTITION_START_META = "partition_start"
@@ -110,17 +109,12 @@ def build_partitioned_sync_asset(
         context.log.info(
             f"syncing {sync.table} for {window[0]}..{window[-1]} ({len(window)} days) into {target.masked_url}"
         )
-        with warehouse.connect(log=context.log.info) as con:
-            planner = Planner(con, warehouse.state_path(sync.destination), destination_identity(target.url))
+        with warehouse.open(sync.destination, destination_identity(target.url), log=context.log.info) as planner:
             daily = []
             for day in window:
-                view = f"_activation_{sync.name}_{day:%Y%m%d}"
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {q(view)} AS SELECT * FROM {relation.sql} "
-                    f"WHERE {q(column)} = DATE '{day.isoformat()}'"
-                )
+                view = planner.filtered(relation, column, day, f"_activation_{sync.name}_{day:%Y%m%d}")
                 day_spec = sync.model_copy(update={"scope": {column: day}})
-                daily.append((day, day_spec, MartRelation("temp", view)))
+                daily.append((day, day_spec, view))
             plans = {day: planner.describe(s, r) for day, s, r in daily}
 
             pre = checks.PreWriteChecks(planner, engine)

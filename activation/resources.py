@@ -143,6 +143,32 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         finally:
             con.close()
 
+    @contextmanager
+    def open(
+        self, destination: str, identity: str, *, log: Callable[[str], None] = print, dry_run: bool = False
+    ) -> Iterator[Any]:
+        """The `activation.warehouses` Warehouse for one destination's syncs. A dry run plans against
+        a throwaway copy of the state, so it never holds (or changes) the real one."""
+        from activation.warehouses.duckdb import DuckDB, throwaway_state
+
+        with self.connect(log=log) as con:
+            if not dry_run:
+                yield DuckDB(con, self.state_path(destination), identity)
+                return
+            with throwaway_state(Path(self.path).parent / "activation_state" / f"{destination}.duckdb") as state:
+                yield DuckDB(con, state, identity, dry_run=True)
+
+    def recorded(self, table: str, sync: str | None, limit: int) -> Iterator[tuple[str, list[str], list[tuple]]]:
+        """(where, column names, rows) of a history table (`sync_runs`, `sync_rejects`), per destination."""
+        from activation.warehouses import duckdb as local
+        from activation.warehouses.history import listing
+
+        yield from local.recorded(Path(self.path).parent / "activation_state", table, listing(table, sync, limit), sync)
+
+    @property
+    def bookkeeping(self) -> str:
+        return str(Path(self.path).parent / "activation_state")
+
 
 def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     """The one switch between environments: the dbt target picks the warehouse the syncs read.

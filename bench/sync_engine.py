@@ -58,8 +58,9 @@ from load_methods import (  # noqa: E402
 from activation.resources import DuckDBWarehouse, normalize_url  # noqa: E402
 from activation.settings import Settings  # noqa: E402
 from activation.syncs.load import DestinationSync  # noqa: E402
-from activation.syncs.plan import MartRelation, Planner  # noqa: E402
+from activation.syncs.model import MartRelation  # noqa: E402
 from activation.syncs.spec import SyncConfig  # noqa: E402
+from activation.warehouses.duckdb import DuckDB  # noqa: E402
 
 
 def _spec():
@@ -124,7 +125,7 @@ def step_sync(url: str, source: str, state: str) -> dict:
     start = _status_mb("VmRSS")
     t0 = time.perf_counter()
     with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
-        planner = Planner(con, state, url)
+        planner = DuckDB(con, state, url)
         [result] = DestinationSync(engine, planner, log=lambda _: None).run(
             [_spec()], {"bench": MartRelation("main", "src")}
         )

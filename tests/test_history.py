@@ -5,9 +5,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from activation.history import RunHistory, mask_secrets
 from activation.syncs.load import DestinationSync, GuardTripped
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
+from activation.warehouses.duckdb import DuckDB
+from activation.warehouses.history import RunHistory, mask_secrets
 from tests.databases import sqlite_database
 from tests.syncs.test_engine import edit, mart, spec
 from tests.syncs.test_load import engine_for
@@ -19,9 +20,9 @@ def recorded_run(url, duck, run_id: str, retention_days: int = 90, **overrides):
     engine = engine_for(url)
     try:
         with duckdb.connect(str(duck), read_only=True) as con:
-            planner = Planner(con, str(duck.parent / "state.duckdb"), url)
+            planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
             history = RunHistory(
-                con, run_id=run_id, destination="app", destination_url=url, retention_days=retention_days
+                planner, run_id=run_id, destination="app", destination_url=url, retention_days=retention_days
             )
             history.before([s])
             try:

@@ -12,8 +12,9 @@ from activation import checks
 from activation.resources import DuckDBWarehouse, normalize_url, scratch_duckdb, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
 from activation.syncs.load import DestinationSync
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
+from activation.warehouses.duckdb import DuckDB
 from tests.databases import mariadb_database
 
 ENV = ("ACTIVATION_DUCKDB_MEMORY_LIMIT", "ACTIVATION_DUCKDB_TEMP_DIRECTORY", "ACTIVATION_DUCKDB_THREADS")
@@ -97,7 +98,7 @@ def test_a_sync_spills_to_disk_under_a_small_limit_and_still_succeeds(warehouse_
         engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
         with DuckDBWarehouse(path=str(warehouse_file)).connect() as con:
             assert setting(con, "threads") == 1
-            planner = Planner(con, str(tmp_path / "state.duckdb"), url)
+            planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
 
             def log(_message: str) -> None:  # called between loads, while the sorted stream is read
                 spilled.append(len(list(spill.glob("*.tmp"))) if spill.is_dir() else 0)
@@ -139,7 +140,7 @@ def test_long_texts_beyond_what_duckdb_can_sort_in_its_cap_still_sync(warehouse_
     url = f"sqlite:///{tmp_path / 'app.sqlite'}"
     engine = sa.create_engine(url)
     with DuckDBWarehouse(path=str(warehouse_file)).connect() as con:
-        planner = Planner(con, str(tmp_path / "state.duckdb"), url)
+        planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
         [result] = DestinationSync(engine, planner, log=lambda _m: None).run(
             [spec], {"notes": MartRelation("main", "notes")}
         )

@@ -66,7 +66,7 @@ def load_project() -> Project:
     from activation.dbt import load_manifest, model_relation
     from activation.project import dbt_project
     from activation.syncs.masking import with_dbt_masks
-    from activation.syncs.plan import MartRelation
+    from activation.syncs.model import MartRelation
     from activation.syncs.spec import SyncConfigError, load_sync_config
 
     settings = Settings.from_env()

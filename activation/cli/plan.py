@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from activation.cli.common import EXIT_OK, EXIT_REFUSED, Project, UsageError, load_project, progress
 from activation.cli.report import print_problems
-
-
-@contextmanager
-def _throwaway_state(state_path: Path) -> Iterator[str]:
-    """A copy of a destination's sync state: the dry run's planner may write to it freely."""
-    with tempfile.TemporaryDirectory(prefix="activation_plan_") as tmp:
-        copy = Path(tmp) / state_path.name
-        for suffix in ("", ".wal"):
-            source = Path(str(state_path) + suffix)
-            if source.exists():
-                shutil.copy(source, str(copy) + suffix)
-        yield str(copy)
 
 
 def _dry_run_engine(url: str):
@@ -39,15 +24,15 @@ def _dry_run_engine(url: str):
 
 
 def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
-    """Preview the given syncs, destination by destination; writes nothing anywhere."""
-    from activation.resources import DuckDBWarehouse, destination_identity
-    from activation.syncs.plan import Planner
+    """Preview the given syncs, destination by destination; writes nothing anywhere (a dry-run
+    warehouse never records its state: DuckDB plans on a throwaway copy, BigQuery in work tables)."""
+    from activation.resources import destination_identity, warehouse_resource
     from activation.syncs.preview import DryRun
 
-    warehouse = DuckDBWarehouse(path=str(project.settings.warehouse_path))
-    if not project.settings.warehouse_path.exists():
-        raise UsageError(f"warehouse {project.settings.warehouse_path} does not exist; run `activation demo` and dbt")
-    state_dir = project.settings.warehouse_path.parent / "activation_state"
+    settings = project.settings
+    if settings.warehouse != "bigquery" and not settings.warehouse_path.exists():
+        raise UsageError(f"warehouse {settings.warehouse_path} does not exist; run `activation demo` and dbt")
+    warehouse = warehouse_resource(settings).process_config_and_initialize()  # its EnvVars resolved
     previews = []
     destinations = list(dict.fromkeys(s.destination for s in specs))
     with progress() as bar:
@@ -57,11 +42,8 @@ def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, 
             url = project.destination_url(destination)
             engine = _dry_run_engine(url)
             try:
-                with (
-                    _throwaway_state(state_dir / f"{destination}.duckdb") as state,
-                    warehouse.connect(log=lambda m: bar.console.print(m)) as con,
-                ):
-                    planner = Planner(con, state, destination_identity(url))
+                log = lambda m: bar.console.print(m)  # noqa: E731
+                with warehouse.open(destination, destination_identity(url), log=log, dry_run=True) as planner:
                     for spec in chosen:
                         bar.update(task, description=f"planning {destination}.{spec.table}")
                         previews.extend(_preview(DryRun(engine, planner, sample=sample), spec, project, full_resync))

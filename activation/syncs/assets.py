@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from activation import automation, checks, partitions
-from activation.history import RunHistory
-from activation.resources import DuckDBWarehouse, destination_identity
+from activation.resources import destination_identity
 from activation.syncs import problems as problem_values
 from activation.syncs.load import DestinationSync, GuardTripped, SyncError, SyncResult
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
+from activation.warehouses.base import Warehouse
+from activation.warehouses.history import RunHistory
 
 WAREHOUSE_RESOURCE = "warehouse"
 WAREHOUSE_POOL = "duckdb_warehouse"  # the same pool as the dbt assets
@@ -161,7 +162,7 @@ def _selected_checks(context: dg.AssetExecutionContext, spec: SyncSpec) -> set[s
 
 def _checked_sync(
     context: dg.AssetExecutionContext,
-    planner: Planner,
+    planner: Warehouse,
     target,
     selected: list[SyncSpec],
     relations: Mapping[str, MartRelation],
@@ -270,24 +271,15 @@ def _destination_asset(
         target = getattr(context.resources, resource_key)
         warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
-        with warehouse.connect(log=context.log.info) as con:
-            identity = destination_identity(target.url)
-            history = None  # kept beside the DuckDB state; not built for BigQuery yet
-            if isinstance(warehouse, DuckDBWarehouse):
-                planner = Planner(con, warehouse.state_path(destination), identity)
-                history = RunHistory(
-                    con,
-                    run_id=context.run.run_id,
-                    destination=destination,
-                    destination_url=target.url,
-                    retention_days=history_retention_days,
-                )
-                history.before(selected)
-            else:  # BigQuery (activation.bigquery.BigQueryWarehouse)
-                from activation.syncs.plan_bigquery import BigQueryPlanner
-
-                storage = warehouse.storage_client()
-                planner = BigQueryPlanner(con, warehouse.state_dataset, identity, storage_client=storage)
+        with warehouse.open(destination, destination_identity(target.url), log=context.log.info) as planner:
+            history = RunHistory(
+                planner,
+                run_id=context.run.run_id,
+                destination=destination,
+                destination_url=target.url,
+                retention_days=history_retention_days,
+            )
+            history.before(selected)
             yield from _checked_sync(
                 context, planner, target, selected, relations, marts, config.full_resync, history=history
             )

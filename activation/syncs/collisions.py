@@ -25,17 +25,15 @@ ends with a space (or the sync has max_rejects); an app key with trailing spaces
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from activation.resources import quote_duckdb
-from activation.syncs import rejects
 from activation.syncs.bulk import quoted
 from activation.syncs.key_rules import Rule, as_bytes, pairs, rules
-from activation.syncs.plan import Planner
 from activation.syncs.spec import Mode
 
 if TYPE_CHECKING:
@@ -122,15 +120,14 @@ def _pads_only(loose: dict[str, Rule]) -> bool:
 def _may_pad(writer: DestinationSync, job: _Job, loose: dict[str, Rule], everything: bool) -> bool:
     """Under a binary PAD SPACE collation two keys are equal only if one ends with a space: is
     there such a key among those to send? (Asked once per run.)"""
-    if not _pads_only(loose) or not isinstance(writer.planner, Planner):
+    if not _pads_only(loose):
         return True
     if job.sends_trailing_space is not None:
         return job.sends_trailing_space
-    cond = " OR ".join(f"suffix(CAST(m.{quote_duckdb(c)} AS VARCHAR), ' ')" for c in loose)
-    source = writer.planner._to_send(job.plan, everything=everything)
-    job.sends_trailing_space = (
-        writer.planner.con.execute(f"SELECT count(*) FROM {source} WHERE {cond}").fetchall()[0][0] > 0
-    )
+    wh = writer.planner
+    cond = " OR ".join(f"ends_with({wh.flavour.cast('m.' + wh.flavour.quote(c), 'text')}, ' ')" for c in loose)
+    plan = dataclasses.replace(job.plan, full=True) if everything else job.plan
+    job.sends_trailing_space = wh.count_where(plan, [cond])[0] > 0
     return job.sends_trailing_space
 
 
@@ -350,12 +347,13 @@ def _set_aside_or_refuse(
             f"{problem}\nNothing was written. Make the keys distinct as the destination compares them (in the mart), "
             "give the key column a binary collation, or set max_rejects to set such rows aside."
         )
-    already = rejects.count(writer.planner.con, job.plan)
-    if not allowed.allows(already + rows, rejects.mart_rows(writer.planner, job.plan)):
+    rejects = writer.planner.rejects
+    already = rejects.count(job.plan)
+    if not allowed.allows(already + rows, writer.planner.mart_rows(job.plan)):
         raise SyncError(f"{problem}\nThat is over max_rejects {allowed}. Nothing was written.")
     reason = "key equal to another under the destination's comparison"
-    rejects.add_keys(writer.planner, job.plan, ", ".join(job.spec.primary_key), reason, keys)
-    job.result.rejected = rejects.count(writer.planner.con, job.plan)
+    rejects.add_keys(job.plan, ", ".join(job.spec.primary_key), reason, keys)
+    job.result.rejected = rejects.count(job.plan)
     if job.rejected_keys is not None:  # loaded before these were added: load it again when needed
         _drop(conn, job.rejected_keys)
         job.rejected_keys = None

@@ -28,11 +28,12 @@ import sqlalchemy as sa
 from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 
-from activation.syncs import collisions, foreign_keys, rejects, schema, validate
+from activation.syncs import collisions, foreign_keys, schema, validate
 from activation.syncs.bulk import bulk_insert, quoted
-from activation.syncs.plan import Plan, PlanError, Planner
+from activation.syncs.model import Plan, PlanError
 from activation.syncs.problems import Problem
 from activation.syncs.spec import Mode, SyncSpec
+from activation.warehouses.base import Warehouse
 
 Log = Callable[[str], None]
 SAMPLE = 5
@@ -161,7 +162,7 @@ def _short(name: str, suffix: str) -> str:
 class DestinationSync:
     """Runs the selected syncs of one destination."""
 
-    def __init__(self, engine: sa.Engine, planner: Planner, log: Log = print):
+    def __init__(self, engine: sa.Engine, planner: Warehouse, log: Log = print):
         self.engine = engine
         self.planner = planner
         self.log = log
@@ -316,7 +317,7 @@ class DestinationSync:
                 and not isinstance(dest_type, sa.Boolean)
                 and (pa.types.is_decimal(mart_type) or pa.types.is_floating(mart_type))
             ):
-                plan.casts[c] = "BIGINT"  # whole numbers in a DECIMAL: validate refuses fractions first
+                plan.casts[c] = "integer"  # whole numbers in a DECIMAL: validate refuses fractions first
         skipped = missing if policy == "ignore" else []
         skipped += [r.split(" (", 1)[0] for r in retyped] if policy == "ignore" else []
         if skipped:
@@ -392,14 +393,10 @@ class DestinationSync:
     def _check_lengths(self, job: _Job) -> None:
         """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front.
         With `max_rejects`, such rows, and rows with any value the value checks refuse, are set
-        aside as rejects instead (syncs/rejects.py)."""
-        allowed = job.spec.max_rejects
+        aside as rejects instead (warehouses/rejects.py)."""
+        allowed, rejects = job.spec.max_rejects, self.planner.rejects
         if allowed is not None:
-            if not isinstance(self.planner, Planner):
-                raise SyncError(
-                    f"{job.spec.table}: max_rejects needs the DuckDB warehouse; BigQuery does not have it yet"
-                )
-            rejects.reset(self.planner, job.plan)
+            rejects.reset(job.plan)
         too_long: list[tuple[str, Problem]] = []
         for column in job.target.columns:
             limit = getattr(column.type, "length", None)
@@ -415,7 +412,7 @@ class DestinationSync:
                 continue
             if rows:
                 reason = f"value longer than the destination's {limit} characters"
-                rejects.add(self.planner, job.plan, column.name, reason, f'length("{column.name}") > {int(limit)}')
+                rejects.add(job.plan, column.name, reason, self.planner.longer_than(column.name, limit))
         if too_long:
             raise SyncError(
                 "\n".join(line for line, _ in too_long)
@@ -425,12 +422,13 @@ class DestinationSync:
         if allowed is not None:  # every value the destination would refuse or alter (syncs/validate.py)
             with self.engine.connect() as conn:
                 charsets = validate.character_sets(conn, job.spec.table)
-            for check in validate.checks(job.plan, job.target, self.engine.dialect.name, charsets):
-                rejects.add(self.planner, job.plan, check.column, check.problem, check.condition)
-        count = rejects.count(self.planner.con, job.plan) if allowed is not None else 0
+            found = validate.checks(job.plan, job.target, self.engine.dialect.name, charsets, self.planner.flavour)
+            for check in found:
+                rejects.add(job.plan, check.column, check.problem, check.condition)
+        count = rejects.count(job.plan) if allowed is not None else 0
         if count:
-            total = rejects.mart_rows(self.planner, job.plan)
-            why = rejects.summary(self.planner.con, job.plan)
+            total = self.planner.mart_rows(job.plan)
+            why = rejects.summary(job.plan)
             if not allowed.allows(count, total):
                 raise SyncError(
                     f"{job.spec.table}: {count:,} of {total:,} rows cannot be written ({why}), over max_rejects "
@@ -448,7 +446,7 @@ class DestinationSync:
             # Keys set aside as collisions are equal under the table's comparison: no unique key then.
             keyed = not collisions.loose_key(conn, job)
             job.rejected_keys = self._temp_table(conn, job, "__rejected", job.spec.primary_key, keyed=keyed)
-            keys = rejects.keys_reader(self.planner.con, job.plan, job.spec.batch_size)
+            keys = self.planner.rejects.keys(job.plan, job.spec.batch_size)
             self._load(conn, job, job.rejected_keys, keys, job.result.rejected)
         return [~sa.exists().where(self._on_key(job, table, job.rejected_keys))]
 

@@ -1,7 +1,7 @@
 """PII masking applied in the warehouse, in the SQL that reads the mart.
 
-A column marked as PII is hashed, redacted or dropped by the query the Planner runs, so the
-plain value never reaches Python, the change-detection state or the destination.
+A column marked as PII is hashed, redacted or dropped by the query the warehouse runs (DuckDB or
+BigQuery), so the plain value never reaches Python, the change-detection state or the destination.
 
 Where a column is marked (by mart column name):
 - in the dbt project, column `meta: {pii: hash | redact | drop}` (`pii: true` means `hash`);
@@ -77,11 +77,13 @@ def masked_type(spec, mart_column: str, type_: pa.DataType) -> pa.DataType:
     return pa.string() if mask_of(spec, mart_column) is Mask.HASH else type_
 
 
-def masked_sql(spec, mart_column: str, expression: str, type_: pa.DataType) -> str:
-    """The SQL for one mart column as it may leave the warehouse."""
+def masked_sql(spec, mart_column: str, expression: str, type_: pa.DataType, flavour) -> str:
+    """The SQL for one mart column as it may leave the warehouse, in the warehouse's `SqlFlavour`
+    (activation.warehouses.base): the same digest on DuckDB and BigQuery."""
     mask = mask_of(spec, mart_column)
     if mask is Mask.HASH:
-        return f"CASE WHEN {expression} IS NULL THEN NULL ELSE sha256(CAST({expression} AS VARCHAR)) END"
+        digest = flavour.sha256_hex(flavour.cast(expression, "text"))
+        return f"CASE WHEN {expression} IS NULL THEN NULL ELSE {digest} END"
     if mask is Mask.REDACT:
         if pa.types.is_string(type_) or pa.types.is_large_string(type_):
             return f"CASE WHEN {expression} IS NULL THEN NULL ELSE '{REDACTED}' END"

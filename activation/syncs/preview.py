@@ -2,9 +2,9 @@
 
 The counts come from the writer's own comparisons (`DestinationSync`), run inside a
 transaction that is always rolled back, on temporary tables only: no DDL on the destination,
-no shadow tables, and a Planner whose state is a throwaway copy. So `activation plan` lists
-what `activation sync` then applies, as long as neither the mart nor the destination moves
-in between.
+no shadow tables, and a dry-run warehouse that never records its state (DuckDB: a throwaway
+copy of the state; BigQuery: work tables only). So `activation plan` lists what `activation
+sync` then applies, as long as neither the mart nor the destination moves in between.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from activation.syncs import collisions, schema, validate
 from activation.syncs import problems as found
 from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
-from activation.syncs.plan import PlanError, Planner
+from activation.syncs.model import PlanError
 from activation.syncs.problems import Problem
 from activation.syncs.spec import Mode, SyncSpec
+from activation.warehouses.base import Warehouse
 
 OPERATIONS = ("insert", "update", "delete")
 
@@ -39,7 +40,7 @@ class SyncPreview:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPERATIONS, 0))
     # operation -> up to `sample` keys (tuples); updates also name the columns that change
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
-    rejected: int = 0  # rows set aside under max_rejects (syncs/rejects.py)
+    rejected: int = 0  # rows set aside under max_rejects (warehouses/rejects.py)
     blocked: str | None = None  # a guard or a pre-write check would refuse the sync
     problems: list[Problem] = field(default_factory=list)  # each thing that would refuse it
     warnings: list[str] = field(default_factory=list)
@@ -90,7 +91,7 @@ class DryRun(DestinationSync):
     blocking checks and the writer would refuse the sync for, and never stages a value the
     destination cannot take (MySQL's LOAD DATA turns such a value into an error or a warning)."""
 
-    def __init__(self, engine: sa.Engine, planner: Planner, log: Log = lambda _msg: None, sample: int = 5):
+    def __init__(self, engine: sa.Engine, planner: Warehouse, log: Log = lambda _msg: None, sample: int = 5):
         super().__init__(engine, planner, log)
         self.sample = sample
 
@@ -149,11 +150,7 @@ class DryRun(DestinationSync):
             self._check_new_table(conn, job, out)
             if spec.mode is not Mode.UPDATE:
                 out.counts["insert"] = plan.mart_rows
-                source = self.planner._source(plan)
-                keys = ", ".join(f'"{k}"' for k in spec.primary_key)
-                rows = self.planner.con.execute(
-                    f"SELECT {keys} FROM {source} ORDER BY {keys} LIMIT {self.sample}"
-                ).fetchall()
+                rows = self.planner.sample_keys(plan, self.sample)
                 out.samples["insert"] = [{"key": _key_values(r)} for r in rows]
             return
         try:

@@ -201,7 +201,7 @@ class SyncSpec(BaseModel):
     freshness: Freshness = Field(default_factory=Freshness)
     partition: Partition | None = None
     # rows the destination cannot take (too long, NULL in NOT NULL) set aside, up to this many or
-    # this share of the mart; unset: any such row refuses the sync (see syncs/rejects.py)
+    # this share of the mart; unset: any such row refuses the sync (see warehouses/rejects.py)
     max_rejects: Limit | None = None
     # mart column -> hash | redact | drop | none: PII masked in the warehouse (see syncs/masking.py)
     mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)

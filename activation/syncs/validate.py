@@ -4,7 +4,8 @@ A database meeting such a value mid-load either refuses the whole statement with
 names no row, or (MySQL's LOAD DATA LOCAL, non-strict modes, SQLite) quietly stores something
 else: NaN becomes NULL, 10^20 is clipped, year 0 becomes 0000-00-00, an emoji becomes '?'. So
 each destination column gets a SQL condition over the mart rows about to be sent, evaluated in
-DuckDB in one pass; a violation names the table, the column, the count and sample keys.
+the warehouse in one pass (its `SqlFlavour.value_checks` spell the functions); a violation names
+the table, the column, the count and sample keys.
 """
 
 from __future__ import annotations
@@ -16,34 +17,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.syncs.plan import Plan
+from activation.syncs.model import Plan
 from activation.syncs.problems import FIX_VALUE, Problem
-
-# The SQL each warehouse needs for the checks; a template takes the quoted column as {c}.
-FLAVOURS = {
-    "duckdb": {
-        "quote": lambda name: '"' + name.replace('"', '""') + '"',
-        "nan": "isnan({c})",
-        "inf": "isinf({c})",
-        "not_finite": "NOT isfinite({c})",
-        "finite": "isfinite({c})",
-        "epoch": "epoch({c})",
-        "double": "CAST({c} AS DOUBLE)",
-        "four_byte": "regexp_matches({c}, '[\\x{{10000}}-\\x{{10FFFF}}]')",
-        "nul": "contains({c}, chr(0))",
-    },
-    "bigquery": {
-        "quote": lambda name: "`" + name.replace("`", "\\`") + "`",
-        "nan": "IS_NAN({c})",
-        "inf": "IS_INF({c})",
-        "not_finite": "FALSE",  # BigQuery dates and timestamps are always finite
-        "finite": "TRUE",
-        "epoch": "UNIX_SECONDS(CAST({c} AS TIMESTAMP))",
-        "double": "CAST({c} AS FLOAT64)",
-        "four_byte": "REGEXP_CONTAINS({c}, r'[\\x{{10000}}-\\x{{10FFFF}}]')",
-        "nul": "STRPOS({c}, CODE_POINTS_TO_STRING([0])) > 0",
-    },
-}
+from activation.warehouses.base import Warehouse
+from activation.warehouses.flavour import SqlFlavour
 
 SAMPLE_KEYS = 5
 
@@ -63,7 +40,7 @@ _INTEGER_RANGES = {  # (signed min, signed max, unsigned max)
 @dataclass(frozen=True)
 class Check:
     column: str
-    condition: str  # DuckDB SQL over the mart row, true when the value cannot be stored
+    condition: str  # warehouse SQL over the mart row, true when the value cannot be stored
     problem: str  # "hold NaN, which MySQL cannot store"
 
 
@@ -86,11 +63,9 @@ class Violation:
         )
 
 
-def too_long_problem(planner, plan: Plan, column: str, limit: int, sample: list[tuple[str, int]]) -> Problem:
+def too_long_problem(planner: Warehouse, plan: Plan, column: str, limit: int, sample: list[tuple[str, int]]) -> Problem:
     """Values longer than a VARCHAR(limit), counted over the whole mart (as `too_long` samples it)."""
-    [count] = planner.count_where(
-        dataclasses.replace(plan, full=True), [f"length({FLAVOURS[_flavour(planner)]['quote'](column)}) > {int(limit)}"]
-    )
+    [count] = planner.count_where(dataclasses.replace(plan, full=True), [planner.longer_than(column, limit)])
     spec = plan.spec
     return Problem(
         spec.table,
@@ -104,23 +79,16 @@ def too_long_problem(planner, plan: Plan, column: str, limit: int, sample: list[
     )
 
 
-def _flavour(planner) -> str:
-    return getattr(planner, "sql_flavour", "duckdb")
-
-
-def checks(
-    plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str], flavour: str = "duckdb"
-) -> list[Check]:
+def checks(plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str], flavour: SqlFlavour) -> list[Check]:
     """The conditions for every mart column the sync writes into `target`."""
     found: list[Check] = []
     is_mysql = dialect in ("mysql", "mariadb")
-    sql = FLAVOURS[flavour]
     for column in plan.columns:
         field, dest = plan.arrow_schema.field(column), target.c[column]
-        t, c = field.type, sql["quote"](column)
+        t, c = field.type, flavour.quote(column)
 
         def f(name: str, c: str = c) -> str:
-            return sql[name].format(c=c)
+            return flavour.value_checks[name].format(c=c)
 
         if not dest.nullable and column not in plan.spec.primary_key:
             found.append(Check(column, f"{c} IS NULL", "are NULL but the destination column is NOT NULL"))
@@ -235,9 +203,9 @@ def _fits(t: pa.DataType, low: int, high: int) -> bool:
     return low <= -(2 ** (bits - 1)) and high >= 2 ** (bits - 1) - 1
 
 
-def find(planner, plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str]) -> list[Violation]:
+def find(planner: Warehouse, plan: Plan, target: sa.Table, dialect: str, charsets: dict[str, str]) -> list[Violation]:
     """Evaluate every check over the rows the plan sends, in one pass; sample keys of the failures."""
-    found = checks(plan, target, dialect, charsets, getattr(planner, "sql_flavour", "duckdb"))
+    found = checks(plan, target, dialect, charsets, planner.flavour)
     if not found:
         return []
     counts = planner.count_where(plan, [check.condition for check in found])

@@ -13,8 +13,8 @@ from google.cloud import bigquery
 from activation.bigquery import BigQueryWarehouse
 from activation.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import Settings
-from activation.syncs.plan_bigquery import arrow_type
 from activation.syncs.spec import SyncConfigError
+from activation.warehouses.bigquery import arrow_type
 
 pytestmark = pytest.mark.bigquery
 

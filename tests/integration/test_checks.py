@@ -12,8 +12,9 @@ from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.resources import DuckDBWarehouse, normalize_url
 from activation.settings import PROJECT_ROOT
 from activation.syncs.load import SyncResult
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import load_sync_config
+from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database, sqlite_database
 from tests.integration.test_end_to_end import SYNCS, mart_relation
 
@@ -182,7 +183,7 @@ def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, ur
         orphan = conn.execute(sa.text("SELECT job_posting_id FROM job_postings WHERE facility_id = 'gone'")).scalar()
     manifest = load_manifest(dbt_project(settings))
     with DuckDBWarehouse(path=str(warehouse)).connect() as con:
-        planner = Planner(con, str(warehouse.parent / "state.duckdb"), "test")
+        planner = DuckDB(con, str(warehouse.parent / "state.duckdb"), "test")
         post = checks.PostWriteChecks(planner, engine)
 
         def plan(name):
@@ -190,7 +191,7 @@ def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, ur
             return planner.describe(spec, MartRelation(*model_relation(manifest, spec.source)))
 
         applications = plan("applications")
-        rows = con.execute(f"SELECT count(*) FROM {applications.relation.sql}").fetchall()[0][0]
+        rows = planner.mart_rows(applications)
         result = SyncResult("applications", "applications", "replace", rows_in_mart=rows, rejected=3)
         count = post.row_count(applications, result)
         assert not count.passed and count.metadata["difference"] == -2

@@ -9,7 +9,8 @@ import duckdb
 import sqlalchemy as sa
 
 from activation.syncs.load import DestinationSync
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
+from activation.warehouses.duckdb import DuckDB
 from tests.syncs.test_load import engine_for, items_spec
 
 COLS = ["id", "name", "amount", "score", "note"]
@@ -48,7 +49,7 @@ def run_with_engine(engine: sa.Engine, duck: Path, specs, *, log=lambda _m: None
     """DestinationSync.run as the asset does it, on an engine the test built (state beside the warehouse)."""
     relations = {s.name: MartRelation("main", s.source) for s in specs}
     with duckdb.connect(str(duck), read_only=True) as con:
-        planner = Planner(con, str(duck.parent / "state.duckdb"), identity or str(engine.url))
+        planner = DuckDB(con, str(duck.parent / "state.duckdb"), identity or str(engine.url))
         results = DestinationSync(engine, planner, log=log).run(specs, relations)
     return {r.table: r for r in results}
 

@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from activation.syncs.load import DestinationSync, SyncError
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.preview import DryRun
 from activation.syncs.spec import SyncConfig
+from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, execute
 
@@ -67,7 +68,7 @@ def run(url, duck, sync_specs):
     engine = engine_for(url)
     try:
         with duckdb.connect(str(duck), read_only=True) as con:
-            planner = Planner(con, str(duck.parent / "state.duckdb"), url)
+            planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
             results = DestinationSync(engine, planner, log=lambda _: None).run(
                 sync_specs, {s.name: MartRelation("main", "items") for s in sync_specs}
             )
@@ -284,7 +285,7 @@ def test_the_dry_run_reports_the_same_collisions(kind, tmp_path):
         ):
             mart(duck, rows)
             with duckdb.connect(str(duck), read_only=True) as con:
-                planner = Planner(con, str(duck.parent / "state.duckdb"), url)
+                planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
                 [preview] = DryRun(engine, planner).preview(
                     specs(("items", "upsert")), {"s_items": MartRelation("main", "items")}
                 )

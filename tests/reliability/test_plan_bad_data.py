@@ -15,7 +15,7 @@ from activation.cli import EXIT_REFUSED
 from activation.cli.common import Project
 from activation.cli.plan import report_plan
 from activation.settings import Settings
-from activation.syncs.plan import MartRelation
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, execute

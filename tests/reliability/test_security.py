@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from activation.resources import DuckDBWarehouse, SQLDestination, masked_url
 from activation.syncs.assets import Mart, build_sync_assets, sync_asset_key
 from activation.syncs.load import DestinationSync, SyncError
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
+from activation.warehouses.duckdb import DuckDB
 from tests.databases import MYSQL_SERVER_URL, destination_database
 from tests.reliability.support import Log, dest_rows, make_mart, mart_rows
 from tests.syncs.test_load import engine_for, items_config, items_spec
@@ -133,7 +134,7 @@ def test_credentials_never_reach_sync_logs_or_exception_chains(app_user, tmp_pat
         destination = SQLDestination(url=target_url)
         try:
             with duckdb.connect(str(duck), read_only=True) as con:
-                planner = Planner(con, str(tmp_path / "state.duckdb"), target_url)
+                planner = DuckDB(con, str(tmp_path / "state.duckdb"), target_url)
                 return DestinationSync(destination.engine(), planner, log=log).run([spec], relations)
         finally:
             destination.engine().dispose()
@@ -207,7 +208,7 @@ def test_values_travel_as_data(kind, tmp_path):
             with engine.begin() as conn:
                 conn.execute(sa.text("CREATE TABLE canary (id INTEGER PRIMARY KEY)"))
             with duckdb.connect(str(duck), read_only=True) as con:
-                planner = Planner(con, str(tmp_path / f"state_{kind}.duckdb"), url)
+                planner = DuckDB(con, str(tmp_path / f"state_{kind}.duckdb"), url)
                 DestinationSync(engine, planner, log=lambda _m: None).run(
                     [spec], {"items": MartRelation("main", "items")}
                 )
@@ -215,7 +216,7 @@ def test_values_travel_as_data(kind, tmp_path):
             with duckdb.connect(str(duck)) as con:
                 con.execute("UPDATE items SET v = w, w = v")
             with duckdb.connect(str(duck), read_only=True) as con:
-                planner = Planner(con, str(tmp_path / f"state_{kind}.duckdb"), url)
+                planner = DuckDB(con, str(tmp_path / f"state_{kind}.duckdb"), url)
                 [result] = DestinationSync(engine, planner, log=lambda _m: None).run(
                     [spec], {"items": MartRelation("main", "items")}
                 )
@@ -288,7 +289,7 @@ def sync_odd_names(kind, tmp_path, table: str, columns: dict[str, str]) -> None:
                     with duckdb.connect(str(duck)) as con:
                         con.execute(change)
                 with duckdb.connect(str(duck), read_only=True) as con:
-                    planner = Planner(con, str(tmp_path / "state.duckdb"), url)
+                    planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
                     DestinationSync(engine, planner, log=lambda _m: None).run(
                         [spec], {"items": MartRelation("main", "items")}
                     )

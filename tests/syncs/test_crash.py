@@ -71,7 +71,8 @@ import sqlalchemy as sa
 import activation.syncs.bulk as bulk
 from activation.resources import normalize_url
 from activation.syncs.load import DestinationSync
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
+from activation.warehouses.duckdb import DuckDB
 from activation.syncs.spec import SyncSpec
 
 url, duck_path, state_path, spec_json, group_bytes = sys.argv[1:]
@@ -87,7 +88,7 @@ def log(message):
 print("READY", flush=True)
 sys.stdin.readline()
 with duckdb.connect(duck_path, read_only=True) as con:
-    planner = Planner(con, state_path, url)
+    planner = DuckDB(con, state_path, url)
     DestinationSync(engine, planner, log=log).run([spec], {spec.name: MartRelation("main", spec.source)})
 print("SYNC FINISHED", flush=True)
 """

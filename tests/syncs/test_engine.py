@@ -9,8 +9,9 @@ from pymysql.constants import CLIENT
 
 from activation.resources import normalize_url
 from activation.syncs.load import DestinationSync, GuardTripped, SyncError
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
+from activation.warehouses.duckdb import DuckDB
 from tests.compare import destination_rows, sorted_mart_rows
 from tests.databases import mariadb_database
 from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
@@ -297,7 +298,7 @@ def test_mysql_upsert_counts_are_the_servers_with_or_without_found_rows(duck, fo
                 flags = conn.connection.dbapi_connection.client_flag
                 assert bool(flags & CLIENT.FOUND_ROWS) is found_rows
             with duckdb.connect(str(duck), read_only=True) as con:
-                planner = Planner(con, str(duck.parent / "state.duckdb"), url)
+                planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
                 [result] = DestinationSync(engine, planner, log=lambda _: None).run(
                     [spec()], {"items": MartRelation("main", "items")}
                 )

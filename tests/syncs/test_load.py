@@ -8,8 +8,9 @@ import sqlalchemy as sa
 
 from activation.resources import normalize_url
 from activation.syncs.load import DestinationSync, SyncError
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
+from activation.warehouses.duckdb import DuckDB
 from tests.compare import destination_rows, sorted_mart_rows
 
 PARENT_COLUMNS = ["id", "name", "amount", "score", "active", "born", "seen_at", "published_at", "note"]
@@ -105,7 +106,7 @@ def run_specs(url: str, duck_path, specs, *, full_resync: bool = False, log=lamb
     engine = engine_for(url)
     try:
         with duckdb.connect(str(duck_path), read_only=True) as con:
-            planner = Planner(con, str(duck_path.parent / "state.duckdb"), url)
+            planner = DuckDB(con, str(duck_path.parent / "state.duckdb"), url)
             results = DestinationSync(engine, planner, log=log).run(specs, relations, full_resync=full_resync)
             return {r.table: r for r in results}
     finally:

@@ -8,7 +8,8 @@ import duckdb
 import pytest
 
 from activation.syncs.masking import Mask, dbt_masks, with_dbt_masks
-from activation.syncs.plan import MartRelation, PlanError, Planner
+from activation.syncs.model import MartRelation, PlanError
+from activation.warehouses.duckdb import DuckDB
 from tests.compare import destination_rows
 from tests.databases import sqlite_database
 from tests.syncs.test_engine import spec
@@ -46,7 +47,7 @@ def test_masked_columns_arrive_hashed_redacted_or_not_at_all(tmp_path, duck):
 def test_the_plain_value_never_leaves_the_warehouse_query(duck):
     s = spec(mask=MASK)
     with duckdb.connect(str(duck), read_only=True) as con:
-        planner = Planner(con, str(duck.parent / "state.duckdb"), "sqlite://")
+        planner = DuckDB(con, str(duck.parent / "state.duckdb"), "sqlite://")
         plan = planner.plan(planner.describe(s, MartRelation("main", "items")))
         sent = planner.rows(plan, 100).read_all().to_pylist()
     assert plan.columns == ["id", "email", "phone", "age"]
@@ -56,7 +57,7 @@ def test_the_plain_value_never_leaves_the_warehouse_query(duck):
 
 def test_keys_cannot_be_masked(duck):
     with duckdb.connect(str(duck), read_only=True) as con:
-        planner = Planner(con, str(duck.parent / "state.duckdb"), "sqlite://")
+        planner = DuckDB(con, str(duck.parent / "state.duckdb"), "sqlite://")
         with pytest.raises(PlanError, match="cannot be masked"):
             planner.describe(spec(mask={"id": "hash"}), MartRelation("main", "items"))
 

@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from activation.syncs.load import DestinationSync
-from activation.syncs.plan import MartRelation, Planner
+from activation.syncs.model import MartRelation
+from activation.warehouses.duckdb import DuckDB
 from tests.databases import mariadb_database
 from tests.syncs.test_load import engine_for, items_spec
 
@@ -152,7 +153,7 @@ def check_history(url: str, folder: Path, mode: str, history: History) -> None:
             for i, (step_mode, mart) in enumerate(plan):
                 mart = mart or {}
                 write_mart(con, mart)
-                planner = Planner(con, str(folder / "state.duckdb"), url)
+                planner = DuckDB(con, str(folder / "state.duckdb"), url)
                 [result] = DestinationSync(engine, planner, log=lambda _: None).run(
                     [make_spec(step_mode)], {"items": MartRelation("main", "items")}
                 )

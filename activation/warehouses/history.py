@@ -1,20 +1,23 @@
 """Run history in the warehouse, beside the sync state: what each run did, and what changed per key.
 
-Two tables in the attached state database (`<warehouse_dir>/activation_state/<dest>.duckdb`):
+Three tables beside the state (DuckDB: the state file `<warehouse_dir>/activation_state/<dest>.duckdb`;
+BigQuery: the bookkeeping dataset):
 - `sync_runs`: one row per sync per run: counts, timings, status (`success`, `failed`,
   `refused`), the error with credentials masked.
 - `sync_changes`: one row per key a successful run sent: `insert`, `update` or `delete`.
 - `sync_rejects`: the rows the last run of each sync set aside, with column and reason
-  (`activation.syncs.rejects`); they are sent again on the next run.
+  (`activation.warehouses.rejects`); they are sent again on the next run.
 
 The change log is the difference between the sync's state (key, row hash) before the run and
 after the destination committed, so it is exact about what the sync sent and costs one
 comparison in the warehouse; it never reads the destination. Rows older than the retention
-(`history.retention_days` in syncs.yml) are deleted as each run is recorded.
+(`history.retention_days` in syncs.yml) are deleted as each run is recorded. Written once over
+the `Warehouse` I/O, so DuckDB and BigQuery keep the same tables.
 
 Analysts query it with DuckDB, e.g.
 `ATTACH 'data/activation_state/app.duckdb' AS s (READ_ONLY);
-SELECT * FROM s.sync_changes WHERE sync = 'job_postings' AND key = 'a0X...'`.
+SELECT * FROM s.sync_changes WHERE sync = 'job_postings' AND key = 'a0X...'`,
+or in BigQuery: `SELECT * FROM activation_state.sync_runs ORDER BY started_at DESC`.
 """
 
 from __future__ import annotations
@@ -23,19 +26,49 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-import duckdb
 from sqlalchemy.engine import make_url
 
 from activation.resources import masked_url
-from activation.resources import quote_duckdb as q
 from activation.syncs.load import GuardTripped, SyncResult
-from activation.syncs.plan import STATE
 from activation.syncs.spec import Mode, SyncSpec
+from activation.warehouses.base import HASH, Warehouse
 
-RUNS = f"{STATE}.sync_runs"
-CHANGES = f"{STATE}.sync_changes"
-REJECTS = f"{STATE}.sync_rejects"
 DEFAULT_RETENTION_DAYS = 90
+# (column, portable kind): the DDL and the typed inserts of each warehouse come from these
+RUNS = (
+    *(("run_id", "text"), ("sync", "text"), ("destination", "text"), ("table_name", "text")),
+    *(("mode", "text"), ("status", "text"), ("started_at", "timestamp"), ("finished_at", "timestamp")),
+    *(("duration_seconds", "float"), ("rows_inserted", "integer"), ("rows_updated", "integer")),
+    *(("rows_deleted", "integer"), ("rows_rejected", "integer"), ("rows_unchanged", "integer")),
+    *(("rows_in_mart", "integer"), ("rows_in_destination", "integer"), ("strategy", "text")),
+    *(("change_detection", "text"), ("destination_url", "text"), ("error", "text")),
+)
+CHANGES = (
+    *(("run_id", "text"), ("sync", "text"), ("table_name", "text"), ("key", "text")),
+    *(("operation", "text"), ("recorded_at", "timestamp")),
+)
+REJECTS = (
+    *(("sync", "text"), ("table_name", "text"), ("key", "text"), ("column_name", "text")),
+    *(("reason", "text"), ("run_id", "text"), ("rejected_at", "timestamp")),
+)
+# What `activation history` lists; {table} is the quoted table, `?` the sync when one is asked for
+LISTINGS = {
+    "sync_runs": (
+        "SELECT started_at, sync, table_name, status, rows_inserted, rows_updated, rows_deleted, rows_rejected, "
+        "round(duration_seconds, 2) AS seconds, run_id, error FROM {table} {where} "
+        "ORDER BY started_at DESC, sync LIMIT {limit}"
+    ),
+    "sync_rejects": (
+        "SELECT sync, table_name, key, column_name, reason, run_id, rejected_at FROM {table} {where} "
+        "ORDER BY rejected_at DESC, sync, key LIMIT {limit}"
+    ),
+}
+
+
+def listing(table: str, sync: str | None, limit: int) -> str:
+    """The query `activation history` runs; `{table}` is left for the warehouse to fill in."""
+    where = "WHERE sync = ?" if sync else ""
+    return LISTINGS[table].replace("{where}", where).replace("{limit}", str(int(limit)))
 
 
 def mask_secrets(text: str, url: str | None) -> str:
@@ -50,79 +83,61 @@ def mask_secrets(text: str, url: str | None) -> str:
     return re.sub(r"(://[^/:@\s]*):[^/@\s]+@", r"\1:***@", text)
 
 
-def _state_table(spec: SyncSpec) -> str:
-    return f"{STATE}.{q('sync__' + spec.name)}"
-
-
-def _snapshot(spec: SyncSpec) -> str:
-    return q(f"_activation_before_{spec.name}")
-
-
 class RunHistory:
     """Records one Dagster run's syncs of one destination. Use `before` prior to the writer,
     then `succeeded` or `failed` once it returns or raises."""
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        warehouse: Warehouse,
         *,
         run_id: str,
         destination: str,
         destination_url: str,
         retention_days: int = DEFAULT_RETENTION_DAYS,
     ):
-        self.con = con
+        self.wh = warehouse
         self.run_id = run_id
         self.destination = destination
         self.url = destination_url
         self.retention_days = retention_days
         self.started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS} (run_id VARCHAR, sync VARCHAR, destination VARCHAR, "
-            "table_name VARCHAR, mode VARCHAR, status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, "
-            "duration_seconds DOUBLE, rows_inserted BIGINT, rows_updated BIGINT, rows_deleted BIGINT, "
-            "rows_rejected BIGINT, rows_unchanged BIGINT, rows_in_mart BIGINT, rows_in_destination BIGINT, "
-            "strategy VARCHAR, change_detection VARCHAR, destination_url VARCHAR, error VARCHAR)"
-        )
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {CHANGES} (run_id VARCHAR, sync VARCHAR, table_name VARCHAR, "
-            "key VARCHAR, operation VARCHAR, recorded_at TIMESTAMP)"
-        )
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {REJECTS} (sync VARCHAR, table_name VARCHAR, key VARCHAR, "
-            "column_name VARCHAR, reason VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP)"
-        )
+        self._snapshots: set[str] = set()  # syncs whose state was kept by `before`
+        types, ddl = warehouse.flavour.types, []
+        for name, columns in (("sync_runs", RUNS), ("sync_changes", CHANGES), ("sync_rejects", REJECTS)):
+            body = ", ".join(f"{c} {types[kind]}" for c, kind in columns)
+            ddl.append(f"CREATE TABLE IF NOT EXISTS {warehouse.bookkeeping_table(name)} ({body})")
+        warehouse.query("; ".join(ddl))  # one script: on BigQuery, one job instead of three
 
-    def _has_state(self, spec: SyncSpec) -> bool:
-        return bool(
-            self.con.execute(
-                "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
-                [STATE, f"sync__{spec.name}"],
-            ).fetchall()
-        )
+    def _table(self, name: str) -> str:
+        return self.wh.bookkeeping_table(name)
 
     def before(self, specs: Sequence[SyncSpec]) -> None:
         """Keep each sync's state as it is before the run, to diff against afterwards."""
         for spec in specs:
-            if self._has_state(spec):
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {_snapshot(spec)} AS SELECT * FROM {_state_table(spec)}"
-                )
+            snapshot = self.wh.work_table(spec, "before")
+            if self.wh.has_state(spec):
+                self.wh.create_work(snapshot, f"SELECT * FROM {self.wh.state_table(spec)}")
+                self._snapshots.add(spec.name)
             else:
-                self.con.execute(f"DROP TABLE IF EXISTS {_snapshot(spec)}")
+                self.wh.drop_work(snapshot)
+                self._snapshots.discard(spec.name)
 
     def _key_expr(self, spec: SyncSpec, alias: str) -> str:
-        if len(spec.primary_key) == 1:
-            return f"CAST({alias}.{q(spec.primary_key[0])} AS VARCHAR)"
-        return f"CAST(to_json([{', '.join(f'CAST({alias}.{q(k)} AS VARCHAR)' for k in spec.primary_key)}]) AS VARCHAR)"
+        f = self.wh.flavour
+        texts = [f.cast(f"{alias}.{f.quote(k)}", "text") for k in spec.primary_key]
+        return texts[0] if len(texts) == 1 else f.json_text(f"[{', '.join(texts)}]")
+
+    def _cols(self, spec: SyncSpec, alias: str) -> str:
+        return self.wh.keys(spec, alias)
 
     def _log_changes(self, spec: SyncSpec, now: dt.datetime) -> None:
-        if not self._has_state(spec):
+        wh = self.wh
+        if not wh.has_state(spec):
             return
-        after, on = _state_table(spec), " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in spec.primary_key)
-        hash_col = q("_activation_row_hash")
-        had_state = self._exists_temp(f"_activation_before_{spec.name}")
-        before = _snapshot(spec)
+        after, on, hash_col = wh.state_table(spec), wh.on(spec, "a", "b"), wh.flavour.quote(HASH)
+        had_state = spec.name in self._snapshots
+        before = wh.work_table(spec, "before")
         ops = []  # (operation, query of the key columns)
         if spec.mode is not Mode.UPDATE:  # update mode never inserts
             where = f"NOT EXISTS (SELECT 1 FROM {before} b WHERE {on})" if had_state else "true"
@@ -143,37 +158,29 @@ class RunHistory:
                     f"WHERE NOT EXISTS (SELECT 1 FROM {after} a WHERE {on})",
                 )
             )
-        rejected = f"_activation_rejects_{spec.name}"
+        rejected = wh.rejects.table(spec)
         not_rejected = "true"
-        if self._exists_temp(rejected):  # set aside, not written: not a change
-            match = " AND ".join(f"r.{q(k)} = x.{q(k)}" for k in spec.primary_key)
-            not_rejected = f"NOT EXISTS (SELECT 1 FROM {q(rejected)} r WHERE {match})"
+        if rejected:  # set aside, not written: not a change
+            not_rejected = f"NOT EXISTS (SELECT 1 FROM {rejected} r WHERE {wh.on(spec, 'r', 'x')})"
         for operation, keys in ops:
-            self.con.execute(
-                f"INSERT INTO {CHANGES} SELECT ?, ?, ?, {self._key_expr(spec, 'x')}, ?, ? FROM ({keys}) x "
-                f"WHERE {not_rejected}",
+            wh.query(
+                f"INSERT INTO {self._table('sync_changes')} SELECT ?, ?, ?, {self._key_expr(spec, 'x')}, ?, ? "
+                f"FROM ({keys}) x WHERE {not_rejected}",
                 [self.run_id, spec.name, spec.table, operation, now],
             )
-        self.con.execute(f"DROP TABLE IF EXISTS {before}")
+        wh.drop_work(before)
+        self._snapshots.discard(spec.name)
 
     def _record_rejects(self, spec: SyncSpec, now: dt.datetime) -> None:
         """The rows set aside in this run replace the sync's previous list (fixed rows drop out)."""
-        self.con.execute(f"DELETE FROM {REJECTS} WHERE sync = ?", [spec.name])
-        rejected = f"_activation_rejects_{spec.name}"
-        if self._exists_temp(rejected):
-            self.con.execute(
-                f"INSERT INTO {REJECTS} SELECT ?, ?, {self._key_expr(spec, 'r')}, r.column_name, r.reason, ?, ? "
-                f"FROM {q(rejected)} r",
+        self.wh.query(f"DELETE FROM {self._table('sync_rejects')} WHERE sync = ?", [spec.name])
+        rejected = self.wh.rejects.table(spec)
+        if rejected:
+            self.wh.query(
+                f"INSERT INTO {self._table('sync_rejects')} SELECT ?, ?, {self._key_expr(spec, 'r')}, "
+                f"r.column_name, r.reason, ?, ? FROM {rejected} r",
                 [spec.name, spec.table, self.run_id, now],
             )
-
-    def _cols(self, spec: SyncSpec, alias: str) -> str:
-        return ", ".join(f"{alias}.{q(k)}" for k in spec.primary_key)
-
-    def _exists_temp(self, name: str) -> bool:
-        return bool(
-            self.con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall()
-        )
 
     def _row(self, spec: SyncSpec, status: str, now: dt.datetime, result: SyncResult | None, error: str | None):
         r = result
@@ -198,24 +205,22 @@ class RunHistory:
             error,
         ]
 
+    def _insert_run(self, values: list) -> None:
+        # Typed placeholders: a NULL has its column's type on every warehouse.
+        f = self.wh.flavour
+        placeholders = ", ".join(f.cast("?", kind) for _, kind in RUNS)
+        self.wh.query(f"INSERT INTO {self._table('sync_runs')} VALUES ({placeholders})", values)
+
     def succeeded(self, specs: Sequence[SyncSpec], results: Sequence[SyncResult]) -> None:
         """Call after the destination committed and the state advanced."""
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         by_name = {r.sync: r for r in results}
-        self.con.execute("BEGIN")
-        try:
+        with self.wh.transaction():
             for spec in specs:
                 self._log_changes(spec, now)
                 self._record_rejects(spec, now)
-                self.con.execute(
-                    f"INSERT INTO {RUNS} VALUES ({', '.join('?' * 20)})",
-                    self._row(spec, "success", now, by_name.get(spec.name), None),
-                )
+                self._insert_run(self._row(spec, "success", now, by_name.get(spec.name), None))
             self._expire(now)
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
 
     def failed(self, specs: Sequence[SyncSpec], error: BaseException) -> None:
         """A run that raised: one row per selected sync, status and the (masked) error."""
@@ -223,13 +228,12 @@ class RunHistory:
         status = "refused" if isinstance(error, GuardTripped) else "failed"
         message = mask_secrets(f"{type(error).__name__}: {error}", self.url)
         for spec in specs:
-            self.con.execute(
-                f"INSERT INTO {RUNS} VALUES ({', '.join('?' * 20)})", self._row(spec, status, now, None, message)
-            )
-            self.con.execute(f"DROP TABLE IF EXISTS {_snapshot(spec)}")
+            self._insert_run(self._row(spec, status, now, None, message))
+            self.wh.drop_work(self.wh.work_table(spec, "before"))
+            self._snapshots.discard(spec.name)
         self._expire(now)
 
     def _expire(self, now: dt.datetime) -> None:
         cutoff = now - dt.timedelta(days=self.retention_days)
-        self.con.execute(f"DELETE FROM {RUNS} WHERE started_at < ?", [cutoff])
-        self.con.execute(f"DELETE FROM {CHANGES} WHERE recorded_at < ?", [cutoff])
+        self.wh.query(f"DELETE FROM {self._table('sync_runs')} WHERE started_at < ?", [cutoff])
+        self.wh.query(f"DELETE FROM {self._table('sync_changes')} WHERE recorded_at < ?", [cutoff])

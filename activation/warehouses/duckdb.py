@@ -1,0 +1,225 @@
+"""DuckDB as the warehouse: its SQL flavour, and the state in a DuckDB file of its own.
+
+The bookkeeping (state, history) lives in a separate file per destination, ATTACHed
+read-write to a read-only warehouse connection: DuckDB admits one writer per file, and dbt
+must stay free to build. Work tables are TEMP tables of the connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from activation.syncs.model import MartRelation, Plan, PlanError
+from activation.syncs.spec import SyncSpec
+from activation.warehouses.base import Warehouse
+from activation.warehouses.flavour import JSON, MartColumn, SqlFlavour
+
+STATE = "activation_state"  # the attached bookkeeping database
+log = logging.getLogger(__name__)
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class DuckDBFlavour(SqlFlavour):
+    name = "duckdb"
+    engine = f"duckdb {duckdb.__version__}"
+    types = {"text": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMP"}
+    value_checks = {
+        "nan": "isnan({c})",
+        "inf": "isinf({c})",
+        "not_finite": "NOT isfinite({c})",
+        "finite": "isfinite({c})",
+        "epoch": "epoch({c})",
+        "double": "CAST({c} AS DOUBLE)",
+        "four_byte": "regexp_matches({c}, '[\\x{{10000}}-\\x{{10FFFF}}]')",
+        "nul": "contains({c}, chr(0))",
+    }
+
+    def quote(self, name: str) -> str:
+        return quote(name)
+
+    def row_hash(self, columns: Sequence[str]) -> str:
+        return f"hash({', '.join(columns)})" if columns else "0::UBIGINT"
+
+    def json_text(self, expression: str) -> str:
+        return f"CAST(to_json({expression}) AS VARCHAR)"
+
+    def sha256_hex(self, text: str) -> str:
+        return f"sha256({text})"
+
+    def length(self, text: str) -> str:
+        return f"length({text})"
+
+    def count_if(self, condition: str) -> str:
+        return f"count(*) FILTER (WHERE {condition})"
+
+
+class DuckDB(Warehouse):
+    """Plans and streams the marts of one read-only warehouse connection."""
+
+    flavour = DuckDBFlavour()
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, state_path: str, destination_identity: str, *, dry_run: bool = False
+    ):
+        super().__init__(destination_identity, dry_run=dry_run)
+        self.con = con
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH IF NOT EXISTS {_literal(state_path)} AS {STATE} (READ_WRITE)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE}.syncs (sync VARCHAR PRIMARY KEY, signature VARCHAR, "
+            "synced_at TIMESTAMP)"
+        )
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params) or None).fetchall()
+
+    def reader(self, sql: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
+        return self.con.sql(sql).to_arrow_reader(batch_size)
+
+    def relation(self, relation: MartRelation) -> str:
+        return f"{quote(relation.schema)}.{quote(relation.name)}"
+
+    def mart_columns(self, spec: SyncSpec, relation: MartRelation) -> dict[str, MartColumn]:
+        try:
+            rel = self.con.sql(f"SELECT * FROM {self.relation(relation)} LIMIT 0")
+            schema = rel.to_arrow_table().schema
+        except duckdb.CatalogException as exc:
+            raise PlanError(
+                f"sync {spec.name}: mart {spec.source} ({self.relation(relation)}) is not in the warehouse; "
+                "build it with dbt"
+            ) from exc
+        columns = {}
+        for name, duck_type in zip(rel.columns, rel.types, strict=True):
+            type_ = schema.field(name).type
+            json = str(duck_type) == "JSON" or pa.types.is_nested(type_)
+            columns[name] = MartColumn(type_, JSON if json else "value")
+        return columns
+
+    def work_table(self, spec: SyncSpec, kind: str) -> str:
+        return quote(f"_activation_{kind}_{spec.name}")
+
+    def create_work(self, name: str, select: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}")
+
+    def drop_work(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def bookkeeping_table(self, name: str) -> str:
+        return f"{STATE}.{quote(name)}"
+
+    def state_table(self, spec: SyncSpec) -> str:
+        return self.bookkeeping_table(f"sync__{spec.name}")
+
+    def has_state(self, spec: SyncSpec) -> bool:
+        return bool(
+            self.con.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+                [STATE, f"sync__{spec.name}"],
+            ).fetchall()
+        )
+
+    def recorded_signature(self, spec: SyncSpec) -> str | None:
+        rows = self.con.execute(f"SELECT signature FROM {STATE}.syncs WHERE sync = ?", [spec.name]).fetchall()
+        return rows[0][0] if rows else None
+
+    def store_state(self, plan: Plan, kept: str | None, added: str, rejected: str | None) -> None:
+        """In one transaction; an incremental plan touches only the changed keys."""
+        st, spec = self.state_table(plan.spec), plan.spec
+        with self.transaction():
+            if kept is None:
+                self.con.execute(f"CREATE OR REPLACE TABLE {st} AS {added}")
+            else:
+                delta = self.work_table(spec, "delta")
+                self.con.execute(f"DELETE FROM {st} s USING {delta} d WHERE {self.on(spec, 's', 'd')}")
+                self.con.execute(f"INSERT INTO {st} {added}")
+            if rejected:
+                self.con.execute(f"DELETE FROM {st} s USING {rejected} r WHERE {self.on(spec, 's', 'r')}")
+            self.con.execute(
+                f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
+                [spec.name, self.signature_record(plan)],
+            )
+
+    def drop_state(self, spec: SyncSpec) -> None:
+        self.con.execute(f"DELETE FROM {STATE}.syncs WHERE sync = ?", [spec.name])
+
+    def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
+        literal = f"DATE '{value.isoformat()}'" if isinstance(value, dt.date) else _literal(str(value))
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {self.relation(relation)} "
+            f"WHERE {quote(column)} = {literal}"
+        )
+        return MartRelation("temp", name)
+
+    def duckdb_source(self, plan: Plan) -> tuple[Any, str] | None:
+        return self.con, self.source(plan)
+
+    @contextmanager
+    def key_relation(self, plan: Plan, keys: list[tuple]) -> Iterator[str]:
+        name = f"_activation_reject_keys_{plan.spec.name}"
+        self.con.register(name, pa.table({f"k{i}": [k[i] for k in keys] for i in range(len(plan.spec.primary_key))}))
+        try:
+            yield quote(name)
+        finally:
+            self.con.unregister(name)
+
+    def sorted_reader(self, query: str, order: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
+        try:
+            return self.con.sql(f"{query} ORDER BY {order}").to_arrow_reader(batch_size)
+        except duckdb.OutOfMemoryException:
+            # DuckDB sorts before the first row leaves, and cannot spill a sort of long text values:
+            # past its memory cap, send the rows as the mart holds them (slower to load, as correct).
+            log.warning(
+                "the rows to send do not fit DuckDB's memory cap to be sorted by key; sending them in "
+                "the mart's order (raise ACTIVATION_DUCKDB_MEMORY_LIMIT to load in key order)"
+            )
+            return self.con.sql(query).to_arrow_reader(batch_size)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+
+@contextmanager
+def throwaway_state(state_path: str | Path) -> Iterator[str]:
+    """A copy of a destination's sync state: a dry run may write to it freely."""
+    state_path = Path(state_path)
+    with tempfile.TemporaryDirectory(prefix="activation_plan_") as tmp:
+        copy = Path(tmp) / state_path.name
+        for suffix in ("", ".wal"):
+            source = Path(str(state_path) + suffix)
+            if source.exists():
+                shutil.copy(source, str(copy) + suffix)
+        yield str(copy)
+
+
+def recorded(folder: Path, table: str, select: str, sync: str | None) -> Iterator[tuple[str, list[str], list[tuple]]]:
+    """(destination file, column names, rows) of a history table in every state file of `folder`."""
+    for path in sorted(folder.glob("*.duckdb")) if folder.is_dir() else []:
+        with duckdb.connect(str(path), read_only=True) as con:
+            if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall():
+                continue
+            rel = con.execute(select.format(table=quote(table)), [sync] if sync else [])
+            yield f"{path.stem} ({path})", [d[0] for d in rel.description], rel.fetchall()
