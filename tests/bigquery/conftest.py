@@ -1,7 +1,8 @@
 """BigQuery end to end on a local emulator: the raw lake loaded into it, dbt built on it.
 
-The emulator runs once per session (see emulator.py); the tests skip, saying why, only when it
-cannot start. Select them alone with `-m bigquery`.
+The emulator runs once per session (see emulator.py; its fixtures `bigquery_emulator` and `bq`
+are in tests/conftest.py, shared with the warehouse suite in tests/warehouses). Select the
+BigQuery tests alone with `-m bigquery`.
 """
 
 from __future__ import annotations
@@ -9,61 +10,16 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pytest
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from activation.dbt import dbt_executable
 from activation.demo import RAW_SCHEMA
 from activation.settings import PROJECT_ROOT
-from tests.bigquery import emulator as emu
 
-DATASET = "activation"  # dbt's target dataset; marts land in activation_app, activation_crm ...
 RAW_TABLES = ["account", "contact", "job_posting__c", "application__c", "application__history", "event"]
-
-
-@dataclass(frozen=True)
-class BigQueryEnv:
-    emulator: emu.Emulator
-    env: dict[str, str]  # what dbt and the Dagster definitions read
-    client: bigquery.Client
-
-
-@pytest.fixture(scope="session")
-def bigquery_emulator(tmp_path_factory) -> Iterator[emu.Emulator]:
-    try:
-        server = emu.start(tmp_path_factory.mktemp("bqemulator") / "server.log")
-    except emu.EmulatorUnavailable as exc:
-        pytest.skip(f"the BigQuery emulator (bqemulator {emu.VERSION}) cannot start here: {exc}")
-    try:
-        yield server
-    finally:
-        emu.stop(server.process)
-
-
-@pytest.fixture(scope="session")
-def bq(bigquery_emulator) -> Iterator[BigQueryEnv]:
-    env = {
-        "ACTIVATION_DBT_TARGET": "bigquery",
-        "ACTIVATION_BQ_PROJECT": bigquery_emulator.project,
-        "ACTIVATION_BQ_DATASET": DATASET,
-        "ACTIVATION_BQ_LOCATION": "US",
-        "ACTIVATION_BQ_API_ENDPOINT": bigquery_emulator.rest,
-        "ACTIVATION_BQ_STORAGE_ENDPOINT": bigquery_emulator.grpc,
-    }
-    client = bigquery.Client(
-        project=bigquery_emulator.project,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=bigquery_emulator.rest),
-    )
-    yield BigQueryEnv(emulator=bigquery_emulator, env=env, client=client)
-    client.close()
 
 
 _BQ_TYPES = {

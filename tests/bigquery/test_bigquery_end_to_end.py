@@ -1,8 +1,9 @@
 """BigQuery as the warehouse, end to end on a local emulator:
-raw lake -> dbt (target `bigquery`) -> Dagster syncs (BigQueryPlanner) -> MariaDB.
+raw lake -> dbt (target `bigquery`) -> Dagster syncs (activation.warehouses.bigquery) -> MariaDB.
 
-The first sync copies every mart row for row; after a day of changes, the second sends only
-the rows that changed, and the counts it reports are the true differences.
+The first sync copies every mart row for row; after a day of changes, `activation plan` (a dry
+run in BigQuery) lists what the second sync then applies: only the rows that changed, and the
+counts it reports are the true differences. Both runs are in the history in BigQuery.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from activation import demo
+from activation import cli, demo
 from activation.dbt import load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.project import dbt_project
@@ -94,7 +95,7 @@ def counts(metadata: dict) -> tuple[int, int, int]:
     return metadata["rows_inserted"], metadata["rows_updated"], metadata["rows_deleted"]
 
 
-def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, monkeypatch):
+def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, monkeypatch, capsys):
     for name, value in bq.env.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env()
@@ -117,7 +118,7 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
         assert all(m["rows_inserted"] > 0 for m in first.values())
         assert_destinations_equal_marts(snapshot(bq.client, settings, urls))
 
-        # (A run with nothing changed sends nothing: test_plan_bigquery.py, through the same engine.)
+        # (A run with nothing changed sends nothing: tests/warehouses, through the same engine.)
         demo.apply_day_of_changes(lake, seed=SEED)
         load_raw_lake(bq.client, lake)
         dbt_build_bigquery(bq.env, target_path, ["run", "--select", "marts"])
@@ -127,8 +128,15 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
             "the day of changes adds, edits and removes job postings"
         )
 
+        planned = {p.table: p for p in cli.plan_syncs(cli.load_project(), SYNCS)}
         after = run_syncs(settings)
         assert_destinations_equal_marts(snapshot(bq.client, settings, urls))
+        for sync in SYNCS:  # `activation plan` listed what the sync applied
+            assert tuple(planned[sync.table].counts.values()) == counts(after[sync.table]), sync.table
+        capsys.readouterr()
+        assert cli.main(["history", "--sync", "job_postings"]) == cli.EXIT_OK
+        listed = [line for line in capsys.readouterr().out.splitlines() if " job_postings " in line]
+        assert len(listed) == 2 and all(" success " in line for line in listed), "both runs, from BigQuery"
         for sync in SYNCS:
             got = after[sync.table]
             assert got["change_detection"] == "incremental", (sync.table, got)

@@ -1,4 +1,5 @@
-"""PII is hashed, redacted or dropped in the warehouse query: the plain value never reaches Python."""
+"""PII is hashed, redacted or dropped in the warehouse query: the plain value never reaches Python.
+(What the warehouse sends, on DuckDB and BigQuery: tests/warehouses/test_warehouse.py.)"""
 
 from __future__ import annotations
 
@@ -42,17 +43,6 @@ def test_masked_columns_arrive_hashed_redacted_or_not_at_all(tmp_path, duck):
         rows = destination_rows(url, "items", ["id", "email", "phone", "age"], ["id"])
     assert rows[0] == ("K000", hashlib.sha256(EMAIL.encode()).hexdigest(), "[redacted]", None)
     assert rows[1][1] is None, "NULL stays NULL"
-
-
-def test_the_plain_value_never_leaves_the_warehouse_query(duck):
-    s = spec(mask=MASK)
-    with duckdb.connect(str(duck), read_only=True) as con:
-        planner = DuckDB(con, str(duck.parent / "state.duckdb"), "sqlite://")
-        plan = planner.plan(planner.describe(s, MartRelation("main", "items")))
-        sent = planner.rows(plan, 100).read_all().to_pylist()
-    assert plan.columns == ["id", "email", "phone", "age"]
-    text = repr(sent)
-    assert EMAIL not in text and "090-0000" not in text and "private note" not in text
 
 
 def test_keys_cannot_be_masked(duck):
