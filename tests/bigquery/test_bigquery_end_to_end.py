@@ -128,11 +128,13 @@ def test_bigquery_marts_sync_to_mariadb_then_only_changes_follow(bq, tmp_path, m
             "the day of changes adds, edits and removes job postings"
         )
 
-        planned = {p.table: p for p in cli.plan_syncs(cli.load_project(), SYNCS)}
+        # `activation plan` on BigQuery for the sync with all three kinds of change (every sync
+        # is planned on DuckDB in test_cli_plan_and_sync.py; the dry run's rules in tests/warehouses).
+        postings = [s for s in SYNCS if s.table == "job_postings"]
+        planned = {p.table: p for p in cli.plan_syncs(cli.load_project(), postings)}
         after = run_syncs(settings)
         assert_destinations_equal_marts(snapshot(bq.client, settings, urls))
-        for sync in SYNCS:  # `activation plan` listed what the sync applied
-            assert tuple(planned[sync.table].counts.values()) == counts(after[sync.table]), sync.table
+        assert tuple(planned["job_postings"].counts.values()) == counts(after["job_postings"]), "planned == applied"
         capsys.readouterr()
         assert cli.main(["history", "--sync", "job_postings"]) == cli.EXIT_OK
         listed = [line for line in capsys.readouterr().out.splitlines() if " job_postings " in line]
