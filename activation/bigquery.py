@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -20,16 +19,6 @@ from google.cloud import bigquery
 from pydantic import Field
 
 from activation.syncs.spec import SyncConfigError
-
-_BQ_NAME = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
-
-
-def quote_bigquery(*parts: str) -> str:
-    """`project`.`dataset`.`table`: every part validated, so a name can never close the quote."""
-    for part in parts:
-        if not _BQ_NAME.match(part):
-            raise ValueError(f"{part!r} is not a valid BigQuery project, dataset, table or column name")
-    return ".".join(f"`{part}`" for part in parts)
 
 
 class BigQueryWarehouse(BigQueryResource):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,11 +28,21 @@ import pyarrow as pa
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from activation.bigquery import quote_bigquery
 from activation.syncs.model import MartRelation, Plan, PlanError
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
 from activation.warehouses.flavour import JSON, TEXT, MartColumn, SqlFlavour
+
+_BQ_NAME = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
+
+
+def quote_bigquery(*parts: str) -> str:
+    """`project`.`dataset`.`table`: every part validated, so a name can never close the quote."""
+    for part in parts:
+        if not _BQ_NAME.match(part):
+            raise ValueError(f"{part!r} is not a valid BigQuery project, dataset, table or column name")
+    return ".".join(f"`{part}`" for part in parts)
+
 
 _EXPIRES = "OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))"
 # Types that travel as JSON text (into a JSON column) and types that travel as plain text.

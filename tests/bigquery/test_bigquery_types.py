@@ -12,10 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from activation.bigquery import quote_bigquery
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
-from activation.warehouses.bigquery import BigQuery
+from activation.warehouses.bigquery import BigQuery, quote_bigquery
 from tests.syncs.test_load import engine_for, items_config
 
 pytestmark = pytest.mark.bigquery

@@ -52,7 +52,8 @@ def _duckdb(tmp_path) -> Iterator[Backend]:
 
 
 def _bigquery(request) -> Iterator[Backend]:
-    from activation.bigquery import BigQueryWarehouse, quote_bigquery
+    from activation.bigquery import BigQueryWarehouse
+    from activation.warehouses.bigquery import quote_bigquery
 
     bq = request.getfixturevalue("bq")
     marts, state = f"marts_{uuid.uuid4().hex[:8]}", f"state_{uuid.uuid4().hex[:8]}"
