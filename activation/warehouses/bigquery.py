@@ -156,6 +156,7 @@ class BigQuery(Warehouse):
         self._serial = itertools.count()
         self.run_id = uuid.uuid4().hex[:8]
         self._work: set[str] = set()  # work tables this run created and has not dropped
+        self._views: set[str] = set()  # slices of marts (`filtered`)
         quote_bigquery(self.project, state_dataset)  # validate early, with a clear message
         ds = bigquery.Dataset(f"{self.project}.{state_dataset}")
         if client.location:
@@ -218,6 +219,9 @@ class BigQuery(Warehouse):
         """Work tables a run did not drop (a dry run's, rejects, a failed run's) go now, not in a day."""
         for name in sorted(self._work):
             self.drop_work(name)
+        for view in sorted(self._views):
+            self.query(f"DROP VIEW IF EXISTS {view}")
+        self._views.clear()
 
     def bookkeeping_table(self, name: str) -> str:
         return quote_bigquery(self.project, self.dataset, name)
@@ -254,12 +258,20 @@ class BigQuery(Warehouse):
         self.client.delete_table(self._id(f"{spec.name}__state"), not_found_ok=True)
 
     def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
+        """A view in the state dataset, dropped with the run's work tables (views take no parameters)."""
         view = f"{name}_{self.run_id}"
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            literal = f"DATE '{value.isoformat()}'"
+        elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            literal = repr(value) if not isinstance(value, Decimal) else f"NUMERIC '{value}'"
+        else:
+            literal = _literal(str(value))
+        quoted = quote_bigquery(self.project, self.dataset, view)
         self.query(
-            f"CREATE OR REPLACE VIEW {quote_bigquery(self.project, self.dataset, view)} AS "
-            f"SELECT * FROM {self.relation(relation)} WHERE {quote_bigquery(column)} = ?",
-            [value],
+            f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM {self.relation(relation)} "
+            f"WHERE {quote_bigquery(column)} = {literal}"
         )
+        self._views.add(quoted)
         return MartRelation(self.dataset, view)
 
     @contextmanager

@@ -89,6 +89,16 @@ def test_bad_keys_are_found_at_the_cost_of_the_change_and_named(backend):
         assert wh.key_problems(plan) == "items -> items: 3 row(s) have a NULL key in column 'id'; nothing was written"
 
 
+def test_a_slice_of_the_mart_is_planned_like_a_mart(backend):
+    """One day of a partitioned sync: the rows where a column holds one value, as a relation."""
+    backend.run(f"CREATE OR REPLACE TABLE {{items}} AS {backend.items(range(1, 11))}")
+    with backend.open(URL) as wh:
+        day = wh.filtered(backend.relation, "id", "K003", "_activation_items_k003")
+        plan = wh.plan(wh.describe(spec(), day), full_resync=True)
+        assert plan.mart_rows == 1 and ids(wh.rows(plan, 10)) == ["K003"]
+    assert backend.left_behind() == []
+
+
 def _recorded_run(backend, engine, url, run_id, retention_days=90, **options):
     """A sync run the way the Dagster asset records it."""
     s = spec(**options)
