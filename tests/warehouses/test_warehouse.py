@@ -99,6 +99,18 @@ def test_a_slice_of_the_mart_is_planned_like_a_mart(backend):
     assert backend.left_behind() == []
 
 
+def test_rows_are_set_aside_by_their_key_values(backend):
+    """Keys the destination would hold as one (its collation) are set aside by value, not by SQL."""
+    backend.run(f"CREATE OR REPLACE TABLE {{items}} AS {backend.items(range(1, 6))}")
+    with backend.open(URL) as wh:
+        plan = wh.plan(wh.describe(spec(), backend.relation))
+        wh.rejects.reset(plan)
+        wh.rejects.add_keys(plan, "id", "key equal to another", [("K002",), ("K004",)])
+        assert wh.rejects.count(plan) == 2
+        assert ids(wh.rows(plan, 10)) == ["K001", "K003", "K005"]
+    assert backend.left_behind() == []
+
+
 def _recorded_run(backend, engine, url, run_id, retention_days=90, **options):
     """A sync run the way the Dagster asset records it."""
     s = spec(**options)
