@@ -1,9 +1,9 @@
 """The warehouse seam: change detection written once, over a small SQL flavour per warehouse.
 
 Per sync, the bookkeeping keeps (key, row hash) as of the last sync the destination committed.
-The diff is SQL run by the warehouse, so only changed rows (and deleted keys) leave it: one
-pass hashes every mart row and full-joins the hashes with the state; only the changed rows are
-kept, whole, in a work table (`delta`) with their new hash and operation. The state advances
+The diff is SQL run by the warehouse, so only changed rows (and deleted keys) leave it: every
+mart row is hashed and (key, hash) full-joined with the state; only the changed rows are then
+fetched, whole, into a work table (`delta`) with their new hash and operation. The state advances
 only in `commit`, called after the destination committed, so a crash or a retry re-sends the
 same changes, which the writer applies idempotently: nothing skipped or doubled.
 
