@@ -6,6 +6,7 @@ that need dbt to run inside Dagster do so on their own copy.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -56,12 +57,22 @@ def lake(tmp_path_factory) -> Lake:
 
 
 @pytest.fixture(scope="session")
-def prepared_project():
-    """Parse the dbt project once so the definitions load from a fresh manifest."""
+def prepared_project(tmp_path_factory, worker_id):
+    """Parse the dbt project once per test run so the definitions load from a fresh manifest. dbt
+    rewrites target/manifest.json in place: under pytest-xdist one worker parses while the others
+    wait, so none reads half a file."""
     from activation.project import dbt_project
 
     project = dbt_project(Settings.from_env())
-    InterpreterDbtPreparer().prepare(project)
+    if worker_id == "master":
+        InterpreterDbtPreparer().prepare(project)
+        return project
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+    with open(shared / "dbt-parse.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "dbt-parsed").exists():
+            InterpreterDbtPreparer().prepare(project)
+            (shared / "dbt-parsed").touch()
     return project
 
 

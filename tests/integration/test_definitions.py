@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import dagster as dg
@@ -62,8 +63,11 @@ def test_destination_kind_follows_the_url(settings, monkeypatch):
     assert "s3cret" not in json.dumps({k: str(v) for k, v in node.metadata.items()})
 
 
-def test_dg_check_defs_passes(settings):
-    proc = subprocess.run(
-        ["dg", "check", "defs"], cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy()
-    )
+def test_dg_check_defs_passes(settings, tmp_path):
+    # `dg` parses the dbt project again; on a copy, so the shared manifest other tests read is not
+    # rewritten under them.
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    env = {**os.environ, "ACTIVATION_DBT_PROJECT_DIR": str(project)}
+    proc = subprocess.run(["dg", "check", "defs"], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
