@@ -20,11 +20,6 @@ from sqlalchemy.engine import make_url
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 
-
-def quote_duckdb(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 # DuckDB's sort needs about this much memory per thread; with less (8 threads under 192MB) it fails with
 # "Out of Memory Error: failed to pin block" instead of spilling.
 MEMORY_PER_THREAD = 48 * 2**20
