@@ -38,9 +38,9 @@ import sqlalchemy as sa
 
 from activation.resources import scratch_duckdb
 from activation.syncs import schema, validate
-from activation.syncs.load import GuardTripped, SyncResult
 from activation.syncs.model import Plan, is_json
 from activation.syncs.problems import FIX_VALUE, Problem
+from activation.syncs.results import GuardTripped, SyncResult
 from activation.syncs.spec import Mode, SyncSpec
 from activation.warehouses.base import Warehouse
 from activation.warehouses.duckdb import quote as q

@@ -23,8 +23,9 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from activation import checks
 from activation.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
 from activation.resources import DuckDBWarehouse, destination_identity
-from activation.syncs.load import DestinationSync, GuardTripped, SyncResult
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
+from activation.syncs.results import GuardTripped, SyncResult
 from activation.syncs.spec import SyncConfigError, SyncSpec
 
 PARTITION_START_META = "partition_start"

@@ -55,8 +55,8 @@ def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, 
 
 def _preview(dry_run, spec, project: Project, full_resync: bool) -> list:
     """One sync's preview; a sync the writer would stop before comparing anything is a refused preview."""
-    from activation.syncs.load import SyncError
     from activation.syncs.preview import SyncPreview
+    from activation.syncs.results import SyncError
 
     try:
         return dry_run.preview([spec], project.relations, full_resync=full_resync)

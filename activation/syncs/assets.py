@@ -13,8 +13,9 @@ import dagster as dg
 from activation import automation, checks, partitions
 from activation.resources import destination_identity
 from activation.syncs import problems as problem_values
-from activation.syncs.load import DestinationSync, GuardTripped, SyncError, SyncResult
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
+from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
 from activation.warehouses.base import Warehouse
 from activation.warehouses.history import RunHistory

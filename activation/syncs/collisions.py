@@ -284,7 +284,7 @@ def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, writt
             f"reference a parent key that {parent} holds only in other bytes ({_compares(loose)}): {shown}"
         )
     if problems:
-        from activation.syncs.load import SyncError
+        from activation.syncs.results import SyncError
 
         raise SyncError(
             "\n".join(problems) + "\nThe destination would attach these rows to a parent the mart does not name. "
@@ -298,7 +298,7 @@ def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> No
     bytes, and, unless the mode only updates, every staged row is now in the table under its own
     key. A disagreement (a merge this module did not foresee: a trigger, another unique key, a
     comparison the catalog did not tell) raises, and the write rolls back."""
-    from activation.syncs.load import SyncError
+    from activation.syncs.results import SyncError
 
     staging, target = job.staging, job.target
     if staging is None or target is None or job.strategy not in ("diff", "truncate"):
@@ -339,7 +339,7 @@ def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> No
 def _set_aside_or_refuse(
     writer: DestinationSync, conn: sa.Connection, job: _Job, keys: list[tuple], rows: int, problem: str
 ) -> None:
-    from activation.syncs.load import SyncError
+    from activation.syncs.results import SyncError
 
     allowed = job.spec.max_rejects
     if allowed is None:

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from activation.syncs import collisions, schema, validate
 from activation.syncs import problems as found
-from activation.syncs.load import DestinationSync, GuardTripped, Log, SyncError, SyncResult, _Job
+from activation.syncs.load import DestinationSync, Log, _Job
 from activation.syncs.model import PlanError
 from activation.syncs.problems import Problem
+from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import Mode, SyncSpec
 from activation.warehouses.base import Warehouse
 

@@ -11,8 +11,8 @@ from activation import checks
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.resources import DuckDBWarehouse, normalize_url
 from activation.settings import PROJECT_ROOT
-from activation.syncs.load import SyncResult
 from activation.syncs.model import MartRelation
+from activation.syncs.results import SyncResult
 from activation.syncs.spec import load_sync_config
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database, sqlite_database

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.syncs.load import SyncError
+from activation.syncs.results import SyncError
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, execute, items_spec, run_specs
 

@@ -8,9 +8,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.syncs.load import DestinationSync, SyncError
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.preview import DryRun
+from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database

@@ -12,7 +12,7 @@ import pytest
 
 import activation.syncs.bulk as bulk
 from activation.syncs import load
-from activation.syncs.load import SyncError
+from activation.syncs.results import SyncError
 from tests.reliability.support import Log, assert_same_rows, make_mart, make_spec, progress, run
 from tests.syncs.test_load import scalar
 

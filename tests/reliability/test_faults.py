@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 import activation.syncs.bulk as bulk
 from activation.syncs import load
-from activation.syncs.load import SyncError
+from activation.syncs.results import SyncError
 from tests.databases import MYSQL_SERVER_URL, mariadb_server
 from tests.reliability.support import (
     Log,

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from activation.resources import DuckDBWarehouse, SQLDestination, masked_url
 from activation.syncs.assets import Mart, build_sync_assets, sync_asset_key
-from activation.syncs.load import DestinationSync, SyncError
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
+from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import MYSQL_SERVER_URL, destination_database

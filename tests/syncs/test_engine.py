@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from pymysql.constants import CLIENT
 
 from activation.resources import normalize_url
-from activation.syncs.load import DestinationSync, GuardTripped, SyncError
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
+from activation.syncs.results import GuardTripped, SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.compare import destination_rows, sorted_mart_rows

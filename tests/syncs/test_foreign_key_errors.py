@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from activation.syncs.load import SyncError
+from activation.syncs.results import SyncError
 from tests.compare import destination_rows
 from tests.syncs.test_load import CONFIG, PARENT_COLUMNS, make_marts, run_sync
 

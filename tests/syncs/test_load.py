@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from activation.resources import normalize_url
-from activation.syncs.load import DestinationSync, SyncError
+from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
+from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.compare import destination_rows, sorted_mart_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from activation.syncs.load import SyncError
+from activation.syncs.results import SyncError
 from tests.databases import destination_database
 from tests.syncs.test_engine import dest, edit, mart
 from tests.test_history import recorded_run

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from activation.syncs import load
-from activation.syncs.load import SWAP_LOCK_WAIT_SECONDS, SyncError
+from activation.syncs.load import SWAP_LOCK_WAIT_SECONDS
+from activation.syncs.results import SyncError
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, items_spec, run_specs
 

@@ -8,8 +8,9 @@ import hashlib
 
 import pytest
 
-from activation.syncs.load import DestinationSync, GuardTripped
+from activation.syncs.load import DestinationSync
 from activation.syncs.preview import DryRun
+from activation.syncs.results import GuardTripped
 from activation.warehouses.history import RunHistory
 from tests.compare import destination_rows
 from tests.syncs.test_load import engine_for, items_config

@@ -1,0 +1,1 @@
+"""API destinations: one engine (engine.py) drives any vendor's client (client.py's protocol)."""

@@ -1,0 +1,142 @@
+"""One rate limiter per API destination, shared by all its syncs, and the retry rules every client
+calls through: Retry-After honoured, backoff on 5xx and dropped connections.
+
+The limiter keeps a sliding window of send times, so no span of `per_seconds` ever holds more than
+`requests` calls: a server counting in fixed or sliding windows then never sees more than it allows,
+and a steady stream runs at the allowed rate instead of bursting into 429s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from activation.destinations.api.client import CallStats
+
+T = TypeVar("T")
+Log = Callable[[str], None]
+
+# Our clock and the server's differ by the network's jitter: keep a little below the allowed rate.
+WINDOW_MARGIN = 1.02
+
+
+class RateLimiter:
+    """At most `requests` calls per `per_seconds`, and at most `max_concurrent` at once."""
+
+    def __init__(self, requests: int, per_seconds: float = 1.0, max_concurrent: int = 1):
+        if requests < 1 or per_seconds <= 0 or max_concurrent < 1:
+            raise ValueError("a rate limit needs requests >= 1, per_seconds > 0 and max_concurrent >= 1")
+        self.requests, self.per_seconds = requests, per_seconds * WINDOW_MARGIN
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._concurrent = threading.BoundedSemaphore(max_concurrent)
+        self._paused_until = 0.0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one call's place: waits for a free connection and for room in the window."""
+        with self._concurrent:
+            self._wait_for_window()
+            yield
+
+    def _wait_for_window(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0] >= self.per_seconds:
+                    self._sent.popleft()
+                wait = self._paused_until - now
+                if wait <= 0 and len(self._sent) < self.requests:
+                    self._sent.append(now)
+                    return
+                if wait <= 0:
+                    wait = self.per_seconds - (now - self._sent[0])
+            time.sleep(max(wait, 0.001))
+
+    def pause(self, seconds: float) -> None:
+        """Every caller waits `seconds` (a 429's Retry-After applies to the whole destination)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header: seconds, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class RetriesExhausted(RuntimeError):
+    """The API kept answering 429 / 5xx (or dropping the connection); the last answer is named."""
+
+
+class Transport:
+    """Sends one request through the limiter, retrying what an API asks to retry.
+
+    `request` makes the call and returns the response; `status` and `header` read it. Answers other
+    than 429 and 5xx are returned to the caller, whose client knows the vendor's error shapes."""
+
+    RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        stats: CallStats,
+        *,
+        attempts: int = 6,
+        first_pause: float = 0.5,
+        max_pause: float = 30.0,
+        transient: tuple[type[BaseException], ...] = (OSError,),
+        log: Log = lambda _: None,
+    ):
+        self.limiter, self.stats, self.attempts = limiter, stats, attempts
+        self.first_pause, self.max_pause, self.transient, self.log = first_pause, max_pause, transient, log
+
+    def call(self, request: Callable[[], T], status: Callable[[T], int], header: Callable[[T, str], str | None]) -> T:
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            with self.limiter.slot():
+                self.stats.calls += 1
+                try:
+                    response = request()
+                except self.transient as exc:
+                    self.stats.server_errors += 1
+                    last = f"connection failed: {exc!r}"
+                    response = None
+            if response is not None:
+                code = status(response)
+                if code not in self.RETRY_STATUSES:
+                    return response
+                last = f"HTTP {code}"
+                if code == 429:
+                    self.stats.rate_limited += 1
+                    wait = retry_after_seconds(header(response, "Retry-After"))
+                    if wait is not None:
+                        self.limiter.pause(min(wait, self.max_pause))
+                        if attempt < self.attempts:
+                            self.stats.retries += 1
+                            self.log(f"rate limited; waiting {wait:.1f}s as the API asked (Retry-After)")
+                        continue
+                else:
+                    self.stats.server_errors += 1
+            if attempt == self.attempts:
+                break
+            pause = min(self.first_pause * 2 ** (attempt - 1), self.max_pause) * (0.5 + random.random() / 2)
+            self.stats.retries += 1
+            self.log(f"{last}; retrying in {pause:.1f}s ({attempt}/{self.attempts - 1})")
+            time.sleep(pause)
+        raise RetriesExhausted(f"gave up after {self.attempts} attempts: {last}")
