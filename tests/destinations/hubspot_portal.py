@@ -1,0 +1,370 @@
+"""The data side of a local HubSpot portal: object types with their properties and records, and
+the checks HubSpot applies to batch upserts, reads, archives and searches, answered in HubSpot's
+shapes. Strict on purpose: what the real API refuses, this refuses. hubspot_server.py serves it.
+
+Values are stored as HubSpot returns them: strings, dates as YYYY-MM-DD, datetimes as ISO 8601
+UTC with milliseconds, a cleared property absent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from tests.destinations.hubspot_properties import BUILT_IN, Invalid, Prop
+
+BATCH_LIMIT = 100  # inputs per batch call
+SEARCH_LIMIT = 200  # results per search page
+
+
+class ApiError(Exception):
+    """A request refused as a whole, in HubSpot's error shape."""
+
+    def __init__(self, status: int, message: str, category: str = "VALIDATION_ERROR", **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.body = {"status": "error", "message": message, "correlationId": str(uuid4()), "category": category}
+        self.body.update(extra)
+
+
+@dataclass
+class ObjectType:
+    name: str  # contacts, companies, customer_scores
+    type_id: str  # 0-1, 0-2, 2-12345
+    singular: str  # CONTACT, COMPANY, ...: HubSpot's word in its messages
+    properties: dict[str, Prop]
+    id_properties: frozenset[str] = frozenset()  # usable as idProperty without hasUniqueValue
+    records: dict[str, dict[str, str]] = field(default_factory=dict)  # record id -> properties
+    archived: dict[str, dict[str, str]] = field(default_factory=dict)
+    index: dict[str, dict[str, str]] = field(default_factory=dict)  # id property -> value -> record id
+
+    def __post_init__(self) -> None:
+        self.properties = {p.name: p for p in BUILT_IN} | self.properties
+        for name in self.keys():
+            self.index.setdefault(name, {})
+
+    def keys(self) -> list[str]:
+        return [p.name for p in self.properties.values() if p.unique or p.name in self.id_properties]
+
+    def find(self, id_property: str, value: str) -> str | None:
+        if id_property == "hs_object_id":
+            return value if value in self.records else None
+        return self.index[id_property].get(value)
+
+    def write(self, record_id: str | None, values: dict[str, str], now: str, new_id: str) -> tuple[str, bool]:
+        new = record_id is None
+        if new:
+            record_id = new_id
+            self.records[record_id] = {"hs_object_id": record_id, "createdate": now}
+        record = self.records[record_id]
+        for name, value in values.items():
+            if name in self.index and record.get(name):
+                self.index[name].pop(record[name], None)
+            if value == "":
+                record.pop(name, None)
+            else:
+                record[name] = value
+                if name in self.index:
+                    self.index[name][value] = record_id
+        record["hs_lastmodifieddate"] = now
+        return record_id, new
+
+    def archive(self, record_id: str) -> None:
+        record = self.records.pop(record_id, None)
+        if record is not None:
+            for name in self.index:
+                if record.get(name):
+                    self.index[name].pop(record[name], None)
+            self.archived[record_id] = record
+
+
+class Portal:
+    """One HubSpot account's CRM data; every method is one API call's effect and answer."""
+
+    def __init__(self, objects: list[ObjectType], *, seed: int = 7, echo_trace_ids: bool = True):
+        self.objects = {o.name: o for o in objects} | {o.type_id: o for o in objects}
+        self.lock = threading.Lock()
+        self.echo_trace_ids = echo_trace_ids  # results carry the input's objectWriteTraceId
+        self._next_id = 1000
+        self._random = random.Random(seed)
+
+    def object(self, name: str) -> ObjectType:
+        if name not in self.objects:
+            raise ApiError(400, f"Unable to infer object type from: {name}")
+        return self.objects[name]
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def describe(self, name: str) -> tuple[int, dict[str, Any]]:
+        return 200, {"results": [p.as_json() for p in self.object(name).properties.values()]}
+
+    def upsert(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
+        obj = self.object(name)
+        inputs = _inputs(body, {"inputs"}, {"id", "idProperty", "properties", "objectWriteTraceId"})
+        for item in inputs:
+            _require(item, ("id", "idProperty", "properties"))
+            if not isinstance(item["properties"], dict) or not all(
+                isinstance(v, str) for v in item["properties"].values()
+            ):
+                raise ApiError(400, "Invalid input JSON: properties must map property names to strings")
+            _id_property(obj, item["idProperty"])
+        _no_duplicates([item["id"] for item in inputs], "Duplicate IDs found in batch input")
+        traced = all("objectWriteTraceId" in item for item in inputs)
+        if traced:
+            _no_duplicates([item["objectWriteTraceId"] for item in inputs], "Duplicate objectWriteTraceIds")
+        checked = [self._checked(obj, item) for item in inputs]
+        problems = [(item, errors) for item, (_, _, errors) in zip(inputs, checked, strict=True) if errors]
+        if problems and not traced:  # without trace ids one bad input fails the batch, nothing written
+            raise ApiError(400, _message(problems[0][1]), errors=_details(problems[0][1]))
+        now = _now()
+        results, errors = [], []
+        for item, (record_id, values, problem) in zip(inputs, checked, strict=True):
+            trace = item.get("objectWriteTraceId")
+            if problem:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": _message(problem),
+                        "context": {"objectWriteTraceId": [trace]},
+                        "errors": _details(problem),
+                    }
+                )
+                continue
+            self._next_id += 1
+            record_id, new = obj.write(record_id, values, now, str(self._next_id))
+            result = _result(obj.records[record_id], record_id) | {"new": new}
+            if trace is not None and self.echo_trace_ids:
+                result["objectWriteTraceId"] = trace
+            results.append(result)
+        self._random.shuffle(results)  # HubSpot does not promise the input order
+        answer = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": _now()}
+        if errors:
+            return 207, answer | {"errors": errors, "numErrors": len(errors)}
+        return 200, answer
+
+    def read(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
+        obj = self.object(name)
+        top = {"inputs", "idProperty", "properties", "propertiesWithHistory", "archived"}
+        inputs = _inputs(body, top, {"id"})
+        _require(body, ("properties", "propertiesWithHistory"))
+        id_property = body.get("idProperty") or "hs_object_id"
+        _id_property(obj, id_property)
+        wanted = [p for p in body["properties"] if isinstance(p, str)]
+        results, missing = [], []
+        for item in inputs:
+            _require(item, ("id",))
+            record_id = obj.find(id_property, str(item["id"]))
+            if record_id is None:
+                missing.append(str(item["id"]))
+                continue
+            record = obj.records[record_id]
+            results.append(_result({p: record[p] for p in wanted if p in record} | _stamps(record), record_id))
+        answer = {"status": "COMPLETE", "results": results, "startedAt": _now(), "completedAt": _now()}
+        if missing:
+            message = (
+                f"Could not get some {obj.singular} objects, they may be deleted or not exist. "
+                "Check that ids are valid."
+            )
+            error = {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": missing}}
+            return 207, answer | {"errors": [error], "numErrors": 1}
+        return 200, answer
+
+    def archive(self, name: str, body: Any) -> tuple[int, None]:
+        obj = self.object(name)
+        inputs = _inputs(body, {"inputs"}, {"id"})
+        for item in inputs:
+            _require(item, ("id",))
+            if not str(item["id"]).isdigit():
+                raise ApiError(400, f"Object IDs must be numeric: {item['id']!r} (archive takes record ids)")
+        for item in inputs:  # a record already archived or never there is not an error
+            obj.archive(str(item["id"]))
+        return 204, None
+
+    def search(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
+        obj = self.object(name)
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid input JSON: expected an object")
+        _unknown_fields(body, {"filterGroups", "sorts", "query", "properties", "limit", "after"})
+        if body.get("filterGroups"):
+            raise ApiError(400, "this local HubSpot counts only: filterGroups must be empty")
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= SEARCH_LIMIT:
+            raise ApiError(400, f"limit must be an integer from 0 to {SEARCH_LIMIT}, got {limit!r}")
+        after = int(body.get("after") or 0)
+        ids = sorted(obj.records, key=int)[after : after + limit]
+        results = [_result(_stamps(obj.records[i]), i) for i in ids]
+        answer: dict[str, Any] = {"total": len(obj.records), "results": results}
+        if after + limit < len(obj.records):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
+        return 200, answer
+
+    # -- for tests -----------------------------------------------------------------------------
+
+    def records(self, name: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [dict(r) for r in self.object(name).records.values()]
+
+    def record(self, name: str, prop: str, value: str) -> dict[str, str] | None:
+        with self.lock:
+            obj = self.object(name)
+            found = [r for r in obj.records.values() if r.get(prop) == value]
+            assert len(found) <= 1, f"{len(found)} {name} records have {prop}={value!r}"
+            return dict(found[0]) if found else None
+
+    def _checked(self, obj: ObjectType, item: dict[str, Any]) -> tuple[str | None, dict[str, str], list]:
+        """(the record it updates or None, canonical values, problems) for one upsert input."""
+        id_property = obj.properties[item["idProperty"]]
+        problems: list[tuple[str, str, str]] = []
+        values: dict[str, str] = {}
+        try:
+            key = id_property.canonical(str(item["id"]))
+            values[id_property.name] = key
+        except Invalid as exc:
+            return None, {}, [(exc.code, exc.message, id_property.name)]
+        record_id = obj.find(id_property.name, key)
+        if id_property.name == "hs_object_id":
+            values.pop("hs_object_id")
+            if record_id is None:
+                problems.append(("OBJECT_NOT_FOUND", f"no {obj.singular} with hs_object_id {key}", "hs_object_id"))
+        for name, value in item["properties"].items():
+            prop = obj.properties.get(name)
+            if prop is None:
+                problems.append(("PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist', name))
+            elif prop.read_only or prop.calculated:
+                problems.append(("READ_ONLY_VALUE", f"{name} is a read only property; its value cannot be set.", name))
+            elif name == id_property.name and value != item["id"]:
+                problems.append(("INVALID_ID", f"{name} is the idProperty; it differs from the input's id", name))
+            else:
+                try:
+                    values[name] = prop.canonical(value)
+                except Invalid as exc:
+                    problems.append((exc.code, exc.message, name))
+                    continue
+                holder = obj.index.get(name, {}).get(values[name]) if prop.unique and values[name] else None
+                if holder is not None and holder != record_id:
+                    message = f"{values[name]} is already the {name} of {obj.singular} {holder}"
+                    problems.append(("CONFLICTING_UNIQUE_VALUE", message, name))
+        return record_id, values, problems
+
+
+def _inputs(body: Any, top: set[str], item_keys: set[str]) -> list[dict[str, Any]]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid input JSON: expected an object")
+    _unknown_fields(body, top)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(400, "inputs must be a non-empty array")
+    if len(inputs) > BATCH_LIMIT:
+        raise ApiError(400, f"Batch input size {len(inputs)} exceeds the limit of {BATCH_LIMIT}")
+    for item in inputs:
+        if not isinstance(item, dict):
+            raise ApiError(400, "Invalid input JSON: each input must be an object")
+        _unknown_fields(item, item_keys)
+        for key in ("id", "idProperty", "objectWriteTraceId"):
+            if key in item and (not isinstance(item[key], str) or not item[key]):
+                raise ApiError(400, f"Invalid input JSON: {key} must be a non-empty string")
+    return inputs
+
+
+def _unknown_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f'Invalid input JSON: Unrecognized field "{unknown[0]}"')
+
+
+def _require(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key not in body:
+            raise ApiError(400, f"Invalid input JSON: missing required field {key}")
+
+
+def _id_property(obj: ObjectType, name: str) -> None:
+    if name not in obj.properties:
+        raise ApiError(400, f'Property "{name}" does not exist on {obj.singular}')
+    if name not in obj.keys():
+        raise ApiError(400, f"{name} is not a unique identifier property of {obj.singular}; it cannot be an idProperty")
+
+
+def _no_duplicates(values: list[str], message: str) -> None:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ApiError(400, f"{message}: {dupes}")
+
+
+def _message(problems: list[tuple[str, str, str]]) -> str:
+    found = [{"isValid": False, "message": m, "error": code, "name": name} for code, m, name in problems]
+    return "Property values were not valid: " + json.dumps(found)
+
+
+def _details(problems: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [{"message": m, "code": code, "context": {"propertyName": [name]}} for code, m, name in problems]
+
+
+def _stamps(record: dict[str, str]) -> dict[str, str]:
+    return {k: record[k] for k in ("hs_object_id", "createdate", "hs_lastmodifieddate") if k in record}
+
+
+def _result(properties: dict[str, str], record_id: str) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "properties": dict(properties),
+        "createdAt": properties.get("createdate"),
+        "updatedAt": properties.get("hs_lastmodifieddate"),
+        "archived": False,
+    }
+
+
+def _now() -> str:
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def demo_portal(**options: Any) -> Portal:
+    """Contacts, companies and a custom object with one property of each kind the tests need."""
+    contacts = ObjectType(
+        "contacts",
+        "0-1",
+        "CONTACT",
+        {
+            p.name: p
+            for p in (
+                Prop("email", "string", "text"),
+                Prop("firstname", "string", "text"),
+                Prop("lifecyclestage", "enumeration", "radio", ("lead", "customer")),
+            )
+        },
+        id_properties=frozenset({"email"}),
+    )
+    companies = ObjectType(
+        "companies",
+        "0-2",
+        "COMPANY",
+        {p.name: p for p in (Prop("name", "string", "text"), Prop("company_key", "string", "text", unique=True))},
+    )
+    scores = ObjectType(
+        "customer_scores",
+        "2-12345",
+        "CUSTOMER_SCORE",
+        {
+            p.name: p
+            for p in (
+                Prop("customer_key", "string", "text", unique=True),
+                Prop("name", "string", "text"),
+                Prop("notes", "string", "textarea"),
+                Prop("score", "number", "number"),
+                Prop("active", "bool", "booleancheckbox"),
+                Prop("signup_date", "date", "date"),
+                Prop("last_seen", "datetime", "date"),
+                Prop("tier", "enumeration", "select", ("bronze", "silver", "gold")),
+                Prop("channels", "enumeration", "checkbox", ("email", "phone", "sms")),
+                Prop("score_band", "string", "calculation_equation", calculated=True, read_only=True),
+            )
+        },
+    )
+    return Portal([contacts, companies, scores], **options)
