@@ -86,10 +86,15 @@ class ObjectType:
 class Portal:
     """One HubSpot account's CRM data; every method is one API call's effect and answer."""
 
-    def __init__(self, objects: list[ObjectType], *, seed: int = 7, echo_trace_ids: bool = True):
+    def __init__(
+        self, objects: list[ObjectType], *, seed: int = 7, echo_trace_ids: bool = True, multi_status: bool = True
+    ):
         self.objects = {o.name: o for o in objects} | {o.type_id: o for o in objects}
         self.lock = threading.Lock()
         self.echo_trace_ids = echo_trace_ids  # results carry the input's objectWriteTraceId
+        # HubSpot documents multi-status (207, per-input errors) for inputs with objectWriteTraceId;
+        # False: every upsert is all or nothing, as without trace ids
+        self.multi_status = multi_status
         self._next_id = 1000
         self._random = random.Random(seed)
 
@@ -114,7 +119,7 @@ class Portal:
                 raise ApiError(400, "Invalid input JSON: properties must map property names to strings")
             _id_property(obj, item["idProperty"])
         _no_duplicates([item["id"] for item in inputs], "Duplicate IDs found in batch input")
-        traced = all("objectWriteTraceId" in item for item in inputs)
+        traced = all("objectWriteTraceId" in item for item in inputs) and self.multi_status
         if traced:
             _no_duplicates([item["objectWriteTraceId"] for item in inputs], "Duplicate objectWriteTraceIds")
         checked = [self._checked(obj, item) for item in inputs]

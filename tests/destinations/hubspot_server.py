@@ -3,8 +3,9 @@ hubspot_portal.Portal behind HubSpot's private-app authentication, its ten-secon
 limit (429 with HubSpot's body and X-HubSpot-RateLimit-* headers), its request limits and error
 shapes, plus faults on demand (429 / 5xx storms, connections dropped before or after the write).
 
-It counts what it saw: every request, calls per route, upsert batch sizes, the 429s its window
-sent, and `violations` (every 4xx other than a 429: a request the real API would refuse).
+It counts what it saw: every request, calls that reached a route (answered or refused), upsert
+batch sizes, the 429s its window sent, and `violations` (every 4xx other than a 429: a request
+the real API would refuse).
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ class HubSpotServer:
                 return
             if route is None:
                 raise ApiError(404, f"No route for {request.command} {path}", "OBJECT_NOT_FOUND")
+            with self._lock:
+                self.calls[route] += 1
             body = self._json(request, raw) if request.command == "POST" else None
             with self.portal.lock:
                 if route == "describe":
@@ -120,8 +123,6 @@ class HubSpotServer:
                     if route == "upsert" and isinstance(body, dict) and isinstance(body.get("inputs"), list):
                         self.upsert_sizes.append(len(body["inputs"]))
                     status, answer = getattr(self.portal, route)(match["object"], body)
-            with self._lock:
-                self.calls[route] += 1
             if fault is not None and fault[0] == "drop_after":
                 _drop(request)
                 return

@@ -137,6 +137,22 @@ def test_results_are_placed_by_key_when_hubspot_does_not_echo_trace_ids(monkeypa
         client.close()
 
 
+def test_a_batch_refused_as_a_whole_is_halved_down_to_the_records_hubspot_refuses(monkeypatch):
+    """Should HubSpot answer a batch upsert all or nothing (one bad input: 400, nothing written),
+    the client halves the batch until the good records are written and the bad ones isolated."""
+    with HubSpotServer(demo_portal(multi_status=False)) as hubspot:
+        client = connect(hubspot, monkeypatch)
+        records = scores(100)
+        records[17]["tier"] = "platinum"
+        records[80]["active"] = "yes"
+        outcomes = client.upsert(SCORES, KEY, records)
+        assert {o.index for o in outcomes if not o.ok} == {17, 80}
+        assert "platinum" in outcomes[17].error and "INVALID_BOOLEAN" in outcomes[80].error
+        assert len(hubspot.portal.records("customer_scores")) == 98
+        assert hubspot.calls["upsert"] <= 30  # about 2 x 2 x log2(100) + 1, not one call per record
+        client.close()
+
+
 def test_delete_archives_by_the_unique_property_and_gone_counts_as_deleted(client, hubspot):
     created = client.upsert(SCORES, KEY, scores(5))
     outcomes = client.delete(SCORES, KEY, ["c-00000", "c-00002", "c-00004", "never-synced"])
