@@ -36,7 +36,6 @@ import duckdb.sqltypes as sqltypes
 import pyarrow as pa
 import sqlalchemy as sa
 
-from activation.resources import scratch_duckdb
 from activation.syncs import schema, validate
 from activation.syncs.model import Plan, is_json
 from activation.syncs.problems import FIX_VALUE, Problem
@@ -44,6 +43,7 @@ from activation.syncs.results import GuardTripped, SyncResult
 from activation.syncs.spec import Mode, SyncSpec
 from activation.warehouses.base import Warehouse
 from activation.warehouses.duckdb import quote as q
+from activation.warehouses.duckdb_memory import scratch_duckdb
 
 KEYS = "mart_keys_not_null_and_unique"
 FITS = "mart_fits_destination"

@@ -22,7 +22,8 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from activation import checks
 from activation.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
-from activation.resources import DuckDBWarehouse, destination_identity
+from activation.destinations.urls import destination_identity
+from activation.resources import DuckDBWarehouse
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncResult

@@ -9,12 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from activation import checks
-from activation.resources import DuckDBWarehouse, normalize_url, scratch_duckdb, warehouse_resource
+from activation.destinations.urls import normalize_url
+from activation.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
+from activation.warehouses.duckdb_memory import scratch_duckdb
 from tests.databases import mariadb_database
 
 ENV = ("ACTIVATION_DUCKDB_MEMORY_LIMIT", "ACTIVATION_DUCKDB_TEMP_DIRECTORY", "ACTIVATION_DUCKDB_THREADS")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from activation import automation, checks, partitions
-from activation.resources import destination_identity
+from activation.destinations.urls import destination_identity
 from activation.syncs import problems as problem_values
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from activation import checks
 from activation.definitions import ACTIVATE_JOB, build_definitions
-from activation.resources import DuckDBWarehouse, normalize_url
+from activation.destinations.urls import normalize_url
+from activation.resources import DuckDBWarehouse
 from activation.settings import PROJECT_ROOT
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncResult

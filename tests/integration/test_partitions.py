@@ -7,7 +7,7 @@ import duckdb
 import sqlalchemy as sa
 
 from activation.definitions import DAILY_JOB, build_definitions
-from activation.resources import normalize_url
+from activation.destinations.urls import normalize_url
 from tests.compare import destination_rows, sorted_mart_rows
 from tests.databases import mariadb_database
 from tests.integration.test_end_to_end import mart_columns, mart_relation

@@ -12,7 +12,8 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from activation.resources import DuckDBWarehouse, SQLDestination, masked_url
+from activation.destinations.urls import masked_url
+from activation.resources import DuckDBWarehouse, SQLDestination
 from activation.syncs.assets import Mart, build_sync_assets, sync_asset_key
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
