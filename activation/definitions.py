@@ -5,12 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from activation import automation, partitions
-from activation.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
-from activation.project import dbt_project
-from activation.resources import destination_resource, dialect_kind, warehouse_resource
-from activation.settings import Settings
-from activation.syncs.assets import (
+from activation.orchestration import automation, partitions
+from activation.orchestration.assets import (
     WAREHOUSE_RESOURCE,
     Mart,
     build_partitioned_sync_assets,
@@ -18,6 +14,10 @@ from activation.syncs.assets import (
     destination_resource_key,
     sync_asset_key,
 )
+from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
+from activation.orchestration.resources import destination_resource, dialect_kind, warehouse_resource
+from activation.project import dbt_project
+from activation.settings import Settings
 from activation.syncs.masking import with_dbt_masks
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config

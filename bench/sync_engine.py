@@ -56,7 +56,7 @@ from load_methods import (  # noqa: E402
 )
 
 from activation.destinations.urls import normalize_url  # noqa: E402
-from activation.resources import DuckDBWarehouse  # noqa: E402
+from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.settings import Settings  # noqa: E402
 from activation.syncs.load import DestinationSync  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402

@@ -8,9 +8,9 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation import checks
 from activation.destinations.urls import normalize_url
-from activation.resources import DuckDBWarehouse, warehouse_resource
+from activation.orchestration import checks
+from activation.orchestration.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation

@@ -106,7 +106,7 @@ class DryRun(DestinationSync):
                 raise SyncError(str(exc)) from exc
             preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
             previews[spec.name] = preview
-            from activation.checks import PreWriteChecks  # checks import the writer: imported late
+            from activation.orchestration.checks import PreWriteChecks  # checks import the writer: imported late
 
             for outcome in PreWriteChecks(self.planner, self.engine).run(plan):
                 if not outcome.passed:

@@ -7,10 +7,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation import checks
 from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.destinations.urls import normalize_url
-from activation.resources import DuckDBWarehouse
+from activation.orchestration import checks
+from activation.orchestration.resources import DuckDBWarehouse
 from activation.settings import PROJECT_ROOT
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncResult
@@ -171,7 +171,7 @@ def test_a_row_edited_in_the_destination_fails_the_checksum(settings, urls):
 
 
 def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, urls, warehouse):
-    from activation.dbt import load_manifest, model_relation
+    from activation.orchestration.dbt import load_manifest, model_relation
     from activation.project import dbt_project
 
     assert sync(settings).success

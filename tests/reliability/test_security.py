@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from activation.destinations.urls import masked_url
-from activation.resources import DuckDBWarehouse, SQLDestination
-from activation.syncs.assets import Mart, build_sync_assets, sync_asset_key
+from activation.orchestration.assets import Mart, build_sync_assets, sync_asset_key
+from activation.orchestration.resources import DuckDBWarehouse, SQLDestination
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError

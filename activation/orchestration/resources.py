@@ -109,7 +109,7 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     """The one switch between environments: the dbt target picks the warehouse the syncs read.
     The Google libraries load only for BigQuery (they take seconds to import)."""
     if settings.warehouse == "bigquery":
-        from activation.bigquery import bigquery_warehouse_from_env
+        from activation.orchestration.bigquery import bigquery_warehouse_from_env
 
         return bigquery_warehouse_from_env()
     return DuckDBWarehouse(

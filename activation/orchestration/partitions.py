@@ -20,10 +20,10 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from activation import checks
-from activation.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
 from activation.destinations.urls import destination_identity
-from activation.resources import DuckDBWarehouse
+from activation.orchestration import checks
+from activation.orchestration.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
+from activation.orchestration.resources import DuckDBWarehouse
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncResult

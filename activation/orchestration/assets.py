@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation import automation, checks, partitions
 from activation.destinations.urls import destination_identity
+from activation.orchestration import automation, checks, partitions
 from activation.syncs import problems as problem_values
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
@@ -127,7 +127,7 @@ def build_partitioned_sync_assets(
     kinds: Mapping[str, str],
     partitions_defs: Mapping[str, dg.PartitionsDefinition],
 ) -> list[dg.AssetsDefinition]:
-    """One asset per partitioned sync, partitioned like its mart (see activation.partitions)."""
+    """One asset per partitioned sync, partitioned like its mart (see activation.orchestration.partitions)."""
     out = []
     for sync in config.load_order():
         if not sync.partition:
