@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
 from activation.destinations import urls
+from activation.destinations.base import Capabilities
 from activation.destinations.urls import is_mysql, masked_url, normalize_url
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
@@ -127,6 +128,50 @@ def dialect_kind(url: str | dg.EnvVar) -> str:
     return urls.dialect_kind(url)
 
 
+# What each SQL database can do, as the writer (activation.syncs.load) uses it: MySQL's DDL
+# commits implicitly and it swaps by RENAME TABLE; SQLite serializes writers on its file instead
+# of advisory locks. Every one reads its rows back and counts them for the checks.
+SQL_CAPABILITIES = {
+    "mysql": Capabilities(
+        transactions=True,
+        transactional_ddl=False,
+        atomic_swap=True,
+        advisory_locks=True,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+    "postgres": Capabilities(
+        transactions=True,
+        transactional_ddl=True,
+        atomic_swap=True,
+        advisory_locks=True,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+    "sqlite": Capabilities(
+        transactions=True,
+        transactional_ddl=True,
+        atomic_swap=True,
+        advisory_locks=False,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+}
+# Another database SQLAlchemy reaches: what the writer can rely on without knowing it.
+OTHER_SQL = Capabilities(
+    transactions=True,
+    transactional_ddl=False,
+    atomic_swap=False,
+    advisory_locks=False,
+    temporary_tables=True,
+    read_back=True,
+    count=True,
+)
+
+
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     # SQLite ignores REFERENCES unless asked per connection.
     cursor = dbapi_connection.cursor()
@@ -143,6 +188,15 @@ class SQLDestination(dg.ConfigurableResource):
     @property
     def masked_url(self) -> str:
         return masked_url(self.url)
+
+    @property
+    def kind(self) -> str:
+        """The Dagster kind of its tables (mysql, postgres, sqlite)."""
+        return dialect_kind(self.url)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return SQL_CAPABILITIES.get(self.kind, OTHER_SQL)
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
