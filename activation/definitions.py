@@ -5,19 +5,13 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from activation import automation, partitions
-from activation.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
+from activation.orchestration import automation, partitions
+from activation.orchestration.assets import build_partitioned_sync_assets, build_sync_assets
+from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
+from activation.orchestration.resources import destination_resource, warehouse_resource
+from activation.orchestration.translator import WAREHOUSE_RESOURCE, Mart, SyncTranslator, destination_resource_key
 from activation.project import dbt_project
-from activation.resources import destination_resource, dialect_kind, warehouse_resource
 from activation.settings import Settings
-from activation.syncs.assets import (
-    WAREHOUSE_RESOURCE,
-    Mart,
-    build_partitioned_sync_assets,
-    build_sync_assets,
-    destination_resource_key,
-    sync_asset_key,
-)
 from activation.syncs.masking import with_dbt_masks
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfigError, load_sync_config
@@ -56,9 +50,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         name: destination_resource(spec, base_dir=settings.syncs_file.parent)
         for name, spec in config.destinations.items()
     }
-    kinds = {name: dialect_kind(res.url) for name, res in destinations.items()}
-    sync_assets = build_sync_assets(config, marts, kinds=kinds)
-    daily_syncs = build_partitioned_sync_assets(config, marts, kinds, daily)
+    translator = SyncTranslator(config, marts, destinations)  # every sync's asset, checks and metadata
+    sync_assets = build_sync_assets(translator)
+    daily_syncs = build_partitioned_sync_assets(translator, daily)
 
     # The dbt models and every dbt test, those on the raw sources included (they target assets
     # outside the selection, so they must be named to run as checks).
@@ -72,7 +66,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     all_syncs = [*sync_assets, *daily_syncs]
     sync_keys = [key for assets in all_syncs for key in assets.keys]
     group_of = {key: assets.group_names_by_key[key] for assets in all_syncs for key in assets.keys}
-    together = [{group_of[sync_asset_key(s)] for s in fk_group} for fk_group in automation.foreign_key_groups(config)]
+    together = [
+        {group_of[translator.get_asset_key(s)] for s in fk_group} for fk_group in automation.foreign_key_groups(config)
+    ]
     return dg.Definitions(
         assets=[*raw_source_specs(manifest), dbt_models, *daily_dbt, *sync_assets, *daily_syncs],
         jobs=[

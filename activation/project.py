@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from activation.dbt import InterpreterDbtPreparer
+from activation.orchestration.dbt import InterpreterDbtPreparer
 from activation.settings import Settings
 
 

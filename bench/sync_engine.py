@@ -55,7 +55,8 @@ from load_methods import (  # noqa: E402
     run_method,
 )
 
-from activation.resources import DuckDBWarehouse, normalize_url  # noqa: E402
+from activation.destinations.urls import normalize_url  # noqa: E402
+from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.settings import Settings  # noqa: E402
 from activation.syncs.load import DestinationSync  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402

@@ -8,13 +8,15 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation import checks
-from activation.resources import DuckDBWarehouse, normalize_url, scratch_duckdb, warehouse_resource
+from activation.destinations.urls import normalize_url
+from activation.orchestration.checks.post_write import PostWriteChecks
+from activation.orchestration.resources import SQL_CAPABILITIES, DuckDBWarehouse, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
+from activation.warehouses.duckdb_memory import scratch_duckdb
 from tests.databases import mariadb_database
 
 ENV = ("ACTIVATION_DUCKDB_MEMORY_LIMIT", "ACTIVATION_DUCKDB_TEMP_DIRECTORY", "ACTIVATION_DUCKDB_THREADS")
@@ -104,7 +106,7 @@ def test_a_sync_spills_to_disk_under_a_small_limit_and_still_succeeds(warehouse_
                 spilled.append(len(list(spill.glob("*.tmp"))) if spill.is_dir() else 0)
 
             [result] = DestinationSync(engine, planner, log=log).run([spec], {"items": MartRelation("main", "items")})
-            outcome = checks.PostWriteChecks(planner, engine).checksum(
+            outcome = PostWriteChecks(planner, engine, SQL_CAPABILITIES["mysql"]).checksum(
                 planner.describe(spec, MartRelation("main", "items"))
             )
         with engine.connect() as conn:

@@ -55,7 +55,7 @@ class Project:
     def destination_url(self, destination: str) -> str:
         import dagster as dg
 
-        from activation.resources import destination_resource
+        from activation.orchestration.resources import destination_resource
 
         spec = self.config.destinations[destination]
         url = destination_resource(spec, base_dir=self.settings.syncs_file.parent).url
@@ -63,7 +63,7 @@ class Project:
 
 
 def load_project() -> Project:
-    from activation.dbt import load_manifest, model_relation
+    from activation.orchestration.dbt import load_manifest, model_relation
     from activation.project import dbt_project
     from activation.syncs.masking import with_dbt_masks
     from activation.syncs.model import MartRelation

@@ -10,7 +10,7 @@ from activation.settings import Settings
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from activation.resources import warehouse_resource
+    from activation.orchestration.resources import warehouse_resource
 
     warehouse = warehouse_resource(Settings.from_env()).process_config_and_initialize()
     table = "sync_rejects" if args.rejects else "sync_runs"

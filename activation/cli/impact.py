@@ -34,7 +34,7 @@ def _compiled_dir(project: Project, given: str | None) -> Path:
         return target / "compiled"
     import subprocess
 
-    from activation.dbt import dbt_executable
+    from activation.orchestration.dbt import dbt_executable
 
     proc = subprocess.run(
         [dbt_executable(), "compile", "--quiet", "--profiles-dir", ".", "--target-path", str(target)],
@@ -50,7 +50,7 @@ def _compiled_dir(project: Project, given: str | None) -> Path:
 
 def load_lineage(project: Project, dbt_target: str | None = None):
     from activation.lineage import build_lineage
-    from activation.resources import DuckDBWarehouse
+    from activation.orchestration.resources import DuckDBWarehouse
 
     if not project.settings.warehouse_path.exists():
         raise UsageError(f"warehouse {project.settings.warehouse_path} does not exist; run `activation demo` and dbt")

@@ -15,7 +15,7 @@ from activation.cli.report import print_problems
 def _dry_run_engine(url: str):
     import sqlalchemy as sa
 
-    from activation.resources import SQLDestination
+    from activation.orchestration.resources import SQLDestination
 
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
@@ -26,7 +26,8 @@ def _dry_run_engine(url: str):
 def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
     """Preview the given syncs, destination by destination; writes nothing anywhere (a dry-run
     warehouse never records its state: DuckDB plans on a throwaway copy, BigQuery in work tables)."""
-    from activation.resources import destination_identity, warehouse_resource
+    from activation.destinations.urls import destination_identity
+    from activation.orchestration.resources import warehouse_resource
     from activation.syncs.preview import DryRun
 
     settings = project.settings

@@ -91,7 +91,7 @@ def execute(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from activation.syncs.assets import sync_asset_key
+    from activation.orchestration.translator import sync_asset_key
 
     project = load_project()
     specs = [s for s in project.select([]) if not s.partition]
@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from activation.syncs.assets import sync_asset_key
+    from activation.orchestration.translator import sync_asset_key
 
     project = load_project()
     specs = project.select(args.syncs)

@@ -19,6 +19,7 @@ from activation.syncs import collisions, schema, validate
 from activation.syncs import problems as found
 from activation.syncs.load import DestinationSync, Log, _Job
 from activation.syncs.model import PlanError
+from activation.syncs.prechecks import PreWriteChecks
 from activation.syncs.problems import Problem
 from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import Mode, SyncSpec
@@ -106,8 +107,6 @@ class DryRun(DestinationSync):
                 raise SyncError(str(exc)) from exc
             preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
             previews[spec.name] = preview
-            from activation.checks import PreWriteChecks  # checks import the writer: imported late
-
             for outcome in PreWriteChecks(self.planner, self.engine).run(plan):
                 if not outcome.passed:
                     preview.refuse(outcome.problems, outcome.summary)

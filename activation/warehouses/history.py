@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import make_url
 
-from activation.resources import masked_url
+from activation.destinations.urls import masked_url
 from activation.syncs.results import GuardTripped, SyncResult
 from activation.syncs.spec import Mode, SyncSpec
 from activation.warehouses.base import HASH, Warehouse

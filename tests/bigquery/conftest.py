@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 from google.cloud import bigquery
 
-from activation.dbt import dbt_executable
 from activation.demo import RAW_SCHEMA
+from activation.orchestration.dbt import dbt_executable
 from activation.settings import PROJECT_ROOT
 
 RAW_TABLES = ["account", "contact", "job_posting__c", "application__c", "application__history", "event"]

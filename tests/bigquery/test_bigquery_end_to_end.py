@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from activation import cli, demo
-from activation.dbt import load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
+from activation.orchestration.dbt import load_manifest, model_relation
 from activation.project import dbt_project
 from activation.settings import PROJECT_ROOT, Settings
 from activation.syncs.spec import load_sync_config

@@ -10,8 +10,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from activation.bigquery import BigQueryWarehouse
-from activation.resources import DuckDBWarehouse, warehouse_resource
+from activation.orchestration.bigquery import BigQueryWarehouse
+from activation.orchestration.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import Settings
 from activation.syncs.spec import SyncConfigError
 from activation.warehouses.bigquery import arrow_type

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from activation import demo
-from activation.dbt import InterpreterDbtPreparer, dbt_executable
+from activation.orchestration.dbt import InterpreterDbtPreparer, dbt_executable
 from activation.settings import PROJECT_ROOT, Settings
 
 SCALE = 0.003

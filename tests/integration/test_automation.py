@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from activation import automation
 from activation.definitions import build_definitions
+from activation.orchestration import automation
 from activation.settings import Settings
 
 MART = dg.AssetKey("crm_customer_scores")

@@ -7,10 +7,12 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation import checks
 from activation.definitions import ACTIVATE_JOB, build_definitions
-from activation.resources import DuckDBWarehouse, normalize_url
+from activation.destinations.urls import normalize_url
+from activation.orchestration.checks.post_write import PostWriteChecks
+from activation.orchestration.resources import SQL_CAPABILITIES, DuckDBWarehouse
 from activation.settings import PROJECT_ROOT
+from activation.syncs import outcome as checks
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import load_sync_config
@@ -67,10 +69,11 @@ def test_every_check_passes_on_good_data(settings, urls):
     result = sync(settings)
     assert result.success
     evals = evaluations(result)
+    declared = build_definitions(settings).resolve_asset_graph()
     for s in SYNCS:
         key = f"{s.destination}/{s.table}"
         names = {n for k, n in evals if k == key}
-        expected = {c.name for c in checks.check_specs(s, dg.AssetKey([s.destination, s.table]))}
+        expected = {c.name for c in declared.get(dg.AssetKey([s.destination, s.table])).check_keys}
         assert names == expected, key
         for name in names:
             e = evals[(key, name)]
@@ -170,7 +173,7 @@ def test_a_row_edited_in_the_destination_fails_the_checksum(settings, urls):
 
 
 def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, urls, warehouse):
-    from activation.dbt import load_manifest, model_relation
+    from activation.orchestration.dbt import load_manifest, model_relation
     from activation.project import dbt_project
 
     assert sync(settings).success
@@ -184,7 +187,7 @@ def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, ur
     manifest = load_manifest(dbt_project(settings))
     with DuckDBWarehouse(path=str(warehouse)).connect() as con:
         planner = DuckDB(con, str(warehouse.parent / "state.duckdb"), "test")
-        post = checks.PostWriteChecks(planner, engine)
+        post = PostWriteChecks(planner, engine, SQL_CAPABILITIES["mysql"])
 
         def plan(name):
             spec = CONFIG.syncs[name]
@@ -198,7 +201,7 @@ def test_row_count_orphans_and_rejects_fail_on_crafted_destinations(settings, ur
         assert not post.checksum(applications).passed
         orphans = post.orphans(plan("job_postings"))
         assert not orphans.passed and orphans.metadata["orphaned_rows"] == 1
-        assert orphans.metadata["sample_orphaned_keys"].value == {"facility_id": [orphan]}
+        assert orphans.metadata["sample_orphaned_keys"] == {"facility_id": [orphan]}
         rejects = post.rejects(applications, result)
         assert not rejects.passed and rejects.metadata["rows_rejected"] == 3
         assert post.rejects(applications, SyncResult("a", "a", "replace", rows_in_mart=rows)).passed

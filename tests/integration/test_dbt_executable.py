@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from activation.dbt import DBT_EXECUTABLE_ENV, dbt_executable
 from activation.definitions import build_definitions
+from activation.orchestration.dbt import DBT_EXECUTABLE_ENV, dbt_executable
 from activation.settings import PROJECT_ROOT, Settings
 
 VENV_BIN = Path(sys.executable).parent  # not resolved: a venv's python is a link to the base interpreter

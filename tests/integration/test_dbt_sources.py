@@ -7,8 +7,8 @@ import logging
 import dagster as dg
 import duckdb
 
-from activation.dbt import load_manifest
 from activation.definitions import ACTIVATE_JOB, DBT_JOB, build_definitions
+from activation.orchestration.dbt import load_manifest
 from activation.project import dbt_project
 
 RAW_ACCOUNT = dg.AssetKey(["salesforce", "account"])

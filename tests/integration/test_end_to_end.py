@@ -12,10 +12,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.dbt import dbt_executable, load_manifest, model_relation
 from activation.definitions import ACTIVATE_JOB, build_definitions
+from activation.destinations.urls import normalize_url
+from activation.orchestration.dbt import dbt_executable, load_manifest, model_relation
 from activation.project import dbt_project
-from activation.resources import normalize_url
 from activation.settings import PROJECT_ROOT
 from activation.syncs.spec import load_sync_config
 from tests.compare import destination_rows, sorted_mart_rows

@@ -12,8 +12,10 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from activation.resources import DuckDBWarehouse, SQLDestination, masked_url
-from activation.syncs.assets import Mart, build_sync_assets, sync_asset_key
+from activation.destinations.urls import masked_url
+from activation.orchestration.assets import build_sync_assets
+from activation.orchestration.resources import DuckDBWarehouse, SQLDestination
+from activation.orchestration.translator import Mart, SyncTranslator, sync_asset_key
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError
@@ -69,12 +71,13 @@ def materialize(duck, monkeypatch, url: str) -> tuple[dg.ExecuteInProcessResult,
     monkeypatch.setenv("ACTIVATION_TEST_SECRET_URL", url)
     config = items_config(url_env="ACTIVATION_TEST_SECRET_URL")
     marts = {"items": Mart(dg.AssetKey(["items"]), MartRelation("main", "items"))}
-    assets = build_sync_assets(config, marts, {"app": "mysql"})
+    destination = SQLDestination(url=dg.EnvVar("ACTIVATION_TEST_SECRET_URL"))
+    assets = build_sync_assets(SyncTranslator(config, marts, {"app": destination}))
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         assets,
         resources={
-            "app_db": SQLDestination(url=dg.EnvVar("ACTIVATION_TEST_SECRET_URL")),
+            "app_db": destination,
             "warehouse": DuckDBWarehouse(path=str(duck)),
         },
         instance=instance,

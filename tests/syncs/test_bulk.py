@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.resources import normalize_url
+from activation.destinations.urls import normalize_url
 from activation.syncs.bulk import bulk_insert
 from tests.databases import destination_database
 

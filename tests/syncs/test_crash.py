@@ -69,7 +69,7 @@ import duckdb
 import sqlalchemy as sa
 
 import activation.syncs.bulk as bulk
-from activation.resources import normalize_url
+from activation.destinations.urls import normalize_url
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.warehouses.duckdb import DuckDB

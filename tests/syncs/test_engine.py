@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from pymysql.constants import CLIENT
 
-from activation.resources import normalize_url
+from activation.destinations.urls import normalize_url
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncError

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.resources import normalize_url
+from activation.destinations.urls import normalize_url
 from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from activation.resources import DuckDBWarehouse
+from activation.orchestration.resources import DuckDBWarehouse
 from activation.syncs.model import MartRelation
 from activation.warehouses.base import Warehouse
 
@@ -52,7 +52,7 @@ def _duckdb(tmp_path) -> Iterator[Backend]:
 
 
 def _bigquery(request) -> Iterator[Backend]:
-    from activation.bigquery import BigQueryWarehouse
+    from activation.orchestration.bigquery import BigQueryWarehouse
     from activation.warehouses.bigquery import quote_bigquery
 
     bq = request.getfixturevalue("bq")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,69 +15,12 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
+from activation.destinations import urls
+from activation.destinations.base import Capabilities
+from activation.destinations.urls import is_mysql, masked_url, normalize_url
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
-
-# DuckDB's sort needs about this much memory per thread; with less (8 threads under 192MB) it fails with
-# "Out of Memory Error: failed to pin block" instead of spilling.
-MEMORY_PER_THREAD = 48 * 2**20
-_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-
-
-def bound_memory(
-    con: duckdb.DuckDBPyConnection,
-    memory_limit: str | None = None,
-    temp_directory: str | Path | None = None,
-    threads: int | None = None,
-) -> None:
-    """Cap DuckDB's buffer manager, which otherwise grows with the data it scans (up to 80% of RAM),
-    say where it spills beyond the cap, and run no more threads than the cap can feed. Unset
-    arguments come from the settings (ACTIVATION_DUCKDB_MEMORY_LIMIT, _TEMP_DIRECTORY, _THREADS).
-    All are settings of the database instance, which every connection to the same file in this
-    process shares."""
-    settings = Settings.from_env()
-    limit = memory_limit or settings.duckdb_memory_limit
-    try:
-        con.execute(f"SET memory_limit = {_duckdb_literal(limit)}")
-    except duckdb.Error as exc:
-        raise ValueError(
-            f"DuckDB memory limit {limit!r} (ACTIVATION_DUCKDB_MEMORY_LIMIT or the warehouse's memory_limit) "
-            f"is not a size DuckDB accepts, such as 512MB or 2GB: {exc}"
-        ) from exc
-    folder = temp_directory or settings.duckdb_temp_directory
-    if folder and con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] != str(folder):
-        # DuckDB refuses to move a spill folder it already uses (an instance shared in this process).
-        with contextlib.suppress(duckdb.NotImplementedException):
-            con.execute(f"SET temp_directory = {_duckdb_literal(str(folder))}")
-    threads = threads or settings.duckdb_threads or _threads_for_limit(con)
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-
-
-def _threads_for_limit(con: duckdb.DuckDBPyConnection) -> int | None:
-    """DuckDB's thread count (one per core), lowered so each thread has MEMORY_PER_THREAD."""
-    limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
-    number, _, unit = str(limit).partition(" ")
-    if unit not in _UNITS:
-        return None
-    return max(1, min(int(threads), int(float(number) * _UNITS[unit]) // MEMORY_PER_THREAD))
-
-
-def scratch_duckdb() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for work on data read from elsewhere, bounded like the warehouse; it
-    spills under the system's temp folder (DuckDB's own default is `.tmp` in the working directory)."""
-    con = duckdb.connect()
-    try:
-        folder = Settings.from_env().duckdb_temp_directory or Path(tempfile.gettempdir()) / "activation_duckdb"
-        bound_memory(con, temp_directory=folder)
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _duckdb_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+from activation.warehouses.duckdb_memory import bound_memory
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
@@ -169,7 +110,7 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     """The one switch between environments: the dbt target picks the warehouse the syncs read.
     The Google libraries load only for BigQuery (they take seconds to import)."""
     if settings.warehouse == "bigquery":
-        from activation.bigquery import bigquery_warehouse_from_env
+        from activation.orchestration.bigquery import bigquery_warehouse_from_env
 
         return bigquery_warehouse_from_env()
     return DuckDBWarehouse(
@@ -180,39 +121,55 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     )
 
 
-def normalize_url(url: str) -> str:
-    """Make the driver choice and the charset explicit, so `mysql://` works and emoji survive."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb"):
-        parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+pymysql")
-        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def _is_mysql(url: str) -> bool:
-    return make_url(url).get_backend_name() in ("mysql", "mariadb")
-
-
-def destination_identity(url: str) -> str:
-    """Which database a URL points at, without user or password: state recorded for one
-    destination must not be trusted for another."""
-    u = make_url(url)
-    return f"{u.get_backend_name()}://{u.host or ''}:{u.port or ''}/{u.database or ''}"
-
-
-def masked_url(url: str) -> str:
-    """The URL as it may appear in logs and metadata: password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def dialect_kind(url: str) -> str:
+def dialect_kind(url: str | dg.EnvVar) -> str:
     """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
     if isinstance(url, dg.EnvVar):
         url = url.get_value() or ""
-    backend = make_url(url).get_backend_name()
-    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
+    return urls.dialect_kind(url)
+
+
+# What each SQL database can do, as the writer (activation.syncs.load) uses it: MySQL's DDL
+# commits implicitly and it swaps by RENAME TABLE; SQLite serializes writers on its file instead
+# of advisory locks. Every one reads its rows back and counts them for the checks.
+SQL_CAPABILITIES = {
+    "mysql": Capabilities(
+        transactions=True,
+        transactional_ddl=False,
+        atomic_swap=True,
+        advisory_locks=True,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+    "postgres": Capabilities(
+        transactions=True,
+        transactional_ddl=True,
+        atomic_swap=True,
+        advisory_locks=True,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+    "sqlite": Capabilities(
+        transactions=True,
+        transactional_ddl=True,
+        atomic_swap=True,
+        advisory_locks=False,
+        temporary_tables=True,
+        read_back=True,
+        count=True,
+    ),
+}
+# Another database SQLAlchemy reaches: what the writer can rely on without knowing it.
+OTHER_SQL = Capabilities(
+    transactions=True,
+    transactional_ddl=False,
+    atomic_swap=False,
+    advisory_locks=False,
+    temporary_tables=True,
+    read_back=True,
+    count=True,
+)
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
@@ -232,13 +189,22 @@ class SQLDestination(dg.ConfigurableResource):
     def masked_url(self) -> str:
         return masked_url(self.url)
 
+    @property
+    def kind(self) -> str:
+        """The Dagster kind of its tables (mysql, postgres, sqlite)."""
+        return dialect_kind(self.url)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return SQL_CAPABILITIES.get(self.kind, OTHER_SQL)
+
     def engine(self) -> sa.Engine:
         if self._engine is None:
             engine = sa.create_engine(
                 normalize_url(self.url),
                 pool_pre_ping=True,
                 hide_parameters=True,  # row values (PII) stay out of error messages and logs
-                connect_args={"local_infile": True} if _is_mysql(self.url) else {},
+                connect_args={"local_infile": True} if is_mysql(self.url) else {},
             )
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_foreign_keys)

@@ -21,13 +21,13 @@ from dagster_dbt import (
 )
 from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 
-from activation.resources import DuckDBWarehouse
+from activation.orchestration.resources import DuckDBWarehouse
 
 RAW_GROUP_SUFFIX = "_raw"
 # DuckDB admits one writer per file: dbt builds and syncs share a Dagster pool (limit 1 in
 # the shipped dagster.yaml), and syncs also wait on the file lock if run elsewhere.
 WAREHOUSE_POOL = "duckdb_warehouse"
-# Models tagged `daily` are partitioned by day and built by their own asset (activation.partitions).
+# Models tagged `daily` are partitioned by day and built by their own asset (activation.orchestration.partitions).
 DAILY_TAG = "daily"
 DBT_EXECUTABLE_ENV = "ACTIVATION_DBT_EXECUTABLE"
 

@@ -1,0 +1,258 @@
+"""Everything Dagster shows about a sync, derived from its config in one place.
+
+As dagster-dbt's `DagsterDbtTranslator` does for dbt models, `SyncTranslator` has one `get_*`
+per attribute of a sync's asset (key, deps, description, group, owners, kinds, tags, metadata,
+automation, freshness), its check specs and its materialization metadata. Assets, the
+execution flow and the definitions read these and nothing else; a subclass may override any.
+
+What differs between destinations comes from what each declares (`DestinationTraits`): its
+kind (`mysql`, `postgres`, `sqlite`, or an API such as `salesforce`) and its capabilities
+(activation.destinations.base.Capabilities), never from its name. A destination that cannot
+read its rows back or count them does not declare the checks that would need to, and its
+asset says which it left out and why (metadata `checks_not_possible`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dagster as dg
+
+from activation.destinations.base import Capabilities
+from activation.orchestration import automation
+from activation.orchestration.checks.post_write import unavailable
+from activation.orchestration.checks.results import metadata_value
+from activation.syncs.model import MartRelation
+from activation.syncs.outcome import (
+    CHECKSUM,
+    FITS,
+    GUARDS,
+    KEYS,
+    ORPHANS,
+    PRE_WRITE,
+    REJECTS,
+    ROW_COUNT,
+    markdown_table,
+)
+from activation.syncs.results import SyncResult
+from activation.syncs.spec import Mode, SyncConfig, SyncSpec
+
+WAREHOUSE_RESOURCE = "warehouse"
+
+
+def sync_asset_key(sync: SyncSpec) -> dg.AssetKey:
+    """`<destination>/<table>` (`app/facilities`, `salesforce/Account`): what the UI, the asset
+    history and the command line's selection know a sync by."""
+    return dg.AssetKey([sync.destination, sync.table])
+
+
+def destination_resource_key(destination: str) -> str:
+    return f"{destination}_db"
+
+
+@dataclass(frozen=True)
+class Mart:
+    """A dbt model a sync reads: its asset key and where it lives in the warehouse."""
+
+    asset_key: dg.AssetKey
+    relation: MartRelation
+
+
+class DestinationTraits(Protocol):
+    """What the translator reads of a destination: a destination resource or a
+    `activation.destinations.base.Destination` both have these."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+
+class SyncTranslator:
+    """The Dagster face of every sync in one sync config."""
+
+    def __init__(
+        self, config: SyncConfig, marts: Mapping[str, Mart], destinations: Mapping[str, DestinationTraits]
+    ) -> None:
+        self.config = config
+        self.marts = marts
+        self.destinations = destinations
+        self._groups = automation.foreign_key_groups(config)
+
+    # -- the asset ----------------------------------------------------------------------------
+    def get_asset_key(self, sync: SyncSpec) -> dg.AssetKey:
+        return sync_asset_key(sync)
+
+    def get_resource_key(self, sync: SyncSpec) -> str:
+        return destination_resource_key(sync.destination)
+
+    def get_deps(self, sync: SyncSpec) -> list[dg.AssetKey]:
+        """Its mart, then the tables its foreign keys point at (parents load first)."""
+        return [self.marts[sync.source].asset_key, *[self.get_asset_key(p) for p in self.config.parents(sync)]]
+
+    def get_description(self, sync: SyncSpec) -> str:
+        return (
+            sync.description
+            or f"`{sync.source}` synced into `{sync.table}` of the {sync.destination} database ({sync.mode.value})."
+        )
+
+    def get_group_name(self, sync: SyncSpec) -> str:
+        return sync.group or destination_resource_key(sync.destination)
+
+    def get_owners(self, sync: SyncSpec) -> list[str] | None:
+        return sync.owners or self.config.owners or None
+
+    def get_kinds(self, sync: SyncSpec) -> set[str]:
+        return {self.destinations[sync.destination].kind}
+
+    def get_tags(self, sync: SyncSpec) -> dict[str, str]:
+        return {"activation/mode": sync.mode.value}
+
+    def get_automation_condition(self, sync: SyncSpec) -> dg.AutomationCondition:
+        """Eager over its foreign-key group (see `automation.sync_condition`)."""
+        every_sync = dg.AssetSelection.assets(*[self.get_asset_key(s) for s in self.config.syncs.values()])
+        group = next(g for g in self._groups if sync in g)
+        others = [s for s in group if s.name != sync.name]
+        group_marts = list(dict.fromkeys(self.marts[s.source].asset_key for s in others if s.source != sync.source))
+        return automation.sync_condition(
+            every_sync, group_marts=group_marts, group_syncs=[self.get_asset_key(s) for s in others]
+        )
+
+    def get_freshness_policy(self, sync: SyncSpec) -> dg.FreshnessPolicy | None:
+        return automation.freshness_policy(sync.freshness)
+
+    def get_metadata(self, sync: SyncSpec) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "dagster/table_name": f"{sync.destination}.{sync.table}",
+            "source_model": sync.source,
+            "primary_key": ", ".join(sync.primary_key),
+            "mode": sync.mode.value,
+        }
+        left_out = self.checks_not_possible(sync)
+        if left_out:
+            metadata["checks_not_possible"] = metadata_value(
+                markdown_table(["check", "why not"], sorted(left_out.items()))
+            )
+        return metadata
+
+    def get_asset_spec(self, sync: SyncSpec) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.get_asset_key(sync),
+            deps=self.get_deps(sync),
+            description=self.get_description(sync),
+            group_name=self.get_group_name(sync),
+            owners=self.get_owners(sync),
+            kinds=self.get_kinds(sync),
+            tags=self.get_tags(sync),
+            automation_condition=self.get_automation_condition(sync),
+            freshness_policy=self.get_freshness_policy(sync),
+            metadata=self.get_metadata(sync),
+        )
+
+    # -- its checks ---------------------------------------------------------------------------
+    def checks_not_possible(self, sync: SyncSpec) -> dict[str, str]:
+        """The checks this sync's destination cannot run, each with the reason (by capability)."""
+        reason = unavailable(self.destinations[sync.destination].capabilities)
+        kind = self.destinations[sync.destination].kind
+        return {name: f"the {kind} destination {why}" for name, why in reason.items()}
+
+    def get_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
+        """Every check the sync's mode and config call for, by name, before capabilities."""
+        checks = {
+            KEYS: f"Before writing: the key {sync.primary_key} of mart {sync.source} is not null and unique.",
+            FITS: "Before writing: every mart value fits the destination's column types, lengths and nullability.",
+            GUARDS: "Before writing: the planned inserts, updates and deletes stay within the sync's guards.",
+        }
+        if sync.mode is not Mode.UPDATE:
+            promise = "equals" if sync.mode.deletes else "is at least"
+            checks[ROW_COUNT] = f"After writing: the destination's row count {promise} the mart's."
+        if sync.checks.checksum and sync.mode is not Mode.INSERT and sync.mode is not Mode.UPDATE:
+            checks[CHECKSUM] = "After writing: a checksum of every synced row matches the mart's."
+        if sync.foreign_keys:
+            checks[ORPHANS] = f"After writing: no orphaned values in {sorted(sync.foreign_keys)}."
+        checks[REJECTS] = f"After writing: rejected rows are within {sync.checks.max_rejected}."
+        return checks
+
+    def get_check_specs(self, sync: SyncSpec) -> list[dg.AssetCheckSpec]:
+        """The checks a sync declares: from its mode and config, those its destination can run."""
+        key, left_out = self.get_asset_key(sync), self.checks_not_possible(sync)
+        return [
+            dg.AssetCheckSpec(name, asset=key, blocking=name in PRE_WRITE, description=description)
+            for name, description in self.get_check_descriptions(sync).items()
+            if name not in left_out
+        ]
+
+    # -- what a run reports -------------------------------------------------------------------
+    def get_materialization(
+        self, sync: SyncSpec, results: Sequence[tuple[dt.date | None, SyncResult]], destination_url: str
+    ) -> dg.MaterializeResult:
+        """One materialization per asset and run: a table's counts, or a partitioned sync's summed
+        over the days the run wrote (each day's in `by_day`)."""
+        if sync.partition:
+            metadata = self.get_days_metadata(sync, results)
+        else:
+            [(_, result)] = results
+            metadata = self.get_materialization_metadata(sync, result, destination_url)
+        return dg.MaterializeResult(asset_key=self.get_asset_key(sync), metadata=metadata)
+
+    def get_materialization_metadata(self, sync: SyncSpec, result: SyncResult, destination_url: str) -> dict[str, Any]:
+        rows_written = result.inserted + result.updated + result.deleted
+        column_sources = sync.columns or {name: name for name, _ in result.columns}
+        mart_key = self.marts[sync.source].asset_key
+        return {
+            "rows_inserted": result.inserted,
+            "rows_updated": result.updated,
+            "rows_deleted": result.deleted,
+            "rows_rejected": result.rejected,
+            "rows_unchanged": result.unchanged,
+            "rows_in_mart": result.rows_in_mart,
+            "dagster/row_count": result.rows_in_destination,
+            "mode": sync.mode.value,
+            "strategy": result.strategy,
+            "change_detection": result.reason,
+            "rows_sent": result.rows_sent,
+            "created_table": result.created_table,
+            "duration_seconds": round(result.seconds, 3),
+            "rows_per_second": round(rows_written / result.seconds, 1) if result.seconds else 0.0,
+            "destination": destination_url,
+            **({"masked_columns": dg.MetadataValue.json(dict(sync.mask))} if sync.mask else {}),
+            **(
+                {"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings))}
+                if result.warnings
+                else {}
+            ),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, type_) for name, type_ in result.columns]
+            ),
+            "dagster/column_lineage": dg.TableColumnLineage(
+                deps_by_column={
+                    dest: [dg.TableColumnDep(asset_key=mart_key, column_name=src)]
+                    for dest, src in column_sources.items()
+                }
+            ),
+        }
+
+    def get_days_metadata(self, sync: SyncSpec, results: Sequence[tuple[dt.date | None, SyncResult]]) -> dict:
+        total = lambda attr: sum(getattr(r, attr) for _, r in results)  # noqa: E731
+        return {
+            "rows_inserted": total("inserted"),
+            "rows_updated": total("updated"),
+            "rows_deleted": total("deleted"),
+            "rows_rejected": total("rejected"),
+            "rows_in_mart": total("rows_in_mart"),
+            "days": len(results),
+            "mode": f"{sync.mode.value} within {sync.partition.column} = <day>",
+            "by_day": metadata_value(
+                markdown_table(
+                    ["day", "mart rows", "inserted", "updated", "deleted"],
+                    [(str(d), r.rows_in_mart, r.inserted, r.updated, r.deleted) for d, r in results],
+                )
+            ),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(n, t) for n, t in (results[0][1].columns if results else [])]
+            ),
+        }
