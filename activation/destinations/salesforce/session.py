@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from activation.destinations.api.limits import Transport
+from activation.destinations.api.limits import RetriesExhausted, Transport
 from activation.destinations.salesforce.auth import (
     Credentials,
     SalesforceError,
@@ -100,8 +100,11 @@ class OrgSession(requests.Session):
         except requests.exceptions.SSLError as exc:  # not worth a retry: the certificate stays wrong
             raise SalesforceError(f"Salesforce at {url}: TLS failed ({exc}); see ca_bundle") from None
 
-    def _through_transport(self, send: Callable[[], requests.Response]) -> requests.Response:
-        return self.transport.call(send, lambda r: r.status_code, lambda r, name: r.headers.get(name))
+    def _through_transport(self, method: str, url: str, send: Callable[[], requests.Response]) -> requests.Response:
+        try:
+            return self.transport.call(send, lambda r: r.status_code, lambda r, name: r.headers.get(name))
+        except RetriesExhausted as exc:
+            raise RetriesExhausted(f"Salesforce {method} {url.split('?')[0]}: {exc}") from None
 
     def login(self, stale: Token | None = None) -> Token:
         """A fresh token (once, when several callers find the same token expired)."""
@@ -109,7 +112,7 @@ class OrgSession(requests.Session):
             if self.token is None or self.token is stale:
                 form = token_form(self.settings, self._credentials)
                 url = token_url(self.settings)
-                response = self._through_transport(lambda: self._once("POST", url, {"data": form}))
+                response = self._through_transport("POST", url, lambda: self._once("POST", url, {"data": form}))
                 try:
                     body = response.json()
                 except ValueError:
@@ -141,6 +144,6 @@ class OrgSession(requests.Session):
             attempts += 1
             return self._once(method, url, call)
 
-        response = self._through_transport(send)
+        response = self._through_transport(method, url, send)
         self.usage.note(response.headers.get("Sforce-Limit-Info"))
         return response
