@@ -45,7 +45,6 @@ class BulkIngest:
         self.session, self.settings, self.log = session, settings, log
         self.jobs_url = data_url.rstrip("/") + "/jobs/ingest"
         self.instance = data_url.split("/services/")[0]
-        self.jobs_run = 0
 
     def run(
         self,
@@ -61,9 +60,9 @@ class BulkIngest:
         for attempt in (1, 2):
             job = self._create(object_name, operation, external_id_field)
             info = self._load_and_wait(job, object_name, upload)
-            outcomes = self._outcomes(info, key_column, keys)
-            if info["state"] == "JobComplete" or int(info.get("numberRecordsProcessed") or 0) > 0 or attempt == 2:
-                return outcomes
+            untouched = info["state"] != "JobComplete" and not int(info.get("numberRecordsProcessed") or 0)
+            if not untouched or attempt == 2:
+                return self._outcomes(info, key_column, keys)
             self.log(
                 f"Salesforce Bulk API 2.0 job {info['id']} on {object_name} ended {info['state']} "
                 f"before processing a record ({info.get('errorMessage', '')}); running it again in a new job"
@@ -87,9 +86,7 @@ class BulkIngest:
         if external_id_field:
             body["externalIdFieldName"] = external_id_field
         what = f"creating a {operation} job on {object_name}"
-        job = self._call("POST", self.jobs_url, what, json=body).json()
-        self.jobs_run += 1
-        return job
+        return self._call("POST", self.jobs_url, what, json=body).json()
 
     def _load_and_wait(self, job: dict[str, Any], object_name: str, upload: bytes) -> dict[str, Any]:
         job_url = f"{self.jobs_url}/{job['id']}"

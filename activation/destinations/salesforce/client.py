@@ -49,6 +49,8 @@ def open_client(settings: Settings, limiter: RateLimiter, log: Log = print) -> S
 
 
 class SalesforceClient:
+    """An ObjectClient bound to one org; its `stats` count every call made through its session."""
+
     kind = "salesforce"
 
     def __init__(self, settings: Settings, session: OrgSession, stats: CallStats, log: Log):

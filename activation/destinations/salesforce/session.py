@@ -56,9 +56,9 @@ class ApiUsage:
     def take(self) -> None:
         """Count one call about to be sent, or refuse it: nothing is sent past the share."""
         with self._lock:
-            if self.used is None or self.limit is None:
-                return  # unknown until the first answer reports it
-            allowed = math.floor(self.limit * self.share)
+            allowed = self.allowed
+            if self.used is None or allowed is None:
+                return  # unknown until the first answer of this client reports it
             if self.used + 1 > allowed:
                 raise ApiShareExceeded(
                     f"Salesforce API usage is {self.used:,} of the org's {self.limit:,} daily requests; "
