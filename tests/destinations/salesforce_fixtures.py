@@ -73,6 +73,7 @@ def connect(keys, monkeypatch) -> Iterator[Callable[..., SalesforceClient]]:
         }
         for name, value in secrets.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the client keeps the environment's proxies
         settings = {
             "login_url": server.url,
             "auth": "client_credentials",

@@ -155,8 +155,8 @@ def test_the_org_refuses_what_salesforce_refuses(org, raw):
     wrong_type = {"records": [{"attributes": {"type": "Account"}, KEY: "K", "Seats__c": "many"}]}
     query = f"{base}/query/"
     checks = {
-        "no token": (lambda: requests.get(f"{base}/sobjects/Account/describe", verify=session.verify), 401,
-                     "INVALID_SESSION_ID"),
+        "no token": (lambda: session.get(f"{base}/sobjects/Account/describe", headers={"Authorization": None}),
+                     401, "INVALID_SESSION_ID"),
         "version not vNN.0": (lambda: session.get(f"{org.url}/services/data/v62/sobjects/Account/describe"), 404,
                               "NOT_FOUND"),
         "version unknown": (lambda: session.get(f"{org.url}/services/data/v99.0/limits"), 404, "NOT_FOUND"),
