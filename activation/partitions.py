@@ -22,8 +22,8 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from activation import checks
 from activation.dbt import DAILY_TAG, TRANSLATOR, WAREHOUSE_POOL, ensure_manifest
+from activation.destinations.sql import SqlDestination
 from activation.resources import DuckDBWarehouse, destination_identity
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncResult
 from activation.syncs.spec import SyncConfigError, SyncSpec
@@ -136,8 +136,8 @@ def build_partitioned_sync_asset(
             for day, day_spec, day_relation in daily:
                 try:
                     # Every row of the day is compared: per-day state would be overwritten by the next day.
-                    (result,) = DestinationSync(engine, planner, context.log.info).run(
-                        [day_spec], {sync.name: day_relation}, full_resync=True
+                    (result,) = SqlDestination(engine).sync(
+                        planner, [day_spec], {sync.name: day_relation}, full_resync=True, log=context.log.info
                     )
                 except GuardTripped as exc:
                     outcome = checks.guard_outcomes([day_spec], None, exc)[sync.table]

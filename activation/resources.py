@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
+from activation.destinations.sql.engine import create_engine, resolve_path
+from activation.destinations.sql.engine import kind as sql_kind
+from activation.destinations.sql.engine import normalize_url as normalize_url  # callers and tests import it here
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 
@@ -180,21 +183,6 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     )
 
 
-def normalize_url(url: str) -> str:
-    """Make the driver choice and the charset explicit, so `mysql://` works and emoji survive."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb"):
-        parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+pymysql")
-        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def _is_mysql(url: str) -> bool:
-    return make_url(url).get_backend_name() in ("mysql", "mariadb")
-
-
 def destination_identity(url: str) -> str:
     """Which database a URL points at, without user or password: state recorded for one
     destination must not be trusted for another."""
@@ -211,15 +199,7 @@ def dialect_kind(url: str) -> str:
     """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
     if isinstance(url, dg.EnvVar):
         url = url.get_value() or ""
-    backend = make_url(url).get_backend_name()
-    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
-
-
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite ignores REFERENCES unless asked per connection.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    return sql_kind(url)
 
 
 class SQLDestination(dg.ConfigurableResource):
@@ -234,15 +214,7 @@ class SQLDestination(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = sa.create_engine(
-                normalize_url(self.url),
-                pool_pre_ping=True,
-                hide_parameters=True,  # row values (PII) stay out of error messages and logs
-                connect_args={"local_infile": True} if _is_mysql(self.url) else {},
-            )
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _sqlite_foreign_keys)
-            self._engine = engine
+            self._engine = create_engine(self.url)
         return self._engine
 
 
@@ -259,9 +231,4 @@ def destination_resource(spec: DestinationSpec, base_dir: Path) -> SQLDestinatio
         raise SyncConfigError(
             f"set {spec.url_env} to a SQLAlchemy URL: it is unset and the destination has no default_url"
         )
-    url = make_url(spec.default_url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
-        path = (Path(base_dir) / url.database).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(path))
-    return SQLDestination(url=url.render_as_string(hide_password=False))
+    return SQLDestination(url=resolve_path(spec.default_url, base_dir))

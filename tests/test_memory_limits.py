@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from activation import checks
+from activation.destinations.sql import SqlDestination
 from activation.resources import DuckDBWarehouse, normalize_url, scratch_duckdb, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
@@ -103,7 +103,7 @@ def test_a_sync_spills_to_disk_under_a_small_limit_and_still_succeeds(warehouse_
             def log(_message: str) -> None:  # called between loads, while the sorted stream is read
                 spilled.append(len(list(spill.glob("*.tmp"))) if spill.is_dir() else 0)
 
-            [result] = DestinationSync(engine, planner, log=log).run([spec], {"items": MartRelation("main", "items")})
+            [result] = SqlDestination(engine).sync(planner, [spec], {"items": MartRelation("main", "items")}, log=log)
             outcome = checks.PostWriteChecks(planner, engine).checksum(
                 planner.describe(spec, MartRelation("main", "items"))
             )
@@ -141,8 +141,8 @@ def test_long_texts_beyond_what_duckdb_can_sort_in_its_cap_still_sync(warehouse_
     engine = sa.create_engine(url)
     with DuckDBWarehouse(path=str(warehouse_file)).connect() as con:
         planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
-        [result] = DestinationSync(engine, planner, log=lambda _m: None).run(
-            [spec], {"notes": MartRelation("main", "notes")}
+        [result] = SqlDestination(engine).sync(
+            planner, [spec], {"notes": MartRelation("main", "notes")}, log=lambda _m: None
         )
     with engine.connect() as conn:
         count, total = conn.execute(sa.text("SELECT count(*), sum(length(body)) FROM notes")).one()

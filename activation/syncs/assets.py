@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from activation import automation, checks, partitions
+from activation.destinations.sql import SqlDestination
 from activation.resources import destination_identity
 from activation.syncs import problems as problem_values
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import SyncConfig, SyncConfigError, SyncSpec
@@ -202,9 +202,9 @@ def _checked_sync(
         description = "blocking checks failed before the write; nothing was written: " + " | ".join(failed)
         record(GuardTripped(description, {}))
         raise dg.Failure(description=description, metadata=_problems_metadata(found))
-    sync = DestinationSync(engine, planner, context.log.info)
+    sync = SqlDestination(engine)
     try:
-        results = sync.run(selected, dict(relations), full_resync=full_resync)
+        results = sync.sync(planner, selected, dict(relations), full_resync=full_resync, log=context.log.info)
     except Exception as exc:
         record(exc)
         # Only a plan over the limits fails the guards. A run refused or failed for another reason
