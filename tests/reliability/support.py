@@ -46,7 +46,7 @@ def make_spec(mode: str = "mirror", **extra):
 
 
 def run_with_engine(engine: sa.Engine, duck: Path, specs, *, log=lambda _m: None, identity: str | None = None):
-    """DestinationSync.run as the asset does it, on an engine the test built (state beside the warehouse)."""
+    """SqlDestination.sync as the asset does it, on an engine the test built (state beside the warehouse)."""
     relations = {s.name: MartRelation("main", s.source) for s in specs}
     with duckdb.connect(str(duck), read_only=True) as con:
         planner = DuckDB(con, str(duck.parent / "state.duckdb"), identity or str(engine.url))

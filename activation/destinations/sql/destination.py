@@ -28,7 +28,7 @@ from activation.destinations.base import Capabilities, Destination, Log
 from activation.destinations.sql import apply, collisions, prepare, values
 from activation.destinations.sql.dialect import SqlDialect, sql_dialect
 from activation.destinations.sql.foreign_keys import all_foreign_keys
-from activation.destinations.sql.run import Job, Run, count
+from activation.destinations.sql.run import Job, Run, cleanup, count
 from activation.syncs.guards import check_guards
 from activation.syncs.model import MartRelation, PlanError
 from activation.syncs.results import SwapNotPossible, SyncError, SyncPreview, SyncResult
@@ -191,7 +191,7 @@ class SqlDestination(Destination):
             except sa.exc.DBAPIError as exc:
                 raise SyncError(f"destination write failed and was rolled back: {exc.orig!r}") from exc
             finally:
-                _cleanup(run, conn, jobs)
+                cleanup(conn, jobs)
             for job in jobs:
                 wh.commit(job.plan)
                 _finish(run, conn, job, time.monotonic() - started)
@@ -241,19 +241,6 @@ def _job(wh: Warehouse, spec: SyncSpec, relations: Mapping[str, MartRelation]) -
             raise SyncError(f"{spec.table}: {bad} mart row(s) fall outside the sync's scope {spec.scope}")
     result = SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)
     return Job(plan=plan, result=result, keys_checked=keys_checked)
-
-
-def _cleanup(run: Run, conn: sa.Connection, jobs: Sequence[Job]) -> None:
-    if conn.in_transaction():
-        conn.rollback()
-    for job in jobs:
-        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows):
-            if table is not None:
-                with conn.begin():
-                    table.drop(conn, checkfirst=True)
-        if job.shadow is not None:
-            with conn.begin():
-                job.shadow.drop(conn, checkfirst=True)
 
 
 def _finish(run: Run, conn: sa.Connection, job: Job, elapsed: float) -> None:

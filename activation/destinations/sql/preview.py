@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from activation.destinations.sql import apply, collisions, prepare, values
 from activation.destinations.sql.foreign_keys import all_foreign_keys
-from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause
+from activation.destinations.sql.run import Job, Run, cleanup, count, on_key, scope_clause
 from activation.syncs.guards import check_guards
 from activation.syncs.model import MartRelation, PlanError
 from activation.syncs.problems import Problem
@@ -81,7 +81,7 @@ class DryRun:
                     self._preview_one(conn, job, fks, existing, previews[job.spec.name], full_resync)
             finally:
                 transaction.rollback()
-                _drop_temporary_tables(conn, jobs)
+                cleanup(conn, jobs)
         return [previews[j.spec.name] for j in jobs]
 
     def _preview_one(
@@ -203,11 +203,3 @@ class DryRun:
             query = sa.select(*_keys(job, t)).where(gone_where).order_by(*_keys(job, t)).limit(n)
             rows = conn.execute(query).fetchall()
             out.samples["delete"] = [{"key": _key_values(r)} for r in rows]
-
-
-def _drop_temporary_tables(conn: sa.Connection, jobs: Sequence[Job]) -> None:
-    for job in jobs:
-        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows):
-            if table is not None:
-                with conn.begin():
-                    table.drop(conn, checkfirst=True)

@@ -64,6 +64,17 @@ def count(conn: sa.Connection, stmt: sa.Select) -> int:
     return conn.execute(stmt).scalar_one()
 
 
+def cleanup(conn: sa.Connection, jobs: Sequence[Job]) -> None:
+    """Roll back what is open, then drop the run's helper tables (a shadow table not swapped in too)."""
+    if conn.in_transaction():
+        conn.rollback()
+    for job in jobs:
+        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows, job.shadow):
+            if table is not None:
+                with conn.begin():
+                    table.drop(conn, checkfirst=True)
+
+
 class Run:
     """What the phases of one run share."""
 
