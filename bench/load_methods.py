@@ -31,8 +31,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activation.destinations.urls import normalize_url  # noqa: E402
-from activation.syncs.bulk import bulk_insert  # noqa: E402
+from activation.destinations.sql import normalize_url  # noqa: E402
+from activation.destinations.sql.bulk import bulk_insert  # noqa: E402
 
 MYSQL_SERVER = os.environ.get("ACTIVATION_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 POSTGRES_SERVER = os.environ.get("ACTIVATION_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")

@@ -55,10 +55,9 @@ from load_methods import (  # noqa: E402
     run_method,
 )
 
-from activation.destinations.urls import normalize_url  # noqa: E402
+from activation.destinations.sql import SqlDestination, normalize_url  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.settings import Settings  # noqa: E402
-from activation.syncs.load import DestinationSync  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
 from activation.syncs.spec import SyncConfig  # noqa: E402
 from activation.warehouses.duckdb import DuckDB  # noqa: E402
@@ -127,8 +126,8 @@ def step_sync(url: str, source: str, state: str) -> dict:
     t0 = time.perf_counter()
     with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
         planner = DuckDB(con, state, url)
-        [result] = DestinationSync(engine, planner, log=lambda _: None).run(
-            [_spec()], {"bench": MartRelation("main", "src")}
+        [result] = SqlDestination(engine).sync(
+            planner, [_spec()], {"bench": MartRelation("main", "src")}, log=lambda _: None
         )
     seconds = time.perf_counter() - t0
     memory = _memory(start)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import duckdb
 import sqlalchemy as sa
 
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import normalize_url
 
 
 def _norm(value):

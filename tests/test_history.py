@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import duckdb
 
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination
 from activation.syncs.model import MartRelation
 from activation.warehouses.duckdb import DuckDB
 from activation.warehouses.history import RunHistory, mask_secrets
@@ -26,8 +26,8 @@ def recorded_run(url, duck, run_id: str, retention_days: int = 90, **overrides):
             )
             history.before([s])
             try:
-                results = DestinationSync(engine, planner, log=lambda _: None).run(
-                    [s], {"items": MartRelation("main", "items")}
+                results = SqlDestination(engine).sync(
+                    planner, [s], {"items": MartRelation("main", "items")}, log=lambda _: None
                 )
             except Exception as exc:
                 history.failed([s], exc)

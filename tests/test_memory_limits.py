@@ -8,11 +8,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import SqlDestination, normalize_url
 from activation.orchestration.checks.post_write import PostWriteChecks
-from activation.orchestration.resources import SQL_CAPABILITIES, DuckDBWarehouse, warehouse_resource
+from activation.orchestration.resources import DuckDBWarehouse, warehouse_resource
 from activation.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
@@ -105,8 +104,8 @@ def test_a_sync_spills_to_disk_under_a_small_limit_and_still_succeeds(warehouse_
             def log(_message: str) -> None:  # called between loads, while the sorted stream is read
                 spilled.append(len(list(spill.glob("*.tmp"))) if spill.is_dir() else 0)
 
-            [result] = DestinationSync(engine, planner, log=log).run([spec], {"items": MartRelation("main", "items")})
-            outcome = PostWriteChecks(planner, engine, SQL_CAPABILITIES["mysql"]).checksum(
+            [result] = SqlDestination(engine).sync(planner, [spec], {"items": MartRelation("main", "items")}, log=log)
+            outcome = PostWriteChecks(planner, engine, SqlDestination(engine).capabilities).checksum(
                 planner.describe(spec, MartRelation("main", "items"))
             )
         with engine.connect() as conn:
@@ -143,8 +142,8 @@ def test_long_texts_beyond_what_duckdb_can_sort_in_its_cap_still_sync(warehouse_
     engine = sa.create_engine(url)
     with DuckDBWarehouse(path=str(warehouse_file)).connect() as con:
         planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
-        [result] = DestinationSync(engine, planner, log=lambda _m: None).run(
-            [spec], {"notes": MartRelation("main", "notes")}
+        [result] = SqlDestination(engine).sync(
+            planner, [spec], {"notes": MartRelation("main", "notes")}, log=lambda _m: None
         )
     with engine.connect() as conn:
         count, total = conn.execute(sa.text("SELECT count(*), sum(length(body)) FROM notes")).one()

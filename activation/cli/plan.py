@@ -6,29 +6,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from activation.cli.common import EXIT_OK, EXIT_REFUSED, Project, UsageError, load_project, progress
 from activation.cli.report import print_problems
 
 
-def _dry_run_engine(url: str):
-    import sqlalchemy as sa
-
-    from activation.orchestration.resources import SQLDestination
-
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-        return sa.create_engine("sqlite://")  # the file does not exist yet: an empty database, not created
-    return SQLDestination(url=url).engine()
-
-
 def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
     """Preview the given syncs, destination by destination; writes nothing anywhere (a dry-run
     warehouse never records its state: DuckDB plans on a throwaway copy, BigQuery in work tables)."""
+    from activation.destinations.sql import SqlDestination
+    from activation.destinations.sql.engine import dry_run_engine
     from activation.destinations.urls import destination_identity
     from activation.orchestration.resources import warehouse_resource
-    from activation.syncs.preview import DryRun
 
     settings = project.settings
     if settings.warehouse != "bigquery" and not settings.warehouse_path.exists():
@@ -41,26 +30,26 @@ def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, 
         for destination in destinations:
             chosen = [s for s in specs if s.destination == destination]
             url = project.destination_url(destination)
-            engine = _dry_run_engine(url)
+            engine = dry_run_engine(url)
+            target = SqlDestination(engine)
             try:
                 log = lambda m: bar.console.print(m)  # noqa: E731
                 with warehouse.open(destination, destination_identity(url), log=log, dry_run=True) as planner:
                     for spec in chosen:
                         bar.update(task, description=f"planning {destination}.{spec.table}")
-                        previews.extend(_preview(DryRun(engine, planner, sample=sample), spec, project, full_resync))
+                        previews.extend(_preview(target, planner, spec, project, full_resync, sample))
                         bar.advance(task)
             finally:
                 engine.dispose()
     return previews
 
 
-def _preview(dry_run, spec, project: Project, full_resync: bool) -> list:
+def _preview(destination, planner, spec, project: Project, full_resync: bool, sample: int) -> list:
     """One sync's preview; a sync the writer would stop before comparing anything is a refused preview."""
-    from activation.syncs.preview import SyncPreview
-    from activation.syncs.results import SyncError
+    from activation.syncs.results import SyncError, SyncPreview
 
     try:
-        return dry_run.preview([spec], project.relations, full_resync=full_resync)
+        return destination.preview(planner, [spec], project.relations, full_resync=full_resync, sample=sample)
     except SyncError as exc:
         preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
         preview.refuse(exc.problems, str(exc))

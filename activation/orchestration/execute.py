@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from activation.destinations.sql import SqlDestination
+from activation.destinations.sql.prechecks import PreWriteChecks
 from activation.destinations.urls import destination_identity
 from activation.orchestration.checks.guards import guard_outcomes, guards_held_before_failure
 from activation.orchestration.checks.post_write import PostWriteChecks
@@ -31,10 +33,8 @@ from activation.orchestration.checks.results import asset_check_result, combined
 from activation.orchestration.partitions import days
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslator
 from activation.syncs import problems as problem_values
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.outcome import CheckOutcome
-from activation.syncs.prechecks import PreWriteChecks
 from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -155,9 +155,15 @@ def checked_sync(
     written: list[tuple[Unit, list[SyncResult]]] = []
     for unit in units:
         # The one call of the destination's writer (every row of a day is compared).
-        writer = DestinationSync(engine, planner, context.log.info)
+        writer = SqlDestination(engine)
         try:
-            results = writer.run(unit.specs, dict(unit.relations), full_resync=full_resync or unit.day is not None)
+            results = writer.sync(
+                planner,
+                unit.specs,
+                dict(unit.relations),
+                full_resync=full_resync or unit.day is not None,
+                log=context.log.info,
+            )
         except Exception as exc:
             record(exc)
             yield from _guards_at_failure(translator, wanted, written, unit, exc, writer.within_guards)

@@ -13,11 +13,12 @@ import dagster as dg
 import duckdb
 import sqlalchemy as sa
 from pydantic import PrivateAttr
-from sqlalchemy.engine import make_url
 
-from activation.destinations import urls
 from activation.destinations.base import Capabilities
-from activation.destinations.urls import is_mysql, masked_url, normalize_url
+from activation.destinations.sql.dialect import sql_dialect
+from activation.destinations.sql.engine import create_engine, resolve_path
+from activation.destinations.sql.engine import kind as sql_kind
+from activation.destinations.urls import masked_url
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 from activation.warehouses.duckdb_memory import bound_memory
@@ -125,58 +126,7 @@ def dialect_kind(url: str | dg.EnvVar) -> str:
     """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
     if isinstance(url, dg.EnvVar):
         url = url.get_value() or ""
-    return urls.dialect_kind(url)
-
-
-# What each SQL database can do, as the writer (activation.syncs.load) uses it: MySQL's DDL
-# commits implicitly and it swaps by RENAME TABLE; SQLite serializes writers on its file instead
-# of advisory locks. Every one reads its rows back and counts them for the checks.
-SQL_CAPABILITIES = {
-    "mysql": Capabilities(
-        transactions=True,
-        transactional_ddl=False,
-        atomic_swap=True,
-        advisory_locks=True,
-        temporary_tables=True,
-        read_back=True,
-        count=True,
-    ),
-    "postgres": Capabilities(
-        transactions=True,
-        transactional_ddl=True,
-        atomic_swap=True,
-        advisory_locks=True,
-        temporary_tables=True,
-        read_back=True,
-        count=True,
-    ),
-    "sqlite": Capabilities(
-        transactions=True,
-        transactional_ddl=True,
-        atomic_swap=True,
-        advisory_locks=False,
-        temporary_tables=True,
-        read_back=True,
-        count=True,
-    ),
-}
-# Another database SQLAlchemy reaches: what the writer can rely on without knowing it.
-OTHER_SQL = Capabilities(
-    transactions=True,
-    transactional_ddl=False,
-    atomic_swap=False,
-    advisory_locks=False,
-    temporary_tables=True,
-    read_back=True,
-    count=True,
-)
-
-
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite ignores REFERENCES unless asked per connection.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    return sql_kind(url)
 
 
 class SQLDestination(dg.ConfigurableResource):
@@ -196,19 +146,11 @@ class SQLDestination(dg.ConfigurableResource):
 
     @property
     def capabilities(self) -> Capabilities:
-        return SQL_CAPABILITIES.get(self.kind, OTHER_SQL)
+        return sql_dialect(self.url).capabilities
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = sa.create_engine(
-                normalize_url(self.url),
-                pool_pre_ping=True,
-                hide_parameters=True,  # row values (PII) stay out of error messages and logs
-                connect_args={"local_infile": True} if is_mysql(self.url) else {},
-            )
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _sqlite_foreign_keys)
-            self._engine = engine
+            self._engine = create_engine(self.url)
         return self._engine
 
 
@@ -225,9 +167,4 @@ def destination_resource(spec: DestinationSpec, base_dir: Path) -> SQLDestinatio
         raise SyncConfigError(
             f"set {spec.url_env} to a SQLAlchemy URL: it is unset and the destination has no default_url"
         )
-    url = make_url(spec.default_url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
-        path = (Path(base_dir) / url.database).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(path))
-    return SQLDestination(url=url.render_as_string(hide_password=False))
+    return SQLDestination(url=resolve_path(spec.default_url, base_dir))

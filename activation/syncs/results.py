@@ -1,12 +1,17 @@
-"""What a sync reports: its measured counts (SyncResult) and why it refused or failed (SyncError).
-Shared by every destination, the checks, the history and the command line."""
+"""What a sync reports: its measured counts (SyncResult), why it refused or failed (SyncError), and
+what a dry run found it would do (SyncPreview). Shared by every destination, the checks, the
+history and the command line."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from activation.syncs import problems as found
 from activation.syncs.problems import Problem
+
+OPERATIONS = ("insert", "update", "delete")
 
 
 class SyncError(RuntimeError):
@@ -49,3 +54,57 @@ class SyncResult:
     seconds: float = 0.0
     columns: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncPreview:
+    """What a sync would do, from a dry run that wrote nothing."""
+
+    sync: str
+    destination: str
+    table: str
+    mode: str
+    strategy: str = ""
+    reason: str = ""
+    rows_in_mart: int = 0
+    rows_in_destination: int = 0
+    creates_table: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPERATIONS, 0))
+    # operation -> up to `sample` keys (tuples); updates also name the columns that change
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    rejected: int = 0  # rows set aside under max_rejects (warehouses/rejects.py)
+    blocked: str | None = None  # a guard or a pre-write check would refuse the sync
+    problems: list[Problem] = field(default_factory=list)  # each thing that would refuse it
+    warnings: list[str] = field(default_factory=list)
+
+    def refuse(self, problems: list[Problem], message: str = "") -> None:
+        """Record what would refuse the sync; `message` stands for problems the refusal did not name."""
+        if not problems and message:
+            problems = [Problem(self.table, message, destination=self.destination)]
+        self.problems = found.merged(self.problems, problems)
+        if self.problems and not self.blocked:
+            self.blocked = message or str(self.problems[0])
+
+    @property
+    def unchanged(self) -> int:
+        return max(self.rows_in_mart - self.counts["insert"] - self.counts["update"] - self.rejected, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync,
+            "destination": self.destination,
+            "table": self.table,
+            "mode": self.mode,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "rows_in_mart": self.rows_in_mart,
+            "rows_in_destination": self.rows_in_destination,
+            "creates_table": self.creates_table,
+            **{f"{op}s": n for op, n in self.counts.items()},
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "samples": self.samples,
+            "blocked": self.blocked,
+            "problems": found.as_json(self.problems),
+            "warnings": self.warnings,
+        }

@@ -20,7 +20,7 @@ class SqlFlavour(ABC):
     name: str  # "duckdb", "bigquery"
     engine: str  # part of the state's signature: another hash function makes old hashes meaningless
     types: dict[str, str]  # portable kind (text, integer, float, timestamp) -> this warehouse's type
-    value_checks: dict[str, str]  # templates for syncs/validate.py; {c} is the quoted column
+    value_checks: dict[str, str]  # templates for destinations' value checks; {c} is the quoted column
 
     @abstractmethod
     def quote(self, name: str) -> str: ...

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination
 from activation.syncs.model import MartRelation
 from activation.warehouses.bigquery import BigQuery, quote_bigquery
 from tests.syncs.test_load import engine_for, items_config
@@ -42,7 +42,7 @@ def test_nested_and_temporal_types_arrive_intact(bq, tmp_path):
     try:
         warehouse = BigQuery(bq.client, state, "sqlite://:/items.sqlite")
         spec = items_config("mirror").syncs["items"]
-        (result,) = DestinationSync(engine, warehouse, print).run([spec], {"items": MartRelation(marts, "items")})
+        (result,) = SqlDestination(engine).sync(warehouse, [spec], {"items": MartRelation(marts, "items")}, log=print)
         assert result.inserted == 1
         with engine.connect() as conn:
             row = conn.exec_driver_sql("SELECT tags, attrs, fee, day, local_at, at, flag FROM items").one()

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from activation.definitions import ACTIVATE_JOB, build_definitions
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import normalize_url, sql_dialect
 from activation.orchestration.checks.post_write import PostWriteChecks
-from activation.orchestration.resources import SQL_CAPABILITIES, DuckDBWarehouse
+from activation.orchestration.resources import DuckDBWarehouse
 from activation.settings import PROJECT_ROOT
 from activation.syncs import outcome as checks
 from activation.syncs.model import MartRelation
@@ -19,6 +19,9 @@ from activation.syncs.spec import load_sync_config
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database, sqlite_database
 from tests.integration.test_end_to_end import SYNCS, mart_relation
+
+# what each SQL dialect declares it can do (destinations/sql/<dialect>.py)
+SQL_CAPABILITIES = {d.kind: d.capabilities for d in map(sql_dialect, ("mysql://", "postgresql://", "sqlite://"))}
 
 CONFIG = load_sync_config(PROJECT_ROOT / "syncs.yml")
 KEYS = [dg.AssetKey([s.destination, s.table]) for s in SYNCS]

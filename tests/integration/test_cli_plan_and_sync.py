@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from activation.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import normalize_url
 from activation.orchestration.dbt import load_manifest, model_relation
 from activation.project import dbt_project
 from activation.settings import PROJECT_ROOT

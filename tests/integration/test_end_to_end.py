@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from activation.definitions import ACTIVATE_JOB, build_definitions
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import normalize_url
 from activation.orchestration.dbt import dbt_executable, load_manifest, model_relation
 from activation.project import dbt_project
 from activation.settings import PROJECT_ROOT

@@ -7,7 +7,7 @@ import duckdb
 import sqlalchemy as sa
 
 from activation.definitions import DAILY_JOB, build_definitions
-from activation.destinations.urls import normalize_url
+from activation.destinations.sql import normalize_url
 from activation.syncs.problems import METADATA_KEY
 from tests.compare import destination_rows, sorted_mart_rows
 from tests.databases import mariadb_database, sqlite_database

@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 
 from activation.destinations.base import Capabilities
+from activation.destinations.sql import sql_dialect
 from activation.orchestration.assets import build_sync_assets
-from activation.orchestration.resources import SQL_CAPABILITIES, DuckDBWarehouse, SQLDestination
+from activation.orchestration.resources import DuckDBWarehouse, SQLDestination
 from activation.orchestration.translator import Mart, SyncTranslator
 from activation.syncs import outcome as checks
 from activation.syncs.model import MartRelation
@@ -20,6 +21,9 @@ from activation.syncs.spec import SyncConfig
 from tests.databases import sqlite_database
 from tests.reliability.support import make_mart
 from tests.syncs.test_load import items_config
+
+# what each SQL dialect declares it can do (destinations/sql/<dialect>.py)
+SQL_CAPABILITIES = {d.kind: d.capabilities for d in map(sql_dialect, ("mysql://", "postgresql://", "sqlite://"))}
 
 EVERY_CHECK = {
     checks.KEYS,

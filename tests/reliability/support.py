@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import sqlalchemy as sa
 
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination
 from activation.syncs.model import MartRelation
 from activation.warehouses.duckdb import DuckDB
 from tests.syncs.test_load import engine_for, items_spec
@@ -46,11 +46,11 @@ def make_spec(mode: str = "mirror", **extra):
 
 
 def run_with_engine(engine: sa.Engine, duck: Path, specs, *, log=lambda _m: None, identity: str | None = None):
-    """DestinationSync.run as the asset does it, on an engine the test built (state beside the warehouse)."""
+    """SqlDestination.sync as the asset does it, on an engine the test built (state beside the warehouse)."""
     relations = {s.name: MartRelation("main", s.source) for s in specs}
     with duckdb.connect(str(duck), read_only=True) as con:
         planner = DuckDB(con, str(duck.parent / "state.duckdb"), identity or str(engine.url))
-        results = DestinationSync(engine, planner, log=log).run(specs, relations)
+        results = SqlDestination(engine).sync(planner, specs, relations, log=log)
     return {r.table: r for r in results}
 
 

@@ -8,9 +8,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination
 from activation.syncs.model import MartRelation
-from activation.syncs.preview import DryRun
 from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
@@ -70,8 +69,8 @@ def run(url, duck, sync_specs):
     try:
         with duckdb.connect(str(duck), read_only=True) as con:
             planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
-            results = DestinationSync(engine, planner, log=lambda _: None).run(
-                sync_specs, {s.name: MartRelation("main", "items") for s in sync_specs}
+            results = SqlDestination(engine).sync(
+                planner, sync_specs, {s.name: MartRelation("main", "items") for s in sync_specs}, log=lambda _: None
             )
             return {r.table: r for r in results}
     finally:
@@ -287,8 +286,8 @@ def test_the_dry_run_reports_the_same_collisions(kind, tmp_path):
             mart(duck, rows)
             with duckdb.connect(str(duck), read_only=True) as con:
                 planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
-                [preview] = DryRun(engine, planner).preview(
-                    specs(("items", "upsert")), {"s_items": MartRelation("main", "items")}
+                [preview] = SqlDestination(engine).preview(
+                    planner, specs(("items", "upsert")), {"s_items": MartRelation("main", "items")}
                 )
             assert preview.blocked and words in preview.blocked, preview.blocked
     finally:

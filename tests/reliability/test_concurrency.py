@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-import activation.syncs.bulk as bulk
-from activation.syncs import load
+from activation.destinations.sql import destination, mysql_load
 from activation.syncs.results import SyncError
 from tests.reliability.support import Log, assert_same_rows, make_mart, make_spec, progress, run
 from tests.syncs.test_load import scalar
@@ -63,7 +62,7 @@ def two_warehouses(tmp_path):
 
 @pytest.fixture(autouse=True)
 def several_progress_lines(monkeypatch):
-    monkeypatch.setattr(bulk, "MYSQL_GROUP_BYTES", 64 * 1024)
+    monkeypatch.setattr(mysql_load, "GROUP_BYTES", 64 * 1024)
 
 
 def test_second_run_fails_without_writing_while_the_first_holds_the_table(url, tmp_path, monkeypatch):
@@ -74,7 +73,7 @@ def test_second_run_fails_without_writing_while_the_first_holds_the_table(url, t
     a.start()
     try:
         assert a.held.wait(60) and a.error is None, a.error
-        monkeypatch.setattr(load, "LOCK_WAIT_SECONDS", 1)
+        monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
         count_before = scalar(url, "SELECT COUNT(*) FROM items")  # A created the table; its rows are uncommitted
         log_b = Log()
         started = time.monotonic()
@@ -111,7 +110,7 @@ def test_second_run_waits_for_the_first_then_finds_nothing_to_do(url, tmp_path, 
     b = threading.Thread(target=run_b, daemon=True)
     try:
         assert a.held.wait(60) and a.error is None, a.error
-        monkeypatch.setattr(load, "LOCK_WAIT_SECONDS", 30)
+        monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 30)
         b.start()
         time.sleep(1.5)
         assert b.is_alive() and not b_error, b_error

@@ -15,8 +15,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-import activation.syncs.bulk as bulk
-from activation.syncs import load
+from activation.destinations.sql import SqlDestination, destination, mysql_load
 from activation.syncs.results import SyncError
 from tests.databases import MYSQL_SERVER_URL, mariadb_server
 from tests.reliability.support import (
@@ -36,9 +35,9 @@ GROUP_BYTES = 128 * 1024  # several LOAD DATA statements per load, one progress 
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(bulk, "MYSQL_GROUP_BYTES", GROUP_BYTES)
-    monkeypatch.setattr(load, "RETRY_FIRST_PAUSE_SECONDS", 0.2)
-    monkeypatch.setattr(load, "RETRY_ATTEMPTS", 4)
+    monkeypatch.setattr(mysql_load, "GROUP_BYTES", GROUP_BYTES)
+    monkeypatch.setattr(destination, "RETRY_FIRST_PAUSE_SECONDS", 0.2)
+    monkeypatch.setattr(destination, "RETRY_ATTEMPTS", 4)
 
 
 class Killer(threading.Thread):
@@ -117,7 +116,7 @@ def test_connection_killed_mid_incremental_mirror_retries_and_converges(mariadb_
     make_mart(duck, ROWS)
     assert run(url, duck, [spec])["items"].inserted == ROWS
     counts = change_mart(duck, ROWS, update_every=4, delete_every=100, new=3_000)
-    monkeypatch.setattr(bulk, "MYSQL_GROUP_BYTES", 32 * 1024)
+    monkeypatch.setattr(mysql_load, "GROUP_BYTES", 32 * 1024)
     result, log = run_with_kill(url, duck, spec, into="_activation_items__stage")
 
     assert len(log.retries()) == 1, log.lines
@@ -134,8 +133,8 @@ def test_lock_wait_timeout_on_rows_the_app_holds_retries_until_they_are_free(mar
     run(url, duck, [spec])
     with duckdb.connect(str(duck)) as con:
         con.execute("UPDATE items SET name = 'changed ' || id WHERE id BETWEEN 100 AND 109")
-    monkeypatch.setattr(load, "RETRY_ATTEMPTS", 8)
-    monkeypatch.setattr(load, "RETRY_FIRST_PAUSE_SECONDS", 0.25)
+    monkeypatch.setattr(destination, "RETRY_ATTEMPTS", 8)
+    monkeypatch.setattr(destination, "RETRY_FIRST_PAUSE_SECONDS", 0.25)
 
     app_engine = engine_for(url)
     holding, released = threading.Event(), threading.Event()
@@ -238,8 +237,8 @@ def server_restart_mid_load(url, tmp_path, monkeypatch):
     rows = 50_000
     make_mart(duck, rows)
     # Pauses 0.25, 0.5, 1 ... 16 s (32 s in all): the server is back well within them.
-    monkeypatch.setattr(load, "RETRY_ATTEMPTS", 8)
-    monkeypatch.setattr(load, "RETRY_FIRST_PAUSE_SECONDS", 0.25)
+    monkeypatch.setattr(destination, "RETRY_ATTEMPTS", 8)
+    monkeypatch.setattr(destination, "RETRY_FIRST_PAUSE_SECONDS", 0.25)
     t0 = time.monotonic()
     partial = threading.Event()
     restarted: list[str] = []
@@ -292,7 +291,7 @@ def test_errors_a_retry_cannot_fix_raise_at_once(mariadb_url, tmp_path, monkeypa
             con.execute("UPDATE items SET score = 'NaN'::DOUBLE WHERE id = 4321")
         else:
             con.execute("UPDATE items SET id = 4321 WHERE id = 4322")
-    monkeypatch.setattr(load, "RETRY_FIRST_PAUSE_SECONDS", 5.0)  # a retry would show in the time taken
+    monkeypatch.setattr(destination, "RETRY_FIRST_PAUSE_SECONDS", 5.0)  # a retry would show in the time taken
     log = Log()
     started = time.monotonic()
     expected = (ValueError, SyncError) if problem == "nan" else SyncError
@@ -300,5 +299,9 @@ def test_errors_a_retry_cannot_fix_raise_at_once(mariadb_url, tmp_path, monkeypa
         run(url, duck, [spec], log=log)
     assert time.monotonic() - started < 5.0
     assert log.retries() == [], log.lines
-    assert load._transient_cause(info.value) is None
+    engine = engine_for(url)
+    try:
+        assert SqlDestination(engine).transient_cause(info.value) is None
+    finally:
+        engine.dispose()
     assert scalar(url, "SELECT COUNT(*) FROM items WHERE name = 'changed'") == 0, "nothing was written"

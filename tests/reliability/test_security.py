@@ -12,11 +12,11 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
+from activation.destinations.sql import SqlDestination
 from activation.destinations.urls import masked_url
 from activation.orchestration.assets import build_sync_assets
 from activation.orchestration.resources import DuckDBWarehouse, SQLDestination
 from activation.orchestration.translator import Mart, SyncTranslator, sync_asset_key
-from activation.syncs.load import DestinationSync
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
@@ -139,7 +139,7 @@ def test_credentials_never_reach_sync_logs_or_exception_chains(app_user, tmp_pat
         try:
             with duckdb.connect(str(duck), read_only=True) as con:
                 planner = DuckDB(con, str(tmp_path / "state.duckdb"), target_url)
-                return DestinationSync(destination.engine(), planner, log=log).run([spec], relations)
+                return SqlDestination(destination.engine()).sync(planner, [spec], relations, log=log)
         finally:
             destination.engine().dispose()
 
@@ -213,16 +213,16 @@ def test_values_travel_as_data(kind, tmp_path):
                 conn.execute(sa.text("CREATE TABLE canary (id INTEGER PRIMARY KEY)"))
             with duckdb.connect(str(duck), read_only=True) as con:
                 planner = DuckDB(con, str(tmp_path / f"state_{kind}.duckdb"), url)
-                DestinationSync(engine, planner, log=lambda _m: None).run(
-                    [spec], {"items": MartRelation("main", "items")}
+                SqlDestination(engine).sync(
+                    planner, [spec], {"items": MartRelation("main", "items")}, log=lambda _m: None
                 )
             # Changed values go the other path (staging + update) and must survive it too.
             with duckdb.connect(str(duck)) as con:
                 con.execute("UPDATE items SET v = w, w = v")
             with duckdb.connect(str(duck), read_only=True) as con:
                 planner = DuckDB(con, str(tmp_path / f"state_{kind}.duckdb"), url)
-                [result] = DestinationSync(engine, planner, log=lambda _m: None).run(
-                    [spec], {"items": MartRelation("main", "items")}
+                [result] = SqlDestination(engine).sync(
+                    planner, [spec], {"items": MartRelation("main", "items")}, log=lambda _m: None
                 )
             assert result.updated == sum(value != value[::-1] for value in NASTY) + 1  # "%%", "?", "" stay
             assert sa.inspect(engine).has_table("canary")
@@ -294,8 +294,8 @@ def sync_odd_names(kind, tmp_path, table: str, columns: dict[str, str]) -> None:
                         con.execute(change)
                 with duckdb.connect(str(duck), read_only=True) as con:
                     planner = DuckDB(con, str(tmp_path / "state.duckdb"), url)
-                    DestinationSync(engine, planner, log=lambda _m: None).run(
-                        [spec], {"items": MartRelation("main", "items")}
+                    SqlDestination(engine).sync(
+                        planner, [spec], {"items": MartRelation("main", "items")}, log=lambda _m: None
                     )
             inspector = sa.inspect(engine)
             assert inspector.has_table("canary") and inspector.has_table(table)

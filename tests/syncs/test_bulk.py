@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from activation.destinations.urls import normalize_url
-from activation.syncs.bulk import bulk_insert
+from activation.destinations.sql import normalize_url
+from activation.destinations.sql.bulk import bulk_insert
 from tests.databases import destination_database
 
 UTC = dt.UTC

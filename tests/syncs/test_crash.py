@@ -68,15 +68,14 @@ import sys
 import duckdb
 import sqlalchemy as sa
 
-import activation.syncs.bulk as bulk
-from activation.destinations.urls import normalize_url
-from activation.syncs.load import DestinationSync
+import activation.destinations.sql.mysql_load as mysql_load
+from activation.destinations.sql import SqlDestination, normalize_url
 from activation.syncs.model import MartRelation
 from activation.warehouses.duckdb import DuckDB
 from activation.syncs.spec import SyncSpec
 
 url, duck_path, state_path, spec_json, group_bytes = sys.argv[1:]
-bulk.MYSQL_GROUP_BYTES = int(group_bytes)
+mysql_load.GROUP_BYTES = int(group_bytes)
 spec = SyncSpec.model_validate_json(spec_json)
 engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
 
@@ -89,7 +88,7 @@ print("READY", flush=True)
 sys.stdin.readline()
 with duckdb.connect(duck_path, read_only=True) as con:
     planner = DuckDB(con, state_path, url)
-    DestinationSync(engine, planner, log=log).run([spec], {spec.name: MartRelation("main", spec.source)})
+    SqlDestination(engine).sync(planner, [spec], {spec.name: MartRelation("main", spec.source)}, log=log)
 print("SYNC FINISHED", flush=True)
 """
 

@@ -7,8 +7,7 @@ import pytest
 import sqlalchemy as sa
 from pymysql.constants import CLIENT
 
-from activation.destinations.urls import normalize_url
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination, normalize_url
 from activation.syncs.model import MartRelation
 from activation.syncs.results import GuardTripped, SyncError
 from activation.syncs.spec import SyncConfig
@@ -300,8 +299,8 @@ def test_mysql_upsert_counts_are_the_servers_with_or_without_found_rows(duck, fo
                 assert bool(flags & CLIENT.FOUND_ROWS) is found_rows
             with duckdb.connect(str(duck), read_only=True) as con:
                 planner = DuckDB(con, str(duck.parent / "state.duckdb"), url)
-                [result] = DestinationSync(engine, planner, log=lambda _: None).run(
-                    [spec()], {"items": MartRelation("main", "items")}
+                [result] = SqlDestination(engine).sync(
+                    planner, [spec()], {"items": MartRelation("main", "items")}, log=lambda _: None
                 )
         finally:
             engine.dispose()

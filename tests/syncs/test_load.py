@@ -6,8 +6,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.destinations.urls import normalize_url
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination, normalize_url
 from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
@@ -108,7 +107,7 @@ def run_specs(url: str, duck_path, specs, *, full_resync: bool = False, log=lamb
     try:
         with duckdb.connect(str(duck_path), read_only=True) as con:
             planner = DuckDB(con, str(duck_path.parent / "state.duckdb"), url)
-            results = DestinationSync(engine, planner, log=log).run(specs, relations, full_resync=full_resync)
+            results = SqlDestination(engine).sync(planner, specs, relations, full_resync=full_resync, log=log)
             return {r.table: r for r in results}
     finally:
         engine.dispose()

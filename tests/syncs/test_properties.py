@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activation.syncs.load import DestinationSync
+from activation.destinations.sql import SqlDestination
 from activation.syncs.model import MartRelation
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import mariadb_database
@@ -154,8 +154,8 @@ def check_history(url: str, folder: Path, mode: str, history: History) -> None:
                 mart = mart or {}
                 write_mart(con, mart)
                 planner = DuckDB(con, str(folder / "state.duckdb"), url)
-                [result] = DestinationSync(engine, planner, log=lambda _: None).run(
-                    [make_spec(step_mode)], {"items": MartRelation("main", "items")}
+                [result] = SqlDestination(engine).sync(
+                    planner, [make_spec(step_mode)], {"items": MartRelation("main", "items")}, log=lambda _: None
                 )
                 model = check_step(engine, f"step {i}", step_mode, model, mart, result)
     finally:

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from activation.syncs import schema
+from activation.destinations.sql import schema
+from activation.destinations.sql.dialect import sql_dialect
 from activation.syncs.spec import SyncConfig
 from tests.syncs.test_load import engine_for, run_specs
 
@@ -37,30 +38,32 @@ EXPECTED = [
 
 @pytest.mark.parametrize(("arrow_type", "ddl"), EXPECTED, ids=[str(t) for t, _ in EXPECTED])
 def test_type_map(arrow_type, ddl):
-    type_ = schema.sql_type(arrow_type, table="t", column="c")
     for name, dialect in DIALECTS.items():
+        type_ = schema.sql_type(sql_dialect(dialect), arrow_type, table="t", column="c")
         assert type_.compile(dialect=dialect).replace("TIME(fsp=6)", "TIME(6)") == ddl[name].replace(
             "TIME(fsp=6)", "TIME(6)"
         )
 
 
 def test_long_strings_become_text_and_keys_stay_indexable():
-    assert isinstance(schema.sql_type(pa.string(), table="t", column="c", max_length=800), sa.String)
-    text = schema.sql_type(pa.string(), table="t", column="c", max_length=5000)
+    mysql_ = sql_dialect(DIALECTS["mysql"])
+    assert isinstance(schema.sql_type(mysql_, pa.string(), table="t", column="c", max_length=800), sa.String)
+    text = schema.sql_type(mysql_, pa.string(), table="t", column="c", max_length=5000)
     assert text.compile(dialect=DIALECTS["mysql"]) == "MEDIUMTEXT"
-    key = schema.sql_type(pa.string(), table="t", column="id", max_length=5000, is_key=True)
+    key = schema.sql_type(mysql_, pa.string(), table="t", column="id", max_length=5000, is_key=True)
     assert key.compile(dialect=DIALECTS["mysql"]) == "VARCHAR(5000)"
 
 
 def test_unmappable_types_are_named():
     with pytest.raises(schema.SchemaError, match=r"t\.c: DECIMAL\(76,0\) exceeds the 65 digits"):
-        schema.sql_type(pa.decimal256(76, 0), table="t", column="c")
+        schema.sql_type(sql_dialect(DIALECTS["mysql"]), pa.decimal256(76, 0), table="t", column="c")
     with pytest.raises(schema.SchemaError, match=r"t\.c: the mart type month_day_nano_interval has no destination"):
-        schema.sql_type(pa.month_day_nano_interval(), table="t", column="c")
+        schema.sql_type(sql_dialect(DIALECTS["sqlite"]), pa.month_day_nano_interval(), table="t", column="c")
 
 
 def test_mysql_tables_are_utf8mb4_with_binary_collation():
-    table = schema.build_table(sa.MetaData(), "t", pa.schema([("id", pa.string())]), ["id"])
+    mysql_ = sql_dialect(DIALECTS["mysql"])
+    table = schema.build_table(mysql_, sa.MetaData(), "t", pa.schema([("id", pa.string())]), ["id"])
     ddl = str(sa.schema.CreateTable(table).compile(dialect=DIALECTS["mysql"]))
     assert "CHARSET=utf8mb4" in ddl and "COLLATE utf8mb4_bin" in ddl
 

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from activation.syncs import load
-from activation.syncs.load import SWAP_LOCK_WAIT_SECONDS
+from activation.destinations.sql import apply
+from activation.destinations.sql.apply import SWAP_LOCK_WAIT_SECONDS
 from activation.syncs.results import SyncError
 from tests.databases import destination_database
 from tests.syncs.test_load import engine_for, items_spec, run_specs
@@ -195,7 +195,7 @@ def test_a_long_transaction_on_the_table_delays_the_swap_not_other_readers(url, 
 
 
 def test_a_swap_that_never_gets_the_lock_changes_nothing(url, tmp_path, monkeypatch):
-    monkeypatch.setattr(load, "SWAP_ATTEMPTS", 2)
+    monkeypatch.setattr(apply, "SWAP_ATTEMPTS", 2)
     duck = tmp_path / "w.duckdb"
     spec = make_spec("replace")
     write_mart(duck, "A")

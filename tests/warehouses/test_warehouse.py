@@ -8,8 +8,7 @@ import hashlib
 
 import pytest
 
-from activation.syncs.load import DestinationSync
-from activation.syncs.preview import DryRun
+from activation.destinations.sql import SqlDestination
 from activation.syncs.results import GuardTripped
 from activation.warehouses.history import RunHistory
 from tests.compare import destination_rows
@@ -119,7 +118,7 @@ def _recorded_run(backend, engine, url, run_id, retention_days=90, **options):
         history = RunHistory(wh, run_id=run_id, destination="app", destination_url=url, retention_days=retention_days)
         history.before([s])
         try:
-            (result,) = DestinationSync(engine, wh, log=lambda _: None).run([s], {"items": backend.relation})
+            (result,) = SqlDestination(engine).sync(wh, [s], {"items": backend.relation}, log=lambda _: None)
         except Exception as exc:
             history.failed([s], exc)
             raise
@@ -208,19 +207,19 @@ def test_plan_is_a_dry_run_that_never_moves_the_state(backend, tmp_path):
     engine = engine_for(url)
     backend.run(f"CREATE OR REPLACE TABLE {{items}} AS {backend.items(range(1, 21))}")
     with backend.open(url) as wh:
-        DestinationSync(engine, wh, log=lambda _: None).run([spec()], {"items": backend.relation})
+        SqlDestination(engine).sync(wh, [spec()], {"items": backend.relation}, log=lambda _: None)
     backend.run("UPDATE {items} SET name = 'renamed' WHERE id = 'K002'")
     backend.run("DELETE FROM {items} WHERE id = 'K004'")
     backend.run(f"INSERT INTO {{items}} {backend.items(range(21, 24))}")
     for _ in range(2):  # the state did not move: the same plan twice
         with backend.open(url, dry_run=True) as wh:
-            (preview,) = DryRun(engine, wh, sample=2).preview([spec()], {"items": backend.relation})
+            (preview,) = SqlDestination(engine).preview(wh, [spec()], {"items": backend.relation}, sample=2)
             assert preview.counts == {"insert": 3, "update": 1, "delete": 1}
             assert preview.samples["delete"] == [{"key": "K004"}] and preview.reason == "incremental"
             with pytest.raises(RuntimeError, match="dry run"):
                 wh.forget(spec())
         assert backend.left_behind() == []
     with backend.open(url) as wh:
-        (result,) = DestinationSync(engine, wh, log=lambda _: None).run([spec()], {"items": backend.relation})
+        (result,) = SqlDestination(engine).sync(wh, [spec()], {"items": backend.relation}, log=lambda _: None)
     assert (result.inserted, result.updated, result.deleted) == (3, 1, 1), "the real run applies what was planned"
     engine.dispose()

@@ -2,7 +2,7 @@
 activation.syncs.outcome).
 
 Before the write (blocking: a failure stops the sync and nothing is written), in the engine so
-the dry run shares them: keys and fit (`activation.syncs.prechecks`); the guards, which the
+the dry run shares them: keys and fit (`activation.destinations.sql.prechecks`); the guards, which the
 engine evaluates inside its write transaction (`guards`). After the write: row count, content
 checksum, orphaned foreign keys and rejects (`post_write`, reading back through `read_back`).
 `results` turns each outcome into Dagster's asset check result. Every result carries counts,

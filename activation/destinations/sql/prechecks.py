@@ -6,7 +6,7 @@
   within `max_rejects` pass it.
 
 The verdicts come from the engine's own refusals (`Warehouse.null_and_duplicate_keys`,
-`Warehouse.too_long`, `validate.find`), so a check and the write never disagree.
+`Warehouse.too_long`, `values.find`), so a check and the write never disagree.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from activation.syncs import schema, validate
+from activation.destinations.sql import schema, values
+from activation.destinations.sql.dialect import sql_dialect
 from activation.syncs.model import Plan
 from activation.syncs.outcome import FITS, KEYS, SAMPLE, CheckOutcome, markdown_table
 from activation.syncs.problems import FIX_VALUE, Problem
@@ -97,8 +98,8 @@ class PreWriteChecks:
                     {"columns_checked": 0},
                 )
             target = sa.Table(spec.table, sa.MetaData(), autoload_with=conn)
-            dialect = conn.dialect.name
-            charsets = validate.character_sets(conn, spec.table)
+            dialect = sql_dialect(conn)
+            charsets = dialect.character_sets(conn, spec.table)
         problems: list[tuple[str, str, int, str]] = []  # column, problem, rows, sample keys
         found: list[Problem] = []
         drift_fix = "set on_schema_change (evolve or ignore) or map columns in `columns`, or migrate the column"
@@ -134,14 +135,14 @@ class PreWriteChecks:
                     shown = [f"{k} ({n} chars)" for k, n in too_long]
                     fix = "widen the column in the destination, or trim the value in the mart"
                     problem(name, f"longer than VARCHAR({limit})", count, shown, fix)
-        # The values the engine itself refuses (syncs/validate.py), over every mart row.
+        # The values the engine itself refuses (destinations/sql/values.py), over every mart row.
         fitting = dataclasses.replace(
             plan,
             pairs=[(d, m) for d, m in plan.pairs if d in checkable],
             arrow_schema=pa.schema([f for f in plan.arrow_schema if f.name in checkable]),
             full=True,
         )
-        for v in validate.find(self.planner, fitting, target, dialect, charsets):
+        for v in values.find(self.planner, fitting, target, dialect, charsets):
             p = v.as_problem(spec)
             problem(p.column, p.reason, p.rows, p.keys, p.fix)
         metadata: dict[str, Any] = {"columns_checked": len(plan.columns), "columns_failing": len(problems)}
@@ -149,7 +150,7 @@ class PreWriteChecks:
         if found and rejectable and all(p.rows is not None for p in found):
             # The writer sets such rows aside as rejects while they stay within max_rejects.
             flavour = self.planner.flavour
-            conditions += [c.condition for c in validate.checks(fitting, target, dialect, charsets, flavour)]
+            conditions += [c.condition for c in values.value_checks(fitting, target, dialect, charsets, flavour)]
             either = " OR ".join(f"({c})" for c in conditions)
             bad, total = self.planner.count_where(fitting, [either, "TRUE"])
             if spec.max_rejects.allows(bad, total):

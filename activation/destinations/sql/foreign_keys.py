@@ -2,8 +2,9 @@
 sample keys, so that a person knows which rows and which run order to fix.
 
 SQLite says only 'FOREIGN KEY constraint failed'; MariaDB (1451/1452) and PostgreSQL (23503)
-name the constraint and at most one value. So the rows are found by query, inside the write's
-own transaction (the caller keeps it usable), over every foreign key that could have refused.
+name the constraint and at most one value (each dialect tells a violation:
+`SqlDialect.is_foreign_key_violation`). So the rows are found by query, inside the write's own
+transaction (the caller keeps it usable), over every foreign key that could have refused.
 """
 
 from __future__ import annotations
@@ -13,21 +14,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 SAMPLE = 5
-# MySQL/MariaDB: cannot delete or update a parent row (1451, older 1217); cannot add or update a
-# child row (1452, older 1216). PostgreSQL: SQLSTATE 23503 foreign_key_violation.
-_MYSQL_CODES = {1216, 1217, 1451, 1452}
 
 
-def is_violation(exc: BaseException) -> bool:
-    if not isinstance(exc, sa.exc.DBAPIError):  # LOAD DATA LOCAL turns the error into warnings (bulk.py)
-        return isinstance(exc, ValueError) and any(f"Warning {code}:" in str(exc) for code in _MYSQL_CODES)
-    orig = exc.orig
-    code = (getattr(orig, "args", None) or (None,))[0]
-    return (
-        code in _MYSQL_CODES
-        or getattr(orig, "sqlstate", None) == "23503"
-        or "FOREIGN KEY constraint failed" in str(orig)  # SQLite
-    )
+def all_foreign_keys(conn: sa.Connection) -> dict[str, list[dict]]:
+    """Every foreign key in the destination schema, by constrained table."""
+    inspector = sa.inspect(conn)
+    out: dict[str, list[dict]] = {}
+    for (_schema, table), fks in inspector.get_multi_foreign_keys().items():
+        out[table] = list(fks)
+    return out
 
 
 def _reflect(conn: sa.Connection, name: str) -> sa.Table:

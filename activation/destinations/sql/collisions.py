@@ -5,7 +5,7 @@ case, PAD SPACE ones (`utf8mb4_bin` included) trailing spaces, `_ai` ones accent
 `citext` and nondeterministic collations; SQLite `COLLATE NOCASE` and `RTRIM`. Two mart keys equal
 under those rules become one app row: one row's values lost, counted as an update, the state
 believing both arrived. So before anything is written the database itself is asked (its
-collations are never re-implemented here; syncs/key_rules.py reads them from the catalog):
+collations are never re-implemented here; each dialect reads them from its catalog, key_rules.py):
 - `check_sent`, before staging: the keys about to be sent go into a temporary table whose key
   columns compare as the target's do; rows of one group under that comparison collide;
 - `check_existing`, on the staged rows: a key equal, under that comparison, to a key of other
@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 
-from activation.syncs.bulk import quoted
-from activation.syncs.key_rules import Rule, as_bytes, pairs, rules
+from activation.destinations.sql.dialect import quoted
+from activation.destinations.sql.key_rules import Rule, pairs
+from activation.destinations.sql.run import Job, Run, short_name
+from activation.syncs.results import SyncError
 from activation.syncs.spec import Mode
-
-if TYPE_CHECKING:
-    from activation.syncs.load import DestinationSync, _Job
 
 SAMPLE = 5
 
@@ -53,56 +50,41 @@ def _compares(loose: dict[str, Rule]) -> str:
 # -- the checks the writer runs ----------------------------------------------------------------
 
 
-def _key_rules(conn: sa.Connection, job: _Job) -> dict[str, Rule]:
+def _key_rules(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
     """The rules of the target's text key columns, read once per run."""
     if job.key_rules is None:
-        job.key_rules = rules(conn, job.spec.table, job.spec.primary_key)
+        job.key_rules = run.dialect.key_rules(conn, job.spec.table, job.spec.primary_key)
     return job.key_rules
 
 
-def loose_key(conn: sa.Connection, job: _Job) -> bool:
+def loose_key(run: Run, conn: sa.Connection, job: Job) -> bool:
     """Whether byte-different keys can be one key in the target."""
-    return any(r.loose for r in _key_rules(conn, job).values())
+    return any(r.loose for r in _key_rules(run, conn, job).values())
 
 
-def _loose(writer: DestinationSync, conn: sa.Connection, job: _Job) -> dict[str, Rule]:
-    return {c: r for c, r in _key_rules(conn, job).items() if r.loose}
+def _loose(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
+    return {c: r for c, r in _key_rules(run, conn, job).items() if r.loose}
 
 
-def _key_table(writer: DestinationSync, conn: sa.Connection, job: _Job, loose: dict[str, Rule]) -> sa.Table:
+def _key_table(run: Run, conn: sa.Connection, job: Job, loose: dict[str, Rule]) -> sa.Table:
     """A temporary table of the key columns, without a key, comparing as the target's do."""
-    dialect = conn.dialect.name
     columns = []
     for name in job.spec.primary_key:
         type_ = job.target.c[name].type
         rule = loose.get(name)
-        if rule is not None and dialect in ("mysql", "mariadb"):
-            type_ = mysql.VARCHAR(getattr(type_, "length", None) or 768, charset=rule.charset, collation=rule.collation)
-        elif rule is not None and dialect == "postgresql":
-            type_ = postgresql.CITEXT() if rule.citext else sa.Text(collation=rule.collation)
-        elif rule is not None and dialect == "sqlite":
-            type_ = sa.Text(collation=rule.collation)
+        if rule is not None:
+            type_ = run.dialect.loose_key_type(rule, type_)
         columns.append(sa.Column(name, type_))
-    from activation.syncs.load import _short
-
     table = sa.Table(
-        _short(f"_activation_{job.spec.table}", "__keys"),
+        short_name(f"_activation_{job.spec.table}", "__keys"),
         sa.MetaData(),
         *columns,
         prefixes=["TEMPORARY"],
-        mysql_engine="InnoDB",
+        **run.dialect.table_options(binary_text=False),
     )
-    _drop(conn, table)
+    run.dialect.drop_temporary(conn, table)
     table.create(conn)
     return table
-
-
-def _drop(conn: sa.Connection, table: sa.Table) -> None:
-    """DROP TEMPORARY: on MySQL a plain DROP TABLE commits the open transaction."""
-    if conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(sa.text(f"DROP TEMPORARY TABLE IF EXISTS {quoted(conn, table)}"))
-    else:
-        table.drop(conn, checkfirst=True)
 
 
 def _key_batches(reader, keys: Sequence[str]) -> Iterator:
@@ -117,26 +99,26 @@ def _pads_only(loose: dict[str, Rule]) -> bool:
     return all(r.trailing_spaces_only for r in loose.values())
 
 
-def _may_pad(writer: DestinationSync, job: _Job, loose: dict[str, Rule], everything: bool) -> bool:
+def _may_pad(run: Run, job: Job, loose: dict[str, Rule], everything: bool) -> bool:
     """Under a binary PAD SPACE collation two keys are equal only if one ends with a space: is
     there such a key among those to send? (Asked once per run.)"""
     if not _pads_only(loose):
         return True
     if job.sends_trailing_space is not None:
         return job.sends_trailing_space
-    wh = writer.planner
+    wh = run.warehouse
     cond = " OR ".join(f"ends_with({wh.flavour.cast('m.' + wh.flavour.quote(c), 'text')}, ' ')" for c in loose)
     plan = dataclasses.replace(job.plan, full=True) if everything else job.plan
     job.sends_trailing_space = wh.count_where(plan, [cond])[0] > 0
     return job.sends_trailing_space
 
 
-def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
+def check_sent(run: Run, conn: sa.Connection, job: Job) -> None:
     """Keys about to be sent that the destination would hold as one: refused, or set aside under
     max_rejects before anything is staged."""
     if job.target is None or job.strategy == "unchanged":
         return
-    loose = _loose(writer, conn, job)
+    loose = _loose(run, conn, job)
     if not loose:
         return
     plan, keys = job.plan, job.spec.primary_key
@@ -144,12 +126,12 @@ def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
     total = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
     if job.strategy == "shadow" and not plan.full and not plan.new_keys + plan.changed_keys + plan.deleted_keys:
         return  # nothing changed: the table stays as it is
-    if not total or not _may_pad(writer, job, loose, everything):
+    if not total or not _may_pad(run, job, loose, everything):
         return
-    table = _key_table(writer, conn, job, loose)
+    table = _key_table(run, conn, job, loose)
     try:
-        reader = writer.planner.rows(plan, job.spec.batch_size, everything=everything)
-        writer._load(conn, job, table, _key_batches(reader, keys), total)
+        reader = run.warehouse.rows(plan, job.spec.batch_size, everything=everything)
+        run.load(conn, job, table, _key_batches(reader, keys), total)
         q = lambda c: quoted(conn, c)  # noqa: E731
         cols = ", ".join(q(k) for k in keys)
         grouped = (
@@ -163,14 +145,15 @@ def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
             return
         allowed = job.spec.max_rejects
         limit = "" if allowed is not None and allowed.allows(rows, plan.mart_rows) else f"LIMIT {SAMPLE * 4}"
+        in_bytes = ", ".join(run.dialect.as_bytes(loose.get(k), q(k)) for k in keys)
         found = conn.execute(
             sa.text(
                 f"SELECT {cols}, activation_group FROM ({grouped}) g WHERE activation_n > 1 "
-                f"ORDER BY activation_group, {', '.join(as_bytes(conn, loose.get(k), q(k)) for k in keys)} {limit}"
+                f"ORDER BY activation_group, {in_bytes} {limit}"
             )
         ).all()
     finally:
-        _drop(conn, table)
+        run.dialect.drop_temporary(conn, table)
     by_group: dict[int, list[tuple]] = {}
     for row in found:
         by_group.setdefault(row[-1], []).append(tuple(row[:-1]))
@@ -180,27 +163,27 @@ def check_sent(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
         f"key ({_compares(loose)}), {groups:,} group(s): {shown}.\nThe table would merge each group into one row "
         "and lose the other rows' values."
     )
-    _set_aside_or_refuse(writer, conn, job, [k for members in by_group.values() for k in members], rows, problem)
+    _set_aside_or_refuse(run, conn, job, [k for members in by_group.values() for k in members], rows, problem)
 
 
-def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> int:
+def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
     """Staged keys equal to a key of other bytes already in the table (a key the app wrote, or an
     older spelling): refused, or removed from the staging table and set aside. Returns the number
     of staged rows set aside."""
     staging, target = job.staging, job.target
     if staging is None or target is None:
         return 0
-    loose = _loose(writer, conn, job)
+    loose = _loose(run, conn, job)
     if not loose:
         return 0
     everything = job.plan.full or job.strategy != "diff"
-    if _pads_only(loose) and job.spec.max_rejects is None and not _may_pad(writer, job, loose, everything):
+    if _pads_only(loose) and job.spec.max_rejects is None and not _may_pad(run, job, loose, everything):
         # A binary PAD SPACE key (the tables the tool creates on MySQL): only a key in the table with
         # trailing spaces can meet these; check_written finds it after the write, which then rolls
         # back, at no cost to every sync of such a table.
         return 0
     keys = job.spec.primary_key
-    on, exact = pairs(conn, _key_rules(conn, job), "s", keys, "t", keys)
+    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), "s", keys, "t", keys)
     stays = "1 = 1"
     if job.strategy == "truncate":  # the sync's own rows go before the insert: only the others stay
         if not job.spec.scope:
@@ -228,9 +211,9 @@ def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> i
         f"holds in other bytes ({_compares(loose)}): {shown}.\nWriting them would overwrite those rows instead of "
         "adding their own."
     )
-    _set_aside_or_refuse(writer, conn, job, [tuple(r[:n]) for r in found], rows, problem)
+    _set_aside_or_refuse(run, conn, job, [tuple(r[:n]) for r in found], rows, problem)
     name = quoted(conn, staging)
-    on, exact = pairs(conn, _key_rules(conn, job), name, keys, "t", keys)
+    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), name, keys, "t", keys)
     conn.execute(
         sa.text(
             f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {quoted(conn, target)} t WHERE {on} AND NOT ({exact}) "
@@ -241,7 +224,7 @@ def check_existing(writer: DestinationSync, conn: sa.Connection, job: _Job) -> i
     return rows
 
 
-def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, written: sa.Table | None) -> None:
+def check_parents(run: Run, conn: sa.Connection, job: Job, written: sa.Table | None) -> None:
     """Foreign key values in `written` (the rows this run writes) that match a parent key only
     under the parent's comparison, not in their own bytes: the database would accept them and
     attach the child to a parent the mart does not name. Refused (never set aside: the mart's
@@ -262,11 +245,11 @@ def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, writt
     for columns, parent, parent_columns in references:
         if any(c not in job.plan.columns for c in columns):
             continue
-        parent_rules = rules(conn, parent, parent_columns)
+        parent_rules = run.dialect.key_rules(conn, parent, parent_columns)
         loose = {c: r for c, r in parent_rules.items() if r.loose}
         if not loose:
             continue
-        on, exact = pairs(conn, parent_rules, "s", columns, "p", parent_columns)
+        on, exact = pairs(run.dialect, conn, parent_rules, "s", columns, "p", parent_columns)
         joined = f"FROM {quoted(conn, written)} s JOIN {q(parent)} p ON {on} WHERE NOT ({exact})"
         rows = conn.execute(sa.text(f"SELECT COUNT(*) {joined}")).scalar_one()
         if not rows:
@@ -284,27 +267,23 @@ def check_parents(writer: DestinationSync, conn: sa.Connection, job: _Job, writt
             f"reference a parent key that {parent} holds only in other bytes ({_compares(loose)}): {shown}"
         )
     if problems:
-        from activation.syncs.results import SyncError
-
         raise SyncError(
             "\n".join(problems) + "\nThe destination would attach these rows to a parent the mart does not name. "
             "Nothing was written: spell the keys as the parent table holds them."
         )
 
 
-def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> None:
+def check_written(run: Run, conn: sa.Connection, job: Job) -> None:
     """After the write, in its transaction: the counts must agree with what the table holds for the
     keys sent (rows matched, not statements run). Every staged row that met a row met its own key
     bytes, and, unless the mode only updates, every staged row is now in the table under its own
     key. A disagreement (a merge this module did not foresee: a trigger, another unique key, a
     comparison the catalog did not tell) raises, and the write rolls back."""
-    from activation.syncs.results import SyncError
-
     staging, target = job.staging, job.target
     if staging is None or target is None or job.strategy not in ("diff", "truncate"):
         return
     keys = job.spec.primary_key
-    on, exact = pairs(conn, _key_rules(conn, job), "s", keys, "t", keys)
+    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), "s", keys, "t", keys)
     sent, met, same = conn.execute(
         sa.text(
             f"SELECT COUNT(*), COUNT(t.{quoted(conn, keys[0])}), "
@@ -336,26 +315,22 @@ def check_written(writer: DestinationSync, conn: sa.Connection, job: _Job) -> No
         )
 
 
-def _set_aside_or_refuse(
-    writer: DestinationSync, conn: sa.Connection, job: _Job, keys: list[tuple], rows: int, problem: str
-) -> None:
-    from activation.syncs.results import SyncError
-
+def _set_aside_or_refuse(run: Run, conn: sa.Connection, job: Job, keys: list[tuple], rows: int, problem: str) -> None:
     allowed = job.spec.max_rejects
     if allowed is None:
         raise SyncError(
             f"{problem}\nNothing was written. Make the keys distinct as the destination compares them (in the mart), "
             "give the key column a binary collation, or set max_rejects to set such rows aside."
         )
-    rejects = writer.planner.rejects
+    rejects = run.warehouse.rejects
     already = rejects.count(job.plan)
-    if not allowed.allows(already + rows, writer.planner.mart_rows(job.plan)):
+    if not allowed.allows(already + rows, run.warehouse.mart_rows(job.plan)):
         raise SyncError(f"{problem}\nThat is over max_rejects {allowed}. Nothing was written.")
     reason = "key equal to another under the destination's comparison"
     rejects.add_keys(job.plan, ", ".join(job.spec.primary_key), reason, keys)
     job.result.rejected = rejects.count(job.plan)
     if job.rejected_keys is not None:  # loaded before these were added: load it again when needed
-        _drop(conn, job.rejected_keys)
+        run.dialect.drop_temporary(conn, job.rejected_keys)
         job.rejected_keys = None
     job.result.warnings.append(f"{rows:,} rows set aside as rejects: {reason}; they are sent again next run")
-    writer.log(f"{job.spec.table}: {job.result.warnings[-1]}")
+    run.log(f"{job.spec.table}: {job.result.warnings[-1]}")

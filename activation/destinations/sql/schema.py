@@ -1,4 +1,5 @@
-"""Destination tables derived from the mart's Arrow schema, with an explicit type map per dialect.
+"""Destination tables derived from the mart's Arrow schema, with an explicit type map; each
+dialect supplies the types its database spells its own way (SqlDialect.timestamp, json, ...).
 
 Why explicit: the default mappings of generic loaders lose precision (DECIMAL to FLOAT),
 time zones (aware timestamps stored as local time) or characters (MySQL's 3-byte utf8).
@@ -10,8 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 
+from activation.destinations.sql.dialect import SqlDialect
+from activation.syncs.model import is_json
 from activation.syncs.spec import ForeignKey
 
 # MySQL can index VARCHAR up to 768 utf8mb4 characters (3072 bytes); 255 keeps composite keys legal.
@@ -20,36 +22,27 @@ VARCHAR_DEFAULT = 255
 VARCHAR_MAX = 1024
 
 
-# JSON text in; a real JSON column where the database has one (SQLite keeps the text as is).
-JSON_TYPE = sa.Text().with_variant(mysql.JSON(), "mysql", "mariadb").with_variant(postgresql.JSONB(), "postgresql")
-
-
 class SchemaError(ValueError):
     """A mart column cannot be represented in the destination."""
 
 
-def _timestamp(unit_tz: str | None) -> sa.types.TypeEngine:
-    if unit_tz is None:
-        return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-    # MySQL has no zone-aware type: aware values are stored as UTC in DATETIME(6).
-    return (
-        sa.DateTime(timezone=True)
-        .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-        .with_variant(postgresql.TIMESTAMP(timezone=True, precision=6), "postgresql")
-    )
-
-
-def _string(max_length: int | None, is_key: bool) -> sa.types.TypeEngine:
+def _string(dialect: SqlDialect, max_length: int | None, is_key: bool) -> sa.types.TypeEngine:
     length = max_length or 0
     if is_key or length <= VARCHAR_DEFAULT:
         return sa.String(max(VARCHAR_DEFAULT, length))
     if length <= VARCHAR_MAX:
         return sa.String(VARCHAR_MAX)
-    return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+    return dialect.long_text()
 
 
 def sql_type(
-    arrow_type: pa.DataType, *, table: str, column: str, max_length: int | None = None, is_key: bool = False
+    dialect: SqlDialect,
+    arrow_type: pa.DataType,
+    *,
+    table: str,
+    column: str,
+    max_length: int | None = None,
+    is_key: bool = False,
 ) -> sa.types.TypeEngine:
     """The destination type for one mart column."""
     t = arrow_type
@@ -64,7 +57,7 @@ def sql_type(
     if pa.types.is_uint64(t):
         return sa.Numeric(20, 0)
     if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return sa.Float().with_variant(mysql.FLOAT(), "mysql", "mariadb")
+        return dialect.float32()
     if pa.types.is_float64(t):
         return sa.Double()
     if pa.types.is_decimal(t):
@@ -75,26 +68,23 @@ def sql_type(
             )
         return sa.Numeric(t.precision, t.scale, asdecimal=True)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return _string(max_length, is_key)
+        return _string(dialect, max_length, is_key)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return sa.LargeBinary()
     if pa.types.is_date(t):
         return sa.Date()
     if pa.types.is_timestamp(t):
-        return _timestamp(t.tz)
+        return dialect.timestamp(t.tz is not None)
     if pa.types.is_time(t):
-        return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+        return dialect.time()
     raise SchemaError(
         f"{table}.{column}: the mart type {t} has no destination mapping; cast it in the mart "
         "(lists, structs and maps can be cast to JSON text)"
     )
 
 
-def is_text_type(type_: sa.types.TypeEngine) -> bool:
-    return isinstance(type_, sa.String)
-
-
 def build_table(
+    dialect: SqlDialect,
     metadata: sa.MetaData,
     name: str,
     arrow_schema: pa.Schema,
@@ -103,17 +93,18 @@ def build_table(
     string_lengths: Mapping[str, int | None] | None = None,
     foreign_keys: Sequence[ForeignKey] = (),
     soft_delete_column: str | None = None,
-    temporary: bool = False,
 ) -> sa.Table:
-    """A SQLAlchemy table for the mart's columns; keys are never auto-increment."""
+    """A SQLAlchemy table for the mart's columns; keys are never auto-increment. Text compares
+    byte for byte: the diff must see 'Tokyo' -> 'TOKYO' as a change, and keys are case-sensitive."""
     string_lengths = string_lengths or {}
     columns = []
     for field in arrow_schema:
         is_key = field.name in primary_key
-        if field.metadata and field.metadata.get(b"activation.json"):
-            columns.append(sa.Column(field.name, JSON_TYPE, nullable=not is_key))
+        if is_json(field):
+            columns.append(sa.Column(field.name, dialect.json(), nullable=not is_key))
             continue
         type_ = sql_type(
+            dialect,
             field.type,
             table=name,
             column=field.name,
@@ -122,26 +113,11 @@ def build_table(
         )
         columns.append(sa.Column(field.name, type_, primary_key=is_key, nullable=not is_key, autoincrement=False))
     if soft_delete_column:
-        columns.append(sa.Column(soft_delete_column, _timestamp(None), nullable=True))
-    constraints = (
-        []
-        if temporary
-        else [
-            sa.ForeignKeyConstraint([fk.column], [f"{fk.references_table}.{fk.references_column}"])
-            for fk in foreign_keys
-        ]
-    )
-    return sa.Table(
-        name,
-        metadata,
-        *columns,
-        *constraints,
-        prefixes=["TEMPORARY"] if temporary else [],
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        # Binary collation: the diff must see 'Tokyo' -> 'TOKYO' as a change, and keys are case-sensitive.
-        mysql_collate="utf8mb4_bin",
-    )
+        columns.append(sa.Column(soft_delete_column, dialect.timestamp(False), nullable=True))
+    constraints = [
+        sa.ForeignKeyConstraint([fk.column], [f"{fk.references_table}.{fk.references_column}"]) for fk in foreign_keys
+    ]
+    return sa.Table(name, metadata, *columns, *constraints, **dialect.table_options())
 
 
 # -- schema drift: the mart and an existing destination table disagree -------------------------------

@@ -1,0 +1,284 @@
+"""The writes: stage what a plan sends, count what would change, then insert, update, delete and
+swap. The caller (destination.py) orders them: parents' writes first and children's deletes
+first, all in one transaction where no shadow table is swapped in.
+
+Every count is a row count the database reported, or a COUNT over the tables themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from activation.destinations.sql import collisions, foreign_keys
+from activation.destinations.sql.dialect import quoted
+from activation.destinations.sql.prepare import OLD
+from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause, short_name
+from activation.syncs.results import SwapNotPossible, SyncError
+from activation.syncs.spec import Mode
+
+# A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
+SWAP_LOCK_WAIT_SECONDS = 1
+SWAP_ATTEMPTS = 8
+
+
+def sending(job: Job) -> int:
+    """How many rows the plan sends to be staged."""
+    plan = job.plan
+    return plan.mart_rows if plan.full or job.strategy != "diff" else plan.new_keys + plan.changed_keys
+
+
+def stage(run: Run, conn: sa.Connection, job: Job) -> None:
+    """Load what the plan sends (a staging table, or the shadow table) and count what would change
+    (`job.planned`), for the guards to judge."""
+    plan, t, wh = job.plan, job.target, run.warehouse
+    owned = scope_clause(job, t)
+    if job.strategy == "bulk":
+        job.planned = {"insert": plan.mart_rows, "update": 0, "delete": 0}
+        return
+    if job.strategy == "shadow":
+        if not plan.full and plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
+            job.strategy = "unchanged"
+            job.planned = {"insert": 0, "update": 0, "delete": 0}
+            return
+        rows = wh.rows(plan, job.spec.batch_size, everything=True)
+        job.result.rows_sent = run.load(conn, job, job.shadow, rows, plan.mart_rows)
+        job.planned = compare(run, conn, job, job.shadow, t, owned)
+        return
+    if job.strategy == "truncate":
+        job.staging = run.temp_table(conn, job, "__stage", plan.columns)
+        rows = wh.rows(plan, job.spec.batch_size, everything=True)
+        job.result.rows_sent = run.load(conn, job, job.staging, rows, plan.mart_rows)
+        job.result.rows_sent -= collisions.check_existing(run, conn, job)
+        # Guards judge the net effect; the result reports the physical delete + insert.
+        job.planned = compare(run, conn, job, job.staging, t, owned)
+        return
+    # diff
+    job.staging = run.temp_table(conn, job, "__stage", plan.columns)
+    batches = wh.rows(plan, job.spec.batch_size)
+    job.result.rows_sent = run.load(conn, job, job.staging, batches, sending(job))
+    aside = collisions.check_existing(run, conn, job)
+    job.result.rows_sent -= aside
+    if plan.full:
+        job.planned = compare(run, conn, job, job.staging, t, owned)
+    else:
+        # The warehouse already counted the changes; the guards judge that plan.
+        # (Rows set aside as colliding with the table are new keys: a synced key is held in its own bytes.)
+        job.planned = {"insert": plan.new_keys - aside, "update": plan.changed_keys, "delete": plan.deleted_keys}
+        if job.spec.mode.deletes and plan.deleted_keys:
+            stage_deleted_keys(run, conn, job)
+    restrict_to_mode(job)
+
+
+def stage_deleted_keys(run: Run, conn: sa.Connection, job: Job) -> None:
+    """The keys an incremental plan found gone from the mart, in a temporary table."""
+    job.deleted_keys = run.temp_table(conn, job, "__gone", job.spec.primary_key)
+    gone = run.warehouse.deleted(job.plan, job.spec.batch_size)
+    run.load(conn, job, job.deleted_keys, gone, job.plan.deleted_keys)
+
+
+def restrict_to_mode(job: Job) -> None:
+    """What the sync's mode never does is planned as nothing."""
+    if not job.spec.mode.deletes:
+        job.planned["delete"] = 0
+    if job.spec.mode is Mode.INSERT:
+        job.planned["update"] = 0
+    if job.spec.mode is Mode.UPDATE:
+        job.planned["insert"] = 0
+
+
+def compare(run: Run, conn: sa.Connection, job: Job, new: sa.Table, old: sa.Table, owned) -> dict[str, int]:
+    """Rows of `new` to insert and update into `old`, and rows of `old` to delete."""
+    on = on_key(job, old, new)
+    return {
+        "insert": count(conn, sa.select(sa.func.count()).select_from(new).where(~sa.exists().where(on, owned))),
+        "update": count(
+            conn, sa.select(sa.func.count()).select_from(new.join(old, on)).where(owned, run.differs(job, old, new))
+        ),
+        "delete": count(
+            conn,
+            sa.select(sa.func.count())
+            .select_from(old)
+            .where(owned, ~sa.exists().where(on), *kept(run, conn, job, old)),
+        )
+        if job.spec.mode.deletes
+        else 0,
+    }
+
+
+def kept(run: Run, conn: sa.Connection, job: Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    """A row set aside as a reject keeps its older version in the destination: not deleted."""
+    if not job.result.rejected or job.strategy != "diff":
+        return []
+    if job.rejected_keys is None:
+        # Keys set aside as collisions are equal under the table's comparison: no unique key then.
+        keyed = not collisions.loose_key(run, conn, job)
+        job.rejected_keys = run.temp_table(conn, job, "__rejected", job.spec.primary_key, keyed=keyed)
+        keys = run.warehouse.rejects.keys(job.plan, job.spec.batch_size)
+        run.load(conn, job, job.rejected_keys, keys, job.result.rejected)
+    return [~sa.exists().where(on_key(job, table, job.rejected_keys))]
+
+
+def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
+    """Insert and update what was staged (a shadow table is swapped in later instead)."""
+    if job.strategy in ("shadow", "unchanged"):
+        return
+    t, s, spec = job.target, job.staging, job.spec
+    if job.strategy == "bulk":
+        rows = run.warehouse.rows(job.plan, spec.batch_size, everything=True)
+        job.result.inserted = job.result.rows_sent = run.load(conn, job, t, rows, job.plan.mart_rows)
+        return
+    owned = scope_clause(job, t)
+    if job.strategy == "truncate":
+        try:
+            job.result.deleted = conn.execute(sa.delete(t).where(owned)).rowcount
+        except sa.exc.IntegrityError as exc:
+            raise SyncError(
+                f"{spec.table}: truncate_insert cannot delete rows other tables still reference; use mirror. "
+                "Nothing was written."
+            ) from exc
+        cols = job.plan.columns
+        job.result.inserted = conn.execute(sa.insert(t).from_select(cols, sa.select(*[s.c[c] for c in cols]))).rowcount
+        return
+    values = [c for c in job.plan.columns if c not in spec.primary_key]
+    soft = spec.soft_delete_column
+    if spec.mode is not Mode.INSERT and (values or soft):
+        dialect = run.dialect
+        if dialect.can_merge(conn, t):
+            if spec.mode is not Mode.UPDATE and not spec.scope:
+                job.result.inserted, job.result.updated = dialect.merge(run, conn, job)
+                return
+            job.result.updated = dialect.merge_update(run, conn, job)
+        else:
+            assignments = {c: s.c[c] for c in values}
+            if soft:
+                assignments[soft] = None
+            stmt = sa.update(t).where(on_key(job, t, s), owned, run.differs(job, t, s)).values(assignments)
+            job.result.updated = conn.execute(stmt).rowcount
+    if spec.mode is not Mode.UPDATE:
+        job.result.inserted = conn.execute(_insert_new_keys(job)).rowcount
+
+
+def _insert_new_keys(job: Job) -> sa.Insert:
+    t, s, cols = job.target, job.staging, job.plan.columns
+    return sa.insert(t).from_select(
+        cols,
+        sa.select(*[s.c[c] for c in cols])
+        .where(~sa.exists().where(on_key(job, t, s)))
+        .order_by(*[s.c[k] for k in job.spec.primary_key]),
+    )
+
+
+def leaving(run: Run, conn: sa.Connection, job: Job, *, join: bool = True) -> sa.ColumnElement[bool] | None:
+    """The destination rows this run deletes (None: none)."""
+    if job.strategy != "diff" or not job.spec.mode.deletes:
+        return None  # bulk: the table was empty; shadow and truncate delete by replacing
+    t = job.target
+    owned = scope_clause(job, t)
+    if job.plan.full:
+        return sa.and_(owned, ~sa.exists().where(on_key(job, t, job.staging)), *kept(run, conn, job, t))
+    if job.deleted_keys is not None:
+        gone = job.deleted_keys
+        if not run.dialect.delete_joins or not join:
+            return sa.and_(owned, sa.exists().where(on_key(job, t, gone)))
+        return sa.and_(owned, on_key(job, t, gone))  # a join: MySQL runs EXISTS as one probe per row
+    return None
+
+
+def delete(run: Run, conn: sa.Connection, job: Job) -> None:
+    where = leaving(run, conn, job)
+    if where is None:
+        return
+    t, soft = job.target, job.spec.soft_delete_column
+    if soft:
+        stmt = sa.update(t).where(where, t.c[soft].is_(None)).values({soft: sa.func.current_timestamp()})
+    else:
+        stmt = sa.delete(t).where(where)
+    job.result.deleted = conn.execute(stmt).rowcount
+
+
+@contextlib.contextmanager
+def naming_foreign_key_violations(
+    run: Run, conn: sa.Connection, job: Job, fks: dict[str, list[dict]], *, deleting: bool, swapped: bool = False
+) -> Iterator[None]:
+    """A foreign-key violation in the enclosed writes becomes a SyncError naming the table, the
+    foreign key and sample keys (foreign_keys.py). Where an error aborts the transaction, the
+    writes run in a savepoint that keeps it usable for the query."""
+    try:
+        if run.dialect.errors_abort_transaction:
+            with conn.begin_nested():
+                yield
+        else:
+            yield
+    except (sa.exc.IntegrityError, ValueError) as exc:
+        if not run.dialect.is_foreign_key_violation(exc):
+            raise
+        spec = job.spec
+        try:
+            if deleting:
+                rows = leaving(run, conn, job, join=False)
+                problems = [] if rows is None else foreign_keys.still_referenced(conn, job.target, rows, fks)
+                advice = "Sync the tables that point at it in the same run, so their rows go first"
+            else:
+                sent = job.sent_rows = run.temp_table(conn, job, "__fk", job.plan.columns)
+                rows = run.warehouse.rows(job.plan, spec.batch_size, everything=job.strategy != "diff")
+                run.load(conn, job, sent, rows, job.plan.mart_rows)
+                problems = foreign_keys.orphans(conn, spec.table, sent, spec.primary_key, fks.get(spec.table, []))
+                advice = "Sync the parent tables in the same run (or first), or fix the mart"
+        except sa.exc.DBAPIError as unexplained:  # the database's own words, then
+            run.log(f"{spec.table}: could not look up the rows behind the foreign-key error: {unexplained.orig}")
+            problems, advice = [], "Sync the tables it references, and those that reference it, in one run"
+        found = "; ".join(problems) or f"the database said: {getattr(exc, 'orig', exc)}"
+        raise SyncError(
+            f"{spec.table}: {'deleting' if deleting else 'writing'} rows of mart {spec.source} violates a "
+            f"foreign key: {found}. {advice}. "
+            + (
+                "The deletes were rolled back; the tables swapped in stay."
+                if swapped
+                else "Rolled back, nothing was written."
+            )
+        ) from exc
+
+
+def swap(run: Run, conn: sa.Connection, job: Job) -> None:
+    """Swap the shadow table in. The rename needs the table's metadata lock: while it waits for a
+    transaction that read the table, new readers queue behind it. So it waits briefly, steps
+    back to let them through, and tries again."""
+    table, new = quoted(conn, job.spec.table), quoted(conn, job.shadow.name)
+    old = quoted(conn, short_name(job.spec.table, OLD))
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            run.dialect.swap(conn, table, new, old, SWAP_LOCK_WAIT_SECONDS)
+            break
+        except sa.exc.OperationalError as exc:
+            if not run.dialect.is_lock_timeout(exc):
+                raise
+            if attempt == SWAP_ATTEMPTS:
+                raise SwapNotPossible(
+                    f"{job.spec.table}: replace could not swap in the new table: transactions kept reading it "
+                    f"through {SWAP_ATTEMPTS} tries of {SWAP_LOCK_WAIT_SECONDS}s each. Nothing changed; the next "
+                    "run tries again (look for long-running transactions on this table)."
+                ) from exc
+            pause = min(0.25 * 2**attempt, 8.0)
+            run.log(
+                f"{job.spec.table}: swap waited {SWAP_LOCK_WAIT_SECONDS}s for a transaction reading the table; "
+                f"readers go first, trying again in {pause:.1f}s ({attempt}/{SWAP_ATTEMPTS})"
+            )
+            time.sleep(pause)
+    run.dialect.after_swap(conn, old)
+    p = job.planned
+    job.result.inserted, job.result.updated, job.result.deleted = p["insert"], p["update"], p["delete"]
+    job.shadow = None
+
+
+def written(job: Job) -> sa.Table | None:
+    """The table holding the rows this run writes for `job`: staged, shadow, or (loaded into an
+    empty table) the table itself."""
+    if job.staging is not None:
+        return job.staging
+    if job.shadow is not None:
+        return job.shadow
+    return job.target if job.strategy == "bulk" else None

@@ -1,0 +1,139 @@
+"""One run of the SQL destination: each table's work (`Job`) and what every phase works with (`Run`:
+the engine, its dialect, the warehouse that plans, the log), with the helpers the phases share:
+temporary tables, loads with progress, counts and the key and change conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from activation.destinations.sql.bulk import bulk_insert
+from activation.destinations.sql.dialect import SqlDialect
+from activation.syncs.model import Plan
+from activation.syncs.results import SyncResult
+from activation.syncs.spec import SyncSpec
+from activation.warehouses.base import Warehouse
+
+Log = Callable[[str], None]
+
+
+def short_name(name: str, suffix: str) -> str:
+    """Helper table names stay within MySQL's 64 characters."""
+    base = name if len(name) + len(suffix) <= 64 else name[: 64 - len(suffix) - 9] + f"_{abs(hash(name)) % 10**8:08d}"
+    return base + suffix
+
+
+@dataclass
+class Job:
+    """One table's work in a run."""
+
+    plan: Plan
+    result: SyncResult
+    target: sa.Table | None = None
+    strategy: str = "diff"  # diff | shadow | truncate, then bulk (an empty table) or unchanged
+    staging: sa.Table | None = None
+    deleted_keys: sa.Table | None = None
+    rejected_keys: sa.Table | None = None  # rows set aside, whose older version must not be deleted
+    sent_rows: sa.Table | None = None  # the rows to write, staged again to explain a foreign-key violation
+    shadow: sa.Table | None = None
+    planned: dict[str, int] = field(default_factory=dict)
+    rows_before: int = 0  # rows this sync owns in the destination before the run
+    keys_checked: bool = False  # null and duplicate keys ruled out before the plan
+    key_rules: dict | None = None  # how the destination compares the text key columns (collisions.py)
+    sends_trailing_space: bool | None = None  # a key to send ends with a space (collisions.py)
+
+    @property
+    def spec(self) -> SyncSpec:
+        return self.plan.spec
+
+
+def scope_clause(job: Job, table: sa.Table) -> sa.ColumnElement[bool]:
+    """The rows of `table` this sync owns."""
+    return sa.and_(sa.true(), *[table.c[c] == v for c, v in job.spec.scope.items()])
+
+
+def on_key(job: Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
+    return sa.and_(*[a.c[k] == b.c[k] for k in job.spec.primary_key])
+
+
+def count(conn: sa.Connection, stmt: sa.Select) -> int:
+    return conn.execute(stmt).scalar_one()
+
+
+def cleanup(conn: sa.Connection, jobs: Sequence[Job]) -> None:
+    """Roll back what is open, then drop the run's helper tables (a shadow table not swapped in too)."""
+    if conn.in_transaction():
+        conn.rollback()
+    for job in jobs:
+        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows, job.shadow):
+            if table is not None:
+                with conn.begin():
+                    table.drop(conn, checkfirst=True)
+
+
+class Run:
+    """What the phases of one run share."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        dialect: SqlDialect,
+        warehouse: Warehouse,
+        log: Log,
+        within_guards: dict[str, dict[str, int]] | None = None,
+    ):
+        self.engine = engine
+        self.dialect = dialect
+        self.warehouse = warehouse
+        self.log = log
+        # table -> planned counts of each table whose plan passed the guards
+        self.within_guards = within_guards if within_guards is not None else {}
+
+    def temp_table(
+        self, conn: sa.Connection, job: Job, suffix: str, columns: Sequence[str], *, keyed: bool = True
+    ) -> sa.Table:
+        """A temporary table with `columns` typed as the target's, keyed by the sync key unless not `keyed`."""
+        table = sa.Table(
+            short_name(f"_activation_{job.spec.table}", suffix),
+            sa.MetaData(),
+            *[
+                sa.Column(c, job.target.c[c].type, primary_key=keyed and c in job.spec.primary_key, autoincrement=False)
+                for c in columns
+            ],
+            prefixes=["TEMPORARY"],
+            **self.dialect.table_options(),
+        )
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        return table
+
+    def progress(self, job: Job, what: str, total: int) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            self.log(f"{job.spec.table}: {what} {done:,} / {total:,} rows")
+
+        return report
+
+    def load(
+        self, conn: sa.Connection, job: Job, table: sa.Table, batches: Iterable[pa.RecordBatch], total: int
+    ) -> int:
+        try:
+            return bulk_insert(conn, table, batches, progress=self.progress(job, f"loaded into {table.name}", total))
+        finally:
+            # A load cut short leaves the warehouse result half read; a retry needs the connection back.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    def differs(self, job: Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
+        """The row of `a` differs from its row in `b` (compared as the dialect tells every change)."""
+        exact = self.dialect.exact
+        values = [c for c in job.plan.columns if c not in job.spec.primary_key]
+        cond = [exact(a.c[c]).is_distinct_from(exact(b.c[c])) for c in values]
+        soft = job.spec.soft_delete_column
+        if soft:
+            cond.append(a.c[soft].is_not(None))
+        return sa.or_(sa.false(), *cond)

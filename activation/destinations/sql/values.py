@@ -1,0 +1,186 @@
+"""The values a SQL table cannot store, as conditions over the mart (activation.syncs.validate
+explains why and evaluates them): nullability, lengths, DECIMAL and INTEGER ranges, and what
+each dialect adds (SqlDialect.float_checks, value_checks). With `max_rejects` the rows that fail
+are set aside as rejects instead of refusing the sync (warehouses/rejects.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from activation.destinations.sql.dialect import SqlDialect
+from activation.destinations.sql.run import Job, Run
+from activation.syncs import validate
+from activation.syncs.model import Plan
+from activation.syncs.problems import Problem
+from activation.syncs.results import SyncError
+from activation.syncs.validate import Check, Violation
+from activation.warehouses.base import Warehouse
+from activation.warehouses.flavour import SqlFlavour
+
+_INTEGER_RANGES = {  # (signed min, signed max, unsigned max)
+    "TINYINT": (-(2**7), 2**7 - 1, 2**8 - 1),
+    "SMALLINT": (-(2**15), 2**15 - 1, 2**16 - 1),
+    "MEDIUMINT": (-(2**23), 2**23 - 1, 2**24 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1, 2**32 - 1),
+    "INT": (-(2**31), 2**31 - 1, 2**32 - 1),
+    "BIGINT": (-(2**63), 2**63 - 1, 2**64 - 1),
+}
+
+
+def value_checks(
+    plan: Plan, target: sa.Table, dialect: SqlDialect, charsets: Mapping[str, str], flavour: SqlFlavour
+) -> list[Check]:
+    """The conditions for every mart column the sync writes into `target`."""
+    found: list[Check] = []
+    for column in plan.columns:
+        field, dest = plan.arrow_schema.field(column), target.c[column]
+        t, c = field.type, flavour.quote(column)
+
+        def f(name: str, c: str = c) -> str:
+            return flavour.value_checks[name].format(c=c)
+
+        if not dest.nullable and column not in plan.spec.primary_key:
+            found.append(Check(column, f"{c} IS NULL", "are NULL but the destination column is NOT NULL"))
+        if pa.types.is_floating(t):
+            found.extend(dialect.float_checks(column, dest, f))
+        fixed = dialect.fixed_widths
+        if fixed and _is_numeric_value(t) and isinstance(dest.type, sa.Numeric) and not isinstance(dest.type, sa.Float):
+            found.extend(_decimal_checks(column, c, t, dest, f))
+        if (
+            fixed
+            and _is_numeric_value(t)
+            and isinstance(dest.type, sa.Integer)
+            and not isinstance(dest.type, sa.Boolean)
+        ):
+            found.extend(_integer_checks(column, c, t, dest))
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):  # Arrow cannot even write them as text
+            found.append(Check(column, f("not_finite"), "hold an infinite date, which the destination cannot store"))
+        found.extend(dialect.value_checks(column, t, dest, f, charsets))
+    return found
+
+
+def _is_numeric_value(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_floating(t)
+
+
+def _decimal_checks(column: str, c: str, t: pa.DataType, dest: sa.Column, f) -> list[Check]:
+    precision, scale = dest.type.precision, dest.type.scale or 0
+    if precision is None:
+        return []  # NUMERIC without precision (PostgreSQL) holds any value
+    found = []
+    limit = f"1e{precision - scale}"
+    finite = f"NOT {f('inf')} AND NOT {f('nan')} AND " if pa.types.is_floating(t) else ""
+    found.append(
+        Check(
+            column,
+            f"({finite}abs({f('double')}) >= {limit})",
+            f"exceed DECIMAL({precision},{scale}) (at least {limit} in absolute value)",
+        )
+    )
+    if pa.types.is_decimal(t) and t.scale > scale:
+        found.append(
+            Check(
+                column,
+                f"({c} <> round({c}, {scale}))",
+                f"have more than {scale} decimal places; DECIMAL({precision},{scale}) would round them",
+            )
+        )
+    return found
+
+
+def _integer_checks(column: str, c: str, t: pa.DataType, dest: sa.Column) -> list[Check]:
+    name = type(dest.type).__name__.upper().replace("SMALLINTEGER", "SMALLINT").replace("BIGINTEGER", "BIGINT")
+    low, high, unsigned_high = _INTEGER_RANGES.get(name, _INTEGER_RANGES["INTEGER"])
+    if getattr(dest.type, "unsigned", False):
+        low, high = 0, unsigned_high
+    found = []
+    if not (pa.types.is_integer(t) and _fits(t, low, high)):
+        found.append(
+            Check(
+                column,
+                f"({c} < {low} OR {c} > {high})",
+                f"are outside the range of the destination's {name}{' UNSIGNED' if low == 0 else ''} ({low}..{high})",
+            )
+        )
+    if pa.types.is_floating(t) or (pa.types.is_decimal(t) and t.scale > 0):
+        found.append(Check(column, f"({c} <> trunc({c}))", f"have a fraction, but the destination column is {name}"))
+    return found
+
+
+def _fits(t: pa.DataType, low: int, high: int) -> bool:
+    bits = t.bit_width
+    if pa.types.is_unsigned_integer(t):
+        return high >= 2**bits - 1
+    return low <= -(2 ** (bits - 1)) and high >= 2 ** (bits - 1) - 1
+
+
+def find(
+    warehouse: Warehouse, plan: Plan, target: sa.Table, dialect: SqlDialect, charsets: Mapping[str, str]
+) -> list[Violation]:
+    """Every value of the rows the plan sends that `target` cannot store, with sample keys."""
+    return validate.violations(warehouse, plan, value_checks(plan, target, dialect, charsets, warehouse.flavour))
+
+
+# -- the writer's checks ----------------------------------------------------------------------------
+
+
+def check_lengths(run: Run, job: Job) -> None:
+    """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front.
+    With `max_rejects`, such rows, and rows with any value the value checks refuse, are set
+    aside as rejects instead (warehouses/rejects.py)."""
+    wh = run.warehouse
+    allowed, rejects = job.spec.max_rejects, wh.rejects
+    if allowed is not None:
+        rejects.reset(job.plan)
+    too_long: list[tuple[str, Problem]] = []
+    for column in job.target.columns:
+        limit = getattr(column.type, "length", None)
+        if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:
+            continue
+        rows = wh.too_long(job.plan, column.name, limit)
+        if rows and allowed is None:
+            shown = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
+            line = f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in {shown}"
+            too_long.append((line, validate.too_long_problem(wh, job.plan, column.name, limit, rows)))
+            continue
+        if rows:
+            reason = f"value longer than the destination's {limit} characters"
+            rejects.add(job.plan, column.name, reason, wh.longer_than(column.name, limit))
+    if too_long:
+        raise SyncError(
+            "\n".join(line for line, _ in too_long) + "; widen the column or trim it in the mart. Nothing was written.",
+            [problem for _, problem in too_long],
+        )
+    if allowed is not None:  # every value the destination would refuse or alter
+        with run.engine.connect() as conn:
+            charsets = run.dialect.character_sets(conn, job.spec.table)
+        for check in value_checks(job.plan, job.target, run.dialect, charsets, wh.flavour):
+            rejects.add(job.plan, check.column, check.problem, check.condition)
+    count = rejects.count(job.plan) if allowed is not None else 0
+    if count:
+        total = wh.mart_rows(job.plan)
+        why = rejects.summary(job.plan)
+        if not allowed.allows(count, total):
+            raise SyncError(
+                f"{job.spec.table}: {count:,} of {total:,} rows cannot be written ({why}), over max_rejects "
+                f"{allowed}; fix them in the mart or widen the columns. Nothing was written."
+            )
+        job.result.rejected = count
+        job.result.warnings.append(f"{count:,} rows set aside as rejects ({why}); they are sent again next run")
+        run.log(f"{job.spec.table}: {job.result.warnings[-1]}")
+
+
+def check_values(run: Run, conn: sa.Connection, job: Job) -> None:
+    """Refuse values the destination would reject or silently alter, naming column and keys."""
+    charsets = run.dialect.character_sets(conn, job.spec.table)
+    problems = find(run.warehouse, job.plan, job.target, run.dialect, charsets)
+    if problems:
+        raise SyncError(
+            f"{job.spec.source} -> {job.spec.table}: {len(problems)} problem(s) in the rows to send; nothing "
+            "was written:\n" + "\n".join(f"- {p}" for p in problems),
+            [p.as_problem(job.spec) for p in problems],
+        )
