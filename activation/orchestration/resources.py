@@ -122,11 +122,13 @@ def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
     )
 
 
+def _plain(url: str | dg.EnvVar) -> str:
+    return (url.get_value() or "") if isinstance(url, dg.EnvVar) else url
+
+
 def dialect_kind(url: str | dg.EnvVar) -> str:
     """The Dagster `kinds` tag for a destination URL (never carries the secret)."""
-    if isinstance(url, dg.EnvVar):
-        url = url.get_value() or ""
-    return sql_kind(url)
+    return sql_kind(_plain(url))
 
 
 class SQLDestination(dg.ConfigurableResource):
@@ -146,7 +148,7 @@ class SQLDestination(dg.ConfigurableResource):
 
     @property
     def capabilities(self) -> Capabilities:
-        return sql_dialect(self.url).capabilities
+        return sql_dialect(_plain(self.url)).capabilities
 
     def engine(self) -> sa.Engine:
         if self._engine is None:

@@ -15,9 +15,9 @@ import activation.syncs
 from activation.settings import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "activation"
-# assets.py is Dagster code, on its way to activation/orchestration (issue 13); everything else in
+
 # activation/syncs is the engine core.
-CORE = [f"activation.syncs.{m.name}" for m in pkgutil.iter_modules(activation.syncs.__path__) if m.name != "assets"]
+CORE = [f"activation.syncs.{m.name}" for m in pkgutil.iter_modules(activation.syncs.__path__)]
 CORE += ["activation.destinations.base"]
 BLOCKED = ["dagster", "duckdb", "google", "sqlalchemy", "pymysql", "psycopg", "MySQLdb", "psycopg2"]
 
