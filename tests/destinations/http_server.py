@@ -41,9 +41,11 @@ class StrictApi:
         max_batch: int = 50,
         max_payload: int = 256_000,
         rate: tuple[int, float] | None = None,  # (requests, per seconds)
+        keep: bool = True,  # False: validate and count, keep nothing (a sink, for measuring the client)
     ):
         self.token, self.key_field, self.schema = token, key_field, schema or {}
-        self.max_batch, self.max_payload, self.rate = max_batch, max_payload, rate
+        self.max_batch, self.max_payload, self.rate, self.keep = max_batch, max_payload, rate, keep
+        self.accepted = 0
         self.lock = threading.Lock()
         self.records: dict[str, dict[str, dict]] = collections.defaultdict(dict)
         self.applied: collections.Counter[str] = collections.Counter()  # idempotency key -> times applied
@@ -138,9 +140,11 @@ class StrictApi:
                 results.append({"index": i, "ok": True, "id": key, "created": False, "replayed": True})
                 continue
             created = key not in self.records[obj]
-            fields = {k: v for k, v in record.items() if k != "idempotency_key"}
-            self.records[obj][key] = {**self.records[obj].get(key, {}), **fields}  # fields not sent are kept
-            self.applied[idem] += 1
+            self.accepted += 1
+            if self.keep:
+                fields = {k: v for k, v in record.items() if k != "idempotency_key"}
+                self.records[obj][key] = {**self.records[obj].get(key, {}), **fields}  # fields not sent are kept
+                self.applied[idem] += 1
             results.append({"index": i, "ok": True, "id": key, "created": created})
         return results
 
@@ -225,7 +229,7 @@ def _handler(api: StrictApi) -> type[BaseHTTPRequestHandler]:
                 except (ValueError, AttributeError):
                     pass
                 api.requests.append((method, self.path, records))
-                if method == "POST":
+                if method == "POST" and api.keep:
                     api.bodies.append(raw)
                 if api._too_fast(now):
                     api.rate_violations += 1
@@ -273,7 +277,7 @@ def _handler(api: StrictApi) -> type[BaseHTTPRequestHandler]:
                 results = api.upsert(obj, batch) if action == "batch" else api.delete(obj, batch)
                 api.batches_applied += 1
                 body = json.dumps({"results": results}).encode()
-                if replay:
+                if replay and api.keep:
                     api._cached[replay] = (200, body)
                 if fault and fault[0] == "drop_after":
                     return self._drop()
