@@ -1,12 +1,15 @@
 """Run history in the warehouse, beside the sync state: what each run did, and what changed per key.
 
-Three tables beside the state (DuckDB: the state file `<warehouse_dir>/activation_state/<dest>.duckdb`;
+Tables beside the state (DuckDB: the state file `<warehouse_dir>/activation_state/<dest>.duckdb`;
 BigQuery: the bookkeeping dataset):
 - `sync_runs`: one row per sync per run: counts, timings, status (`success`, `failed`,
   `refused`), the error with credentials masked.
 - `sync_changes`: one row per key a successful run sent: `insert`, `update` or `delete`.
 - `sync_rejects`: the rows the last run of each sync set aside, with column and reason
-  (`activation.warehouses.rejects`); they are sent again on the next run.
+  (`activation.warehouses.rejects`); they are sent again on the next run. An API destination's
+  refusals carry its own message (column `(record)`, or `(delete)` for a refused delete).
+- `sync_api_calls`: for syncs into an API, one row per run: calls, retries, 429s, server errors,
+  rows sent and the first errors the API answered (a table of its own, so older files stay readable).
 
 The change log is the difference between the sync's state (key, row hash) before the run and
 after the destination committed, so it is exact about what the sync sent and costs one

@@ -31,6 +31,7 @@ class ApiJob:
     warnings: list[str] = field(default_factory=list)
     fields: dict[str, FieldInfo] | None = None  # the object's describe (None: the API has none)
     rejected: int = 0  # rows set aside before any call (value problems under max_rejects)
+    sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
 
     @property
     def spec(self) -> SyncSpec:
@@ -42,10 +43,11 @@ class ApiJob:
 
     @property
     def to_send(self) -> int:
-        """Records the upserts will carry (rows set aside before any call excluded)."""
+        """Records the upserts will carry (rows set aside before any call excluded, once counted)."""
+        if self.sending is not None:
+            return self.sending
         plan = self.plan
-        rows = plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
-        return max(rows - self.rejected, 0)
+        return plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
 
     @property
     def to_delete(self) -> int:
@@ -116,6 +118,7 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
             raise
         return exc.problems
     if job.rejected:
+        [job.sending] = wh.count_where(plan, ["1 = 1"])  # the client picks its way of sending by this count
         job.warnings.append(
             f"{job.rejected:,} rows set aside as rejects before any call ({wh.rejects.summary(plan)}); "
             "they are sent again next run"
