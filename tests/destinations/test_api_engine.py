@@ -52,7 +52,7 @@ def test_values_travel_exactly_as_documented(harness):
     harness.mart(
         "SELECT 'A0001' AS account_id, '' AS name, CAST('1234567890123456.7891' AS DECIMAL(20,4)) AS ltv, "
         "CAST(NULL AS DOUBLE) AS churn, true AS active, DATE '2024-02-29' AS signed_on, "
-        "TIMESTAMPTZ '2026-03-01 09:00:00.123456+09:00' AS scored_at, 'gold' AS segment"
+        "TIMESTAMPTZ '2026-03-01 09:00:00.123456+09:00' AS scored_at, '' AS segment"
     )
     harness.sync = {"columns": {k: v for k, v in COLUMNS.items() if k != "Name"}}
     harness.run()
@@ -60,6 +60,7 @@ def test_values_travel_exactly_as_documented(harness):
     raw = harness.api.bodies[0].decode()
     assert '"LTV":1234567890123456.7891' in raw  # the decimal's digits, never through a float
     assert record["Churn"] is None and record["Active"] is True
+    assert record["Segment"] is None  # empty text is sent as a clear, as Salesforce and HubSpot read it
     assert record["SignedOn"] == "2024-02-29"
     assert record["ScoredAt"] == "2026-03-01T00:00:00.123456Z"  # the same instant, in UTC
     assert len(record["idempotency_key"]) == 64
@@ -187,6 +188,24 @@ def test_values_the_api_would_refuse_are_found_in_the_warehouse_first(harness, r
     assert reasons["A0003"].startswith("are not among the values of the picklist")
     harness.sql("UPDATE accounts SET segment = 'gold' WHERE account_id IN ('A0003', 'A0004')")
     assert harness.run().inserted == 2
+
+
+def test_numbers_the_field_cannot_hold_are_found_first(harness):
+    fields = {f["name"]: {k: v for k, v in f.items() if k != "name"} for f in harness.api.schema["accounts"]}
+    fields["LTV"] = {"type": "number", "precision": 6, "scale": 1}
+    harness.settings = {"schema_url": None, "fields": fields}
+    harness.mart(account_rows([98, 99, 100, 101]))
+    harness.sql("UPDATE accounts SET churn = 'nan'::DOUBLE WHERE account_id = 'A0098'")
+    harness.sql("UPDATE accounts SET ltv = 99.5 WHERE account_id = 'A0099'")
+    with pytest.raises(SyncError) as refused:
+        harness.run()
+    found = {(p.column, p.reason, p.keys) for p in refused.value.problems}
+    assert found == {
+        ("Churn", "hold NaN or infinity, which an API cannot take", ("A0098",)),
+        ("LTV", "exceed accounts.LTV's 6 digits (1 after the point)", ("A0100", "A0101")),
+        ("LTV", "have more than 1 decimal places, which accounts.LTV would round", ("A0098", "A0100", "A0101")),
+    }
+    assert posts(harness.api) == []
 
 
 def test_a_mapping_the_object_does_not_have_is_refused_naming_the_field(harness):

@@ -70,3 +70,47 @@ def test_a_full_plan_finds_its_deletes_in_the_state_and_keeps_a_refused_one(back
         state = sorted(r[0] for r in wh.query(f"SELECT id FROM {wh.state_table(spec())}"))
         assert state == ["K001", "K003", "K004", "K005"]
     assert backend.left_behind() == []
+
+
+def test_the_api_engine_syncs_from_either_warehouse(backend, monkeypatch):
+    """The engine through the Warehouse interface only: the same run on DuckDB and on BigQuery."""
+    from activation.destinations.api.engine import ApiDestination
+    from activation.syncs.spec import SyncConfig
+    from tests.destinations.http_server import StrictApi
+
+    backend.run(f"CREATE OR REPLACE TABLE {{items}} AS {backend.items(range(1, 8))}")
+    with StrictApi(key_field="id") as api:
+        monkeypatch.setenv("ITEMS_API_TOKEN", api.token)
+        settings = {
+            "url": f"{api.url}/v1/{{object}}/batch",
+            "delete_url": f"{api.url}/v1/{{object}}/batch-delete",
+            "bearer_token_env": "ITEMS_API_TOKEN",
+            "batch_size": 3,
+        }
+        destination = {"type": "http", "settings": settings, "rate_limit": {"requests": 100}}
+        sync = {"source": "items", "destination": "api", "table": "items", "primary_key": "id", "mode": "mirror"}
+        config = SyncConfig.model_validate({"destinations": {"api": destination}, "syncs": {"items": sync}})
+        s = config.syncs["items"]
+
+        def run():
+            with backend.open("http:items") as wh:
+                return ApiDestination("api", config.destinations["api"]).sync(
+                    wh, [s], {"items": backend.relation}, log=lambda _m: None
+                )[0]
+
+        assert run().inserted == 7
+        backend.run("UPDATE {items} SET name = 'renamed' WHERE id = 'K002'")
+        backend.run("DELETE FROM {items} WHERE id IN ('K003', 'K004')")
+        api.refuse["K002"] = "VALIDATION: name is reserved"
+        api.refuse_delete["K004"] = "LOCKED"
+        result = run()
+        assert (result.updated, result.rejected, result.deleted) == (0, 1, 1)
+        assert sorted(api.records["items"]) == ["K001", "K002", "K004", "K005", "K006", "K007"]
+        api.refuse.clear()
+        api.refuse_delete.clear()
+        result = run()
+        assert (result.inserted + result.updated, result.deleted) == (1, 1)
+        assert api.records["items"]["K002"]["name"] == "renamed"
+        assert sorted(api.records["items"]) == ["K001", "K002", "K005", "K006", "K007"]
+        assert run().rows_sent == 0
+    assert backend.left_behind() == []
