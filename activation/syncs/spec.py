@@ -10,10 +10,19 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Names we splice into DDL (always quoted by SQLAlchemy) must still be boring enough that
 # quoting is safe on every dialect: no quotes, backticks, NUL or control characters.
@@ -155,13 +164,34 @@ class ForeignKey(BaseModel):
     references_column: str
 
 
-class DestinationSpec(BaseModel):
-    """A database the syncs write to. The URL (with its password) lives in the environment."""
+class RateLimit(BaseModel):
+    """The rate an API destination allows: one limiter per destination, shared by all its syncs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    requests: int = Field(ge=1)
+    per_seconds: float = Field(default=1.0, gt=0)
+    max_concurrent: int = Field(default=1, ge=1)
+
+
+DestinationType = Literal["sql", "salesforce", "hubspot", "http"]
+
+
+class DestinationSpec(BaseModel):
+    """A place the syncs write to: a database (`type: sql`, its URL with its password in the
+    environment) or an API (`settings:` of its type, secrets named by environment variables)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: DestinationType = "sql"
+    url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     default_url: str | None = None
     description: str | None = None
+    # an API destination's settings, checked at load by its type's `Settings` (destinations/registry.py)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+
+    @property
+    def is_api(self) -> bool:
+        return self.type != "sql"
 
     @field_validator("default_url")
     @classmethod
@@ -169,6 +199,36 @@ class DestinationSpec(BaseModel):
         if value and re.search(r"://[^/@]*:[^/@]+@", value):
             raise ValueError("default_url must not carry a password; put the URL in the environment")
         return value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_of_its_type(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("type", "sql")
+        if kind == "sql":
+            if value:
+                raise ValueError("settings are for API destinations (type: salesforce, hubspot or http)")
+            return value
+        from activation.destinations import registry  # the vendor's package, imported only when used
+
+        registry.settings_model(kind).model_validate(value)  # its errors carry the field's path
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_its_type(self) -> DestinationSpec:
+        if self.type == "sql":
+            if not self.url_env:
+                raise ValueError("a sql destination needs url_env (the environment variable holding its URL)")
+            if self.rate_limit:
+                raise ValueError("rate_limit is for API destinations; a database has no request rate")
+            return self
+        if self.url_env or self.default_url:
+            raise ValueError(f"a {self.type} destination is reached through its settings, not url_env/default_url")
+        if self.rate_limit is None:
+            raise ValueError(
+                f"a {self.type} destination needs rate_limit: {{requests: N, per_seconds: S}}, the rate its API "
+                "allows (every sync of the destination shares it)"
+            )
+        return self
 
 
 class SyncSpec(BaseModel):
@@ -323,6 +383,11 @@ class SyncConfig(BaseModel):
                 raise ValueError(
                     f"syncs.{sync.name}.destination: {sync.destination!r} is not one of {sorted(self.destinations)}"
                 )
+            destination = self.destinations[sync.destination]
+            if destination.is_api:
+                from activation.destinations.api.config import check_api_sync
+
+                check_api_sync(sync, destination)
             key = (sync.destination, sync.table)
             if key in tables:
                 raise ValueError(

@@ -96,6 +96,12 @@ class Warehouse(ABC):
     def drop_state(self, spec: SyncSpec) -> None: ...
 
     @abstractmethod
+    def state_version(self, spec: SyncSpec) -> str | None:
+        """An id of the state as last stored, new with every `store_state` that changed it (None: no
+        state). A change set is the mart against one version: sent twice against the same version
+        (a retry, a crashed run), it is the same change; an API's idempotency keys carry it."""
+
+    @abstractmethod
     def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
         """The mart's rows where `column` = `value`, as a relation of its own (one day of a partition)."""
 
@@ -107,7 +113,8 @@ class Warehouse(ABC):
 
     @abstractmethod
     def key_relation(self, plan: Plan, keys: list[tuple]) -> AbstractContextManager[str]:
-        """A relation (k0, k1, ...) holding these key values, for as long as the context lasts."""
+        """A relation (k0, k1, ...) holding these tuples (the key's values, maybe more after them),
+        for as long as the context lasts."""
 
     def sorted_reader(self, query: str, order: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
         """The query's rows ordered by `order` (a warehouse may fall back to its own order)."""
@@ -266,27 +273,58 @@ class Warehouse(ABC):
             return self.null_and_duplicate_keys(plan)
         return None
 
-    def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
+    def rows(
+        self, plan: Plan, batch_size: int, *, everything: bool = False, operation: bool = False
+    ) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
-        as rejects (warehouses/rejects.py) are not sent."""
+        as rejects (warehouses/rejects.py) are not sent. With `operation`, a last column `OP` says
+        `insert` or `update` as the diff found it (a full plan knows no earlier row: `insert`)."""
         f = self.flavour
         cols = ", ".join(
             f"{f.cast('m.' + f.quote(c), plan.casts[c])} AS {f.quote(c)}" if c in plan.casts else f"m.{f.quote(c)}"
             for c in plan.columns
         )
+        schema = plan.arrow_schema
+        if operation:
+            cols += f", m.{f.quote(OP)}" if not (plan.full or everything) else f", 'insert' AS {f.quote(OP)}"
+            schema = schema.append(pa.field(OP, pa.string()))
         query = f"SELECT {cols} FROM {self.to_send(plan, everything=everything)}"
-        return self.sorted_reader(query, self.keys(plan, "m"), plan.arrow_schema, batch_size)
+        return self.sorted_reader(query, self.keys(plan, "m"), schema, batch_size)
 
     def deleted(self, plan: Plan, batch_size: int) -> pa.RecordBatchReader:
-        """Keys the destination holds (as of the last sync) that left the mart."""
+        """Keys the destination holds (as of the last sync) that left the mart. For a full plan
+        (which a database answers by comparing with its table), the keys of the recorded state
+        that the mart no longer has: `departed` must have found them first."""
         schema = pa.schema([plan.arrow_schema.field(k) for k in plan.spec.primary_key])
+        keys = self.keys(plan)
+        if plan.full:
+            departed = self.work_table(plan.spec, "departed")
+            return self.reader(f"SELECT {keys} FROM {departed} ORDER BY {keys}", schema, batch_size)
         return self.reader(
-            f"SELECT {self.keys(plan)} FROM {self.work_table(plan.spec, 'delta')} "
-            f"WHERE {self.flavour.quote(OP)} = 'delete' ORDER BY {self.keys(plan)}",
+            f"SELECT {keys} FROM {self.work_table(plan.spec, 'delta')} "
+            f"WHERE {self.flavour.quote(OP)} = 'delete' ORDER BY {keys}",
             schema,
             batch_size,
         )
+
+    def departed(self, plan: Plan) -> int | None:
+        """For a full plan of a destination that cannot be compared with the mart (an API): the keys
+        of the recorded state that left the mart, kept for `deleted`; their count. None when the
+        state is missing or was recorded under another key (its keys mean nothing now)."""
+        spec = plan.spec
+        if not plan.full or not self.has_state(spec):
+            return None
+        departed, current = self.work_table(spec, "departed"), self.work_table(spec, "current")
+        try:
+            self.create_work(
+                departed,
+                f"SELECT {self.keys(plan, 's')}, s.{self.flavour.quote(HASH)} FROM {self.state_table(spec)} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {current} c WHERE {self.on(spec, 'c', 's')})",
+            )
+        except Exception:  # noqa: BLE001 - each warehouse raises its own error for a missing column or type
+            return None
+        return self.query(f"SELECT count(*) FROM {departed}")[0][0]
 
     def commit(self, plan: Plan) -> None:
         """Record the mart as synced. Call only after the destination committed. Rejected keys stay
@@ -296,6 +334,16 @@ class Warehouse(ABC):
         spec, f = plan.spec, self.flavour
         cur, delta = self.work_table(spec, "current"), self.work_table(spec, "delta")
         pair = f"{self.keys(plan)}, {f.quote(HASH)}"
+        refused = self.rejects.refused_deletes(spec)
+        if refused:  # a delete the destination refused keeps its key (and hash) in the state: tried again
+            if plan.full:
+                self.query(
+                    f"INSERT INTO {cur} SELECT {pair} FROM {self.state_table(spec)} s "
+                    f"WHERE EXISTS (SELECT 1 FROM {refused} r WHERE {self.on(spec, 'r', 's')})"
+                )
+            else:
+                refused_key = f"EXISTS (SELECT 1 FROM {refused} r WHERE {self.on(spec, 'r', 'd')})"
+                self.query(f"DELETE FROM {delta} AS d WHERE {refused_key}")
         if plan.full:
             kept, added = None, f"SELECT {pair} FROM {cur}"
         else:  # unchanged keys keep their hash; changed and new keys take the current one
@@ -305,6 +353,8 @@ class Warehouse(ABC):
         self.store_state(plan, kept, added, self.rejects.table(spec) if self.rejects.count(plan) else None)
         self.drop_work(cur)
         self.drop_work(delta)
+        if plan.full:
+            self.drop_work(self.work_table(spec, "departed"))
 
     def forget(self, spec: SyncSpec) -> None:
         """Drop a sync's state, so its next run compares everything (after a failed or partial write)."""
@@ -319,7 +369,7 @@ class Warehouse(ABC):
         if plan.full or everything:
             source = self.source(plan)
         else:
-            cols = ", ".join(self.flavour.quote(c) for c in plan.columns)
+            cols = ", ".join(self.flavour.quote(c) for c in [*plan.columns, OP])
             delta = self.work_table(plan.spec, "delta")
             source = f"(SELECT {cols} FROM {delta} WHERE {self.flavour.quote(OP)} <> 'delete')"
         return f"{self.rejects.without(plan, source)} m"
