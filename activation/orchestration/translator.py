@@ -26,6 +26,7 @@ from activation.orchestration import automation
 from activation.orchestration.checks.post_write import unavailable
 from activation.orchestration.checks.results import metadata_value
 from activation.syncs.model import MartRelation
+from activation.syncs.options import Mode
 from activation.syncs.outcome import (
     CHECKSUM,
     FITS,
@@ -38,7 +39,7 @@ from activation.syncs.outcome import (
     markdown_table,
 )
 from activation.syncs.results import SyncResult
-from activation.syncs.spec import Mode, SyncConfig, SyncSpec
+from activation.syncs.spec import SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
 
