@@ -111,8 +111,13 @@ class ApiDestination(Destination):
             scope(f"{spec.name}@{wh.state_version(spec) or 'new'}")
         tally = Tally()
         try:
-            send_upserts(wh, client, job, tally)
-            send_deletes(wh, client, job, tally)
+            total = job.to_send + job.to_delete
+
+            def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
+                log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
+
+            send_upserts(wh, client, job, tally, progress)
+            send_deletes(wh, client, job, tally, progress)
         except Exception as exc:
             calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
             if isinstance(exc, SyncError):
