@@ -1,7 +1,8 @@
 """Progress of a run that executes elsewhere (step processes), read from its events as they arrive.
 
 dbt's models and tests advance one bar; each sync gets a bar of its own, fed by the writer's
-log lines ("items: loaded into items 2,184 / 200,000 rows", "Account: sent to salesforce 200 / 19,000 rows"), with rows per second.
+log lines ("items: loaded into items 2,184 / 200,000 rows"; an API sync:
+"Account: sent to salesforce 200 / 19,000 rows"), with rows per second.
 """
 
 from __future__ import annotations
