@@ -35,6 +35,7 @@ from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslat
 from activation.syncs import problems as problem_values
 from activation.syncs.model import MartRelation
 from activation.syncs.outcome import CheckOutcome
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -132,14 +133,20 @@ def checked_sync(
         return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
 
     engine = target.engine()
-    plans = {(unit.day, s.name): planner.describe(s, unit.relations[s.name]) for unit in units for s in unit.specs}
+    # One plan per sync (and day): the checks judge it, the writer completes it with the destination's facts.
+    plans = {
+        (unit.day, s.name): SyncPlan.of(planner.describe(s, unit.relations[s.name]))
+        for unit in units
+        for s in unit.specs
+    }
 
     # 1. before the write
     pre = PreWriteChecks(planner, engine)
     before = _Outcomes()
     for unit in units:
         for spec in unit.specs:
-            for outcome in pre.run(plans[(unit.day, spec.name)]):
+            outcomes, plans[(unit.day, spec.name)] = pre.judge(plans[(unit.day, spec.name)])
+            for outcome in outcomes:
                 before.add(spec, unit.day, outcome)
     yield from before.results(translator, wanted)
     failed = before.failed()
@@ -163,6 +170,7 @@ def checked_sync(
                 dict(unit.relations),
                 full_resync=full_resync or unit.day is not None,
                 log=context.log.info,
+                plans={s.name: plans[(unit.day, s.name)] for s in unit.specs},
             )
         except Exception as exc:
             record(exc)
@@ -187,7 +195,7 @@ def checked_sync(
         after = _Outcomes()
         for unit, spec, result in rows:
             after.add(spec, unit.day, guard_outcomes([spec], [result], None)[spec.table])
-            for outcome in post.run(plans[(unit.day, name)], result, wanted(spec), scope=unit.scope):
+            for outcome in post.run(plans[(unit.day, name)].mart, result, wanted(spec), scope=unit.scope):
                 after.add(spec, unit.day, outcome)
         yield from after.results(translator, wanted)
 
