@@ -51,7 +51,8 @@ def stage(run: Run, conn: sa.Connection, job: Job) -> None:
         aside = collisions.check_existing(run, conn, job)
     job.result.rows_sent -= aside
     if plan.sends_everything():
-        # Truncate: the guards judge the net effect; the result reports the physical delete + insert.
+        # Every row staged (a full plan, truncate, a dry run's shadow): compared with the table.
+        # Truncate's guards judge the net effect; its result reports the physical delete + insert.
         planned = compare(run, conn, job, job.staging, t, owned)
     else:
         # The warehouse already counted the changes; the guards judge that plan.
