@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from activation.syncs.model import MartRelation
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -28,6 +29,9 @@ class Capabilities:
     temporary_tables: bool  # rows are staged in session-private tables before they are applied
     read_back: bool  # checks can read the synced rows back (checksum, content, orphans)
     count: bool  # checks can count the destination's records (row_count_matches)
+    # each record sent is answered on its own, accepted or refused (an API's batch): a check can
+    # prove every record sent was answered (accepted_equals_sent); a SQL write commits or fails whole
+    record_outcomes: bool = False
 
 
 class Destination(ABC):
@@ -50,6 +54,8 @@ class Destination(ABC):
         *,
         full_resync: bool = False,
         log: Log = print,
+        plans: Mapping[str, SyncPlan] | None = None,
     ) -> list[SyncResult]:
         """Apply what changed in each spec's mart, parents first; the warehouse state advances only
-        for what the destination accepted. Raises SyncError (nothing written) or GuardTripped."""
+        for what the destination accepted. Raises SyncError (nothing written) or GuardTripped.
+        `plans` (sync -> plan) are the plans the blocking checks judged, where they ran."""

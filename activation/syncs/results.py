@@ -21,6 +21,7 @@ class SyncError(RuntimeError):
     def __init__(self, message: str, problems: Sequence[Problem] = ()):
         super().__init__(message)
         self.problems = list(problems)
+        self.api_calls: dict[str, ApiCalls] = {}  # sync -> the calls an API destination made before it failed
 
 
 class SwapNotPossible(SyncError):
@@ -33,6 +34,30 @@ class GuardTripped(SyncError):
     def __init__(self, message: str, plans: dict[str, dict[str, int]], problems: Sequence[Problem] = ()):
         super().__init__(message, problems)
         self.plans = plans
+
+
+@dataclass
+class ApiCalls:
+    """What one sync's calls to an API cost and met: run history (`sync_api_calls`) and the UI show it."""
+
+    calls: int = 0  # HTTP requests made, retries included
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers (or the vendor's equivalent)
+    server_errors: int = 0  # 5xx answers and dropped connections
+    errors: list[str] = field(default_factory=list)  # the first distinct errors the API answered
+    records_refused: int = 0  # records sent that the API answered with an error (kept as rejects)
+    deletes_refused: int = 0  # deletes the API refused (their keys stay in the state, tried again)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "calls": self.calls,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "server_errors": self.server_errors,
+            "errors": list(self.errors),
+            "records_refused": self.records_refused,
+            "deletes_refused": self.deletes_refused,
+        }
 
 
 @dataclass
@@ -54,6 +79,7 @@ class SyncResult:
     seconds: float = 0.0
     columns: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    api: ApiCalls | None = None  # set by API destinations
 
 
 @dataclass

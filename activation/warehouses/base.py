@@ -26,14 +26,15 @@ import pyarrow as pa
 from activation.syncs import masking
 from activation.syncs.model import JSON_FIELD, MartRelation, Plan, column_pairs
 from activation.syncs.spec import SyncSpec
-from activation.warehouses.flavour import JSON, TEXT, KeyReport, MartColumn, SqlFlavour
+from activation.warehouses.flavour import JSON, TEXT, MartColumn, SqlFlavour
+from activation.warehouses.mart_checks import MartChecks
 from activation.warehouses.rejects import RejectStore
 
 HASH = "_activation_row_hash"
 OP = "_activation_op"
 
 
-class Warehouse(ABC):
+class Warehouse(MartChecks, ABC):
     """Describe a mart, diff it with the recorded state, stream what to send, commit the state.
 
     Subclasses implement the I/O (the abstract methods); `rejects` (rows set aside under
@@ -97,6 +98,12 @@ class Warehouse(ABC):
     def drop_state(self, spec: SyncSpec) -> None: ...
 
     @abstractmethod
+    def state_version(self, spec: SyncSpec) -> str | None:
+        """An id of the state as last stored, new with every `store_state` that changed it (None: no
+        state). A change set is the mart against one version: sent twice against the same version
+        (a retry, a crashed run), it is the same change; an API's idempotency keys carry it."""
+
+    @abstractmethod
     def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
         """The mart's rows where `column` = `value`, as a relation of its own (one day of a partition)."""
 
@@ -108,7 +115,8 @@ class Warehouse(ABC):
 
     @abstractmethod
     def key_relation(self, plan: Plan, keys: list[tuple]) -> AbstractContextManager[str]:
-        """A relation (k0, k1, ...) holding these key values, for as long as the context lasts."""
+        """A relation (k0, k1, ...) holding these tuples (the key's values, maybe more after them),
+        for as long as the context lasts."""
 
     def sorted_reader(self, query: str, order: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
         """The query's rows ordered by `order` (a warehouse may fall back to its own order)."""
@@ -267,27 +275,58 @@ class Warehouse(ABC):
             return self.null_and_duplicate_keys(plan)
         return None
 
-    def rows(self, plan: Plan, batch_size: int, *, everything: bool = False) -> pa.RecordBatchReader:
+    def rows(
+        self, plan: Plan, batch_size: int, *, everything: bool = False, operation: bool = False
+    ) -> pa.RecordBatchReader:
         """The rows to send: every mart row for a full plan (or `everything`), else only new and
         changed ones; in key order, so the destination's B-tree grows sequentially. Rows set aside
-        as rejects (warehouses/rejects.py) are not sent."""
+        as rejects (warehouses/rejects.py) are not sent. With `operation`, a last column `OP` says
+        `insert` or `update` as the diff found it (a full plan knows no earlier row: `insert`)."""
         f = self.flavour
         cols = ", ".join(
             f"{f.cast('m.' + f.quote(c), plan.casts[c])} AS {f.quote(c)}" if c in plan.casts else f"m.{f.quote(c)}"
             for c in plan.columns
         )
+        schema = plan.arrow_schema
+        if operation:
+            cols += f", m.{f.quote(OP)}" if not (plan.full or everything) else f", 'insert' AS {f.quote(OP)}"
+            schema = schema.append(pa.field(OP, pa.string()))
         query = f"SELECT {cols} FROM {self.to_send(plan, everything=everything)}"
-        return self.sorted_reader(query, self.keys(plan, "m"), plan.arrow_schema, batch_size)
+        return self.sorted_reader(query, self.keys(plan, "m"), schema, batch_size)
 
     def deleted(self, plan: Plan, batch_size: int) -> pa.RecordBatchReader:
-        """Keys the destination holds (as of the last sync) that left the mart."""
+        """Keys the destination holds (as of the last sync) that left the mart. For a full plan
+        (which a database answers by comparing with its table), the keys of the recorded state
+        that the mart no longer has: `departed` must have found them first."""
         schema = pa.schema([plan.arrow_schema.field(k) for k in plan.spec.primary_key])
+        keys = self.keys(plan)
+        if plan.full:
+            departed = self.work_table(plan.spec, "departed")
+            return self.reader(f"SELECT {keys} FROM {departed} ORDER BY {keys}", schema, batch_size)
         return self.reader(
-            f"SELECT {self.keys(plan)} FROM {self.work_table(plan.spec, 'delta')} "
-            f"WHERE {self.flavour.quote(OP)} = 'delete' ORDER BY {self.keys(plan)}",
+            f"SELECT {keys} FROM {self.work_table(plan.spec, 'delta')} "
+            f"WHERE {self.flavour.quote(OP)} = 'delete' ORDER BY {keys}",
             schema,
             batch_size,
         )
+
+    def departed(self, plan: Plan) -> int | None:
+        """For a full plan of a destination that cannot be compared with the mart (an API): the keys
+        of the recorded state that left the mart, kept for `deleted`; their count. None when the
+        state is missing or was recorded under another key (its keys mean nothing now)."""
+        spec = plan.spec
+        if not plan.full or not self.has_state(spec):
+            return None
+        departed, current = self.work_table(spec, "departed"), self.work_table(spec, "current")
+        try:
+            self.create_work(
+                departed,
+                f"SELECT {self.keys(plan, 's')}, s.{self.flavour.quote(HASH)} FROM {self.state_table(spec)} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {current} c WHERE {self.on(spec, 'c', 's')})",
+            )
+        except Exception:  # noqa: BLE001 - each warehouse raises its own error for a missing column or type
+            return None
+        return self.query(f"SELECT count(*) FROM {departed}")[0][0]
 
     def commit(self, plan: Plan) -> None:
         """Record the mart as synced. Call only after the destination committed. Rejected keys stay
@@ -297,6 +336,16 @@ class Warehouse(ABC):
         spec, f = plan.spec, self.flavour
         cur, delta = self.work_table(spec, "current"), self.work_table(spec, "delta")
         pair = f"{self.keys(plan)}, {f.quote(HASH)}"
+        refused = self.rejects.refused_deletes(spec)
+        if refused:  # a delete the destination refused keeps its key (and hash) in the state: tried again
+            if plan.full:
+                self.query(
+                    f"INSERT INTO {cur} SELECT {pair} FROM {self.state_table(spec)} s "
+                    f"WHERE EXISTS (SELECT 1 FROM {refused} r WHERE {self.on(spec, 'r', 's')})"
+                )
+            else:
+                refused_key = f"EXISTS (SELECT 1 FROM {refused} r WHERE {self.on(spec, 'r', 'd')})"
+                self.query(f"DELETE FROM {delta} AS d WHERE {refused_key}")
         if plan.full:
             kept, added = None, f"SELECT {pair} FROM {cur}"
         else:  # unchanged keys keep their hash; changed and new keys take the current one
@@ -306,6 +355,8 @@ class Warehouse(ABC):
         self.store_state(plan, kept, added, self.rejects.table(spec) if self.rejects.count(plan) else None)
         self.drop_work(cur)
         self.drop_work(delta)
+        if plan.full:
+            self.drop_work(self.work_table(spec, "departed"))
 
     def forget(self, spec: SyncSpec) -> None:
         """Drop a sync's state, so its next run compares everything (after a failed or partial write)."""
@@ -320,86 +371,10 @@ class Warehouse(ABC):
         if plan.full or everything:
             source = self.source(plan)
         else:
-            cols = ", ".join(self.flavour.quote(c) for c in plan.columns)
+            cols = ", ".join(self.flavour.quote(c) for c in [*plan.columns, OP])
             delta = self.work_table(plan.spec, "delta")
             source = f"(SELECT {cols} FROM {delta} WHERE {self.flavour.quote(OP)} <> 'delete')"
         return f"{self.rejects.without(plan, source)} m"
-
-    def null_and_duplicate_keys(self, plan: Plan, sample: int = 5) -> str | None:
-        table = f"{plan.spec.source} -> {plan.spec.table}"
-        src, q = self.source(plan), self.flavour.quote
-        for key in plan.spec.primary_key:
-            nulls = self.query(f"SELECT count(*) FROM {src} x WHERE {q(key)} IS NULL")[0][0]
-            if nulls:
-                return f"{table}: {nulls} row(s) have a NULL key in column {key!r}; nothing was written"
-        keys = self.keys(plan)
-        dups = self.query(
-            f"SELECT {keys}, count(*) AS n FROM {src} x GROUP BY {keys} HAVING count(*) > 1 ORDER BY n DESC, {keys} "
-            f"LIMIT {int(sample)}"
-        )
-        if dups:
-            shown = ", ".join(f"{row[0]!r} x{row[-1]}" if len(row) == 2 else f"{row[:-1]!r} x{row[-1]}" for row in dups)
-            return f"{table}: duplicate key {tuple(plan.spec.primary_key)} in the mart ({shown}); nothing was written"
-        return None
-
-    def key_report(self, plan: Plan) -> KeyReport:
-        q, src, keys = self.flavour.quote, self.source(plan), self.keys(plan)
-        any_null = " OR ".join(f"{q(k)} IS NULL" for k in plan.spec.primary_key)
-        rows, nulls = self.query(f"SELECT count(*), {self.flavour.count_if(any_null)} FROM {src} x")[0]
-        dups = self.query(
-            f"SELECT {self.key_text(plan.spec)} AS k, count(*) AS n FROM {src} x WHERE NOT ({any_null}) "
-            f"GROUP BY {keys} HAVING count(*) > 1 ORDER BY n DESC, k"
-        )
-        return KeyReport(rows=rows, null_rows=nulls or 0, duplicates=[(k, n) for k, n in dups])
-
-    def sample_keys(self, plan: Plan, limit: int) -> list[tuple]:
-        keys = self.keys(plan)
-        return self.query(f"SELECT {keys} FROM {self.source(plan)} x ORDER BY {keys} LIMIT {int(limit)}")
-
-    def count_where(self, plan: Plan, conditions: Sequence[str]) -> list[int]:
-        """How many rows to send meet each condition, in one scan."""
-        counts = ", ".join(self.flavour.count_if(c) for c in conditions)
-        return [n or 0 for n in self.query(f"SELECT {counts} FROM {self.to_send(plan)}")[0]]
-
-    def keys_where(self, plan: Plan, condition: str, limit: int) -> list[str]:
-        rows = self.query(
-            f"SELECT {self.key_text(plan.spec, 'm')} AS k FROM {self.to_send(plan)} WHERE {condition} "
-            f"ORDER BY 1 LIMIT {int(limit)}"
-        )
-        return [r[0] for r in rows]
-
-    def string_lengths(self, plan: Plan) -> dict[str, int | None]:
-        texts = [f.name for f in plan.arrow_schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        if not texts:
-            return {}
-        f = self.flavour
-        lengths = ", ".join(f"max({f.length(f.quote(c))})" for c in texts)
-        row = self.query(f"SELECT {lengths} FROM {self.source(plan)} x")[0]
-        return dict(zip(texts, row, strict=True))
-
-    def too_long(self, plan: Plan, column: str, limit: int, sample: int = 5) -> list[tuple[str, int]]:
-        length = self.flavour.length(self.flavour.quote(column))
-        return [
-            tuple(r)
-            for r in self.query(
-                f"SELECT {self.key_text(plan.spec)} AS k, {length} AS n FROM {self.source(plan)} x "
-                f"WHERE {self.longer_than(column, limit)} ORDER BY 1 LIMIT {int(sample)}"
-            )
-        ]
-
-    def scope_violations(self, plan: Plan, scope: dict, columns: Sequence[str]) -> int:
-        conds, params = [], []
-        for column, value in scope.items():
-            if column not in columns:
-                continue
-            if value is None:
-                conds.append(f"{self.flavour.quote(column)} IS NOT NULL")
-            else:
-                conds.append(f"{self.flavour.quote(column)} IS DISTINCT FROM ?")
-                params.append(value)
-        if not conds:
-            return 0
-        return self.query(f"SELECT count(*) FROM {self.source(plan)} x WHERE {' OR '.join(conds)}", params)[0][0]
 
 
 @contextmanager

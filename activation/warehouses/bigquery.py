@@ -132,6 +132,9 @@ class BigQueryFlavour(SqlFlavour):
     def count_if(self, condition: str) -> str:
         return f"COUNTIF({condition})"
 
+    def text_literal(self, value: str) -> str:
+        return _literal(value)
+
 
 class BigQuery(Warehouse):
     """Plans in BigQuery and streams the rows to send; the state in `state_dataset`."""
@@ -257,6 +260,14 @@ class BigQuery(Warehouse):
     def drop_state(self, spec: SyncSpec) -> None:
         self.client.delete_table(self._id(f"{spec.name}__state"), not_found_ok=True)
 
+    def state_version(self, spec: SyncSpec) -> str | None:
+        """When the state table was last written (`store_state` replaces it whenever it changes)."""
+        try:
+            table = self.client.get_table(self._id(f"{spec.name}__state"))
+        except NotFound:
+            return None
+        return table.modified.isoformat() if table.modified else table.etag
+
     def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
         """A view in the state dataset, dropped with the run's work tables (views take no parameters)."""
         view = f"{name}_{self.run_id}"
@@ -276,8 +287,8 @@ class BigQuery(Warehouse):
 
     @contextmanager
     def key_relation(self, plan: Plan, keys: list[tuple]) -> Iterator[str]:
-        """A work table of the keys, built from array parameters (one per key column, zipped by offset)."""
-        width = len(plan.spec.primary_key)
+        """A work table of the keys, built from array parameters (one per column, zipped by offset)."""
+        width = len(keys[0])  # the key columns, maybe a reason after them
         types = [_parameter(keys[0][i]).type_ for i in range(width)]
         arrays = [bigquery.ArrayQueryParameter(None, types[i], [k[i] for k in keys]) for i in range(width)]
         unnest = " JOIN ".join(

@@ -159,6 +159,13 @@ class DuckDB(Warehouse):
     def drop_state(self, spec: SyncSpec) -> None:
         self.con.execute(f"DELETE FROM {STATE}.syncs WHERE sync = ?", [spec.name])
 
+    def state_version(self, spec: SyncSpec) -> str | None:
+        """When the state was stored (microseconds): every `store_state` stamps it."""
+        rows = self.con.execute(
+            f"SELECT CAST(synced_at AS VARCHAR) FROM {STATE}.syncs WHERE sync = ?", [spec.name]
+        ).fetchall()
+        return rows[0][0] if rows else None
+
     def filtered(self, relation: MartRelation, column: str, value: Any, name: str) -> MartRelation:
         literal = f"DATE '{value.isoformat()}'" if isinstance(value, dt.date) else _literal(str(value))
         self.con.execute(
@@ -173,7 +180,8 @@ class DuckDB(Warehouse):
     @contextmanager
     def key_relation(self, plan: Plan, keys: list[tuple]) -> Iterator[str]:
         name = f"_activation_reject_keys_{plan.spec.name}"
-        self.con.register(name, pa.table({f"k{i}": [k[i] for k in keys] for i in range(len(plan.spec.primary_key))}))
+        width = len(keys[0]) if keys else len(plan.spec.primary_key)  # key columns, maybe a reason after them
+        self.con.register(name, pa.table({f"k{i}": [k[i] for k in keys] for i in range(width)}))
         try:
             yield quote(name)
         finally:

@@ -45,6 +45,10 @@ class SqlFlavour(ABC):
     def cast(self, expression: str, kind: str) -> str:
         return f"CAST({expression} AS {self.types[kind]})"
 
+    def text_literal(self, value: str) -> str:
+        """A string constant (standard SQL: a quote is doubled)."""
+        return "'" + value.replace("'", "''") + "'"
+
 
 @dataclass(frozen=True)
 class MartColumn:

@@ -1,12 +1,15 @@
 """Run history in the warehouse, beside the sync state: what each run did, and what changed per key.
 
-Three tables beside the state (DuckDB: the state file `<warehouse_dir>/activation_state/<dest>.duckdb`;
+Tables beside the state (DuckDB: the state file `<warehouse_dir>/activation_state/<dest>.duckdb`;
 BigQuery: the bookkeeping dataset):
 - `sync_runs`: one row per sync per run: counts, timings, status (`success`, `failed`,
   `refused`), the error with credentials masked.
 - `sync_changes`: one row per key a successful run sent: `insert`, `update` or `delete`.
 - `sync_rejects`: the rows the last run of each sync set aside, with column and reason
-  (`activation.warehouses.rejects`); they are sent again on the next run.
+  (`activation.warehouses.rejects`); they are sent again on the next run. An API destination's
+  refusals carry its own message (column `(record)`, or `(delete)` for a refused delete).
+- `sync_api_calls`: for syncs into an API, one row per run: calls, retries, 429s, server errors,
+  rows sent and the first errors the API answered (a table of its own, so older files stay readable).
 
 The change log is the difference between the sync's state (key, row hash) before the run and
 after the destination committed, so it is exact about what the sync sent and costs one
@@ -23,14 +26,16 @@ or in BigQuery: `SELECT * FROM activation_state.sync_runs ORDER BY started_at DE
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Sequence
 
 from sqlalchemy.engine import make_url
 
 from activation.destinations.urls import masked_url
-from activation.syncs.results import GuardTripped, SyncResult
-from activation.syncs.spec import Mode, SyncSpec
+from activation.syncs.options import Mode
+from activation.syncs.results import ApiCalls, GuardTripped, SyncResult
+from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import HASH, Warehouse
 
 DEFAULT_RETENTION_DAYS = 90
@@ -51,6 +56,11 @@ REJECTS = (
     *(("sync", "text"), ("table_name", "text"), ("key", "text"), ("column_name", "text")),
     *(("reason", "text"), ("run_id", "text"), ("rejected_at", "timestamp")),
 )
+API_CALLS = (  # one row per run of a sync into an API destination (a table of its own: older files stay readable)
+    *(("run_id", "text"), ("sync", "text"), ("destination", "text"), ("table_name", "text")),
+    *(("status", "text"), ("recorded_at", "timestamp"), ("calls", "integer"), ("retries", "integer")),
+    *(("rate_limited", "integer"), ("server_errors", "integer"), ("rows_sent", "integer"), ("api_errors", "text")),
+)
 # What `activation history` lists; {table} is the quoted table, `?` the sync when one is asked for
 LISTINGS = {
     "sync_runs": (
@@ -61,6 +71,10 @@ LISTINGS = {
     "sync_rejects": (
         "SELECT sync, table_name, key, column_name, reason, run_id, rejected_at FROM {table} {where} "
         "ORDER BY rejected_at DESC, sync, key LIMIT {limit}"
+    ),
+    "sync_api_calls": (
+        "SELECT recorded_at, sync, table_name, status, calls, retries, rate_limited, server_errors, rows_sent, "
+        "api_errors, run_id FROM {table} {where} ORDER BY recorded_at DESC, sync LIMIT {limit}"
     ),
 }
 
@@ -104,7 +118,8 @@ class RunHistory:
         self.started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self._snapshots: set[str] = set()  # syncs whose state was kept by `before`
         types, ddl = warehouse.flavour.types, []
-        for name, columns in (("sync_runs", RUNS), ("sync_changes", CHANGES), ("sync_rejects", REJECTS)):
+        tables = (("sync_runs", RUNS), ("sync_changes", CHANGES), ("sync_rejects", REJECTS))
+        for name, columns in (*tables, ("sync_api_calls", API_CALLS)):
             body = ", ".join(f"{c} {types[kind]}" for c, kind in columns)
             ddl.append(f"CREATE TABLE IF NOT EXISTS {warehouse.bookkeeping_table(name)} ({body})")
         warehouse.query("; ".join(ddl))  # one script: on BigQuery, one job instead of three
@@ -181,6 +196,13 @@ class RunHistory:
                 f"r.column_name, r.reason, ?, ? FROM {rejected} r",
                 [spec.name, spec.table, self.run_id, now],
             )
+        refused = self.wh.rejects.refused_deletes(spec)
+        if refused:  # deletes the destination refused: tried again next run
+            self.wh.query(
+                f"INSERT INTO {self._table('sync_rejects')} SELECT ?, ?, {self._key_expr(spec, 'r')}, "
+                f"'(delete)', r.reason, ?, ? FROM {refused} r",
+                [spec.name, spec.table, self.run_id, now],
+            )
 
     def _row(self, spec: SyncSpec, status: str, now: dt.datetime, result: SyncResult | None, error: str | None):
         r = result
@@ -211,6 +233,14 @@ class RunHistory:
         placeholders = ", ".join(f.cast("?", kind) for _, kind in RUNS)
         self.wh.query(f"INSERT INTO {self._table('sync_runs')} VALUES ({placeholders})", values)
 
+    def _insert_api_calls(self, spec: SyncSpec, status: str, now: dt.datetime, api: ApiCalls, sent: int) -> None:
+        f = self.wh.flavour
+        errors = mask_secrets(json.dumps(api.errors, ensure_ascii=False), self.url) if api.errors else None
+        values = [self.run_id, spec.name, self.destination, spec.table, status, now, api.calls, api.retries]
+        values += [api.rate_limited, api.server_errors, sent, errors]
+        placeholders = ", ".join(f.cast("?", kind) for _, kind in API_CALLS)
+        self.wh.query(f"INSERT INTO {self._table('sync_api_calls')} VALUES ({placeholders})", values)
+
     def succeeded(self, specs: Sequence[SyncSpec], results: Sequence[SyncResult]) -> None:
         """Call after the destination committed and the state advanced."""
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -219,16 +249,23 @@ class RunHistory:
             for spec in specs:
                 self._log_changes(spec, now)
                 self._record_rejects(spec, now)
-                self._insert_run(self._row(spec, "success", now, by_name.get(spec.name), None))
+                result = by_name.get(spec.name)
+                self._insert_run(self._row(spec, "success", now, result, None))
+                if result is not None and result.api is not None:
+                    self._insert_api_calls(spec, "success", now, result.api, result.rows_sent)
             self._expire(now)
 
     def failed(self, specs: Sequence[SyncSpec], error: BaseException) -> None:
-        """A run that raised: one row per selected sync, status and the (masked) error."""
+        """A run that raised: one row per selected sync, status and the (masked) error; for an API
+        destination also the calls it made before it stopped (SyncError.api_calls)."""
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         status = "refused" if isinstance(error, GuardTripped) else "failed"
         message = mask_secrets(f"{type(error).__name__}: {error}", self.url)
+        calls = getattr(error, "api_calls", None) or {}
         for spec in specs:
             self._insert_run(self._row(spec, status, now, None, message))
+            if spec.name in calls:
+                self._insert_api_calls(spec, status, now, calls[spec.name], 0)
             self.wh.drop_work(self.wh.work_table(spec, "before"))
             self._snapshots.discard(spec.name)
         self._expire(now)
@@ -237,3 +274,4 @@ class RunHistory:
         cutoff = now - dt.timedelta(days=self.retention_days)
         self.wh.query(f"DELETE FROM {self._table('sync_runs')} WHERE started_at < ?", [cutoff])
         self.wh.query(f"DELETE FROM {self._table('sync_changes')} WHERE recorded_at < ?", [cutoff])
+        self.wh.query(f"DELETE FROM {self._table('sync_api_calls')} WHERE recorded_at < ?", [cutoff])

@@ -25,14 +25,18 @@ from activation.syncs.spec import SyncSpec
 if TYPE_CHECKING:
     from activation.warehouses.base import Warehouse
 
+CHUNK = 10_000  # refusals per statement (BigQuery takes them as array parameters)
+
 
 class RejectStore:
-    """This run's rejects of each sync, in a work table per sync (none without `max_rejects`)."""
+    """This run's rejects of each sync, in a work table per sync (none without `max_rejects`), and
+    the keys whose delete the destination refused (an API answering per record)."""
 
     def __init__(self, warehouse: Warehouse):
         self.wh = warehouse
         self._tables: dict[str, str] = {}  # sync -> work table, for syncs that keep rejects this run
         self._counts: dict[str, int] = {}
+        self._refused: dict[str, str] = {}  # sync -> work table of keys whose delete was refused
 
     def table(self, spec: SyncSpec) -> str | None:
         return self._tables.get(spec.name)
@@ -48,6 +52,9 @@ class RejectStore:
         )
         self._tables[plan.spec.name] = name
         self._counts[plan.spec.name] = 0
+        refused = self._refused.pop(plan.spec.name, None)
+        if refused:
+            wh.drop_work(refused)
 
     def add(self, plan: Plan, column: str, reason: str, condition: str) -> None:
         """Set aside every mart row matching `condition` (SQL over the mart as the sync reads it)."""
@@ -73,6 +80,45 @@ class RejectStore:
                 [column, reason],
             )
         self._counts.pop(plan.spec.name, None)
+
+    def add_refusals(self, plan: Plan, column: str, refusals: list[tuple[tuple, str]]) -> None:
+        """Set aside the mart rows a destination refused one by one: (key values, its reason)."""
+        wh, q, width = self.wh, self.wh.flavour.quote, len(plan.spec.primary_key)
+        on = " AND ".join(f"x.{q(k)} = f.k{i}" for i, k in enumerate(plan.spec.primary_key))
+        for start in range(0, len(refusals), CHUNK):
+            rows = [(*key, reason) for key, reason in refusals[start : start + CHUNK]]
+            with wh.key_relation(plan, rows) as found:
+                wh.query(
+                    f"INSERT INTO {self._tables[plan.spec.name]} SELECT {wh.keys(plan, 'x')}, ?, f.k{width} "
+                    f"FROM {wh.source(plan)} x JOIN {found} f ON {on}",
+                    [column],
+                )
+        self._counts.pop(plan.spec.name, None)
+
+    def refuse_deletes(self, plan: Plan, refusals: list[tuple[tuple, str]]) -> None:
+        """Keys whose delete the destination refused, each with its reason: `Warehouse.commit` keeps
+        them in the state, so the delete is tried again next run; the history lists them (column
+        `(delete)`)."""
+        if not refusals:
+            return
+        wh, spec, width = self.wh, plan.spec, len(plan.spec.primary_key)
+        name = self._refused.get(spec.name)
+        if name is None:
+            name = wh.work_table(spec, "refused_deletes")
+            wh.create_work(
+                name,
+                f"SELECT {wh.keys(plan)}, CAST('' AS {wh.flavour.types['text']}) AS reason FROM {wh.source(plan)} x "
+                "LIMIT 0",
+            )
+            self._refused[spec.name] = name
+        columns = ", ".join(f"f.k{i}" for i in range(width + 1))
+        for start in range(0, len(refusals), CHUNK):
+            rows = [(*key, reason) for key, reason in refusals[start : start + CHUNK]]
+            with wh.key_relation(plan, rows) as found:
+                wh.query(f"INSERT INTO {name} SELECT {columns} FROM {found} f")
+
+    def refused_deletes(self, spec: SyncSpec) -> str | None:
+        return self._refused.get(spec.name)
 
     def count(self, plan: Plan) -> int:
         """Distinct keys set aside (0 when the sync has no max_rejects)."""

@@ -6,6 +6,12 @@ Records are dicts of Python values (None, str, int, float, Decimal, bool, dateti
 timezone-aware datetime.datetime in UTC); each client turns them into its wire format (JSON, CSV,
 HubSpot's string properties), because "null", "empty" and "unchanged" are spelled differently by
 each API.
+
+Optional, read by the engine where a client has them: `deletes: bool` (False: this destination
+cannot delete, so `mirror` without a soft delete is refused before any write) and
+`set_idempotency_scope(scope: str)` (called before each sync's calls with the sync's name and the
+state version its change was computed against: a client that sends idempotency keys derives them
+from it, so a change re-sent after a crash carries the same keys and a later one new keys).
 """
 
 from __future__ import annotations
@@ -77,7 +83,8 @@ class ObjectClient(Protocol):
     def delete(self, object_name: str, key_field: str, keys: Sequence[Any]) -> list[Outcome]:
         """Delete the records whose `key_field` equals each key; a key already gone counts as deleted."""
 
-    def count(self, object_name: str) -> int | None:
-        """Records of the object, where the API can count them (a read-back check); else None."""
+    def count(self, object_name: str, key_field: str | None = None) -> int | None:
+        """Records of the object (with `key_field` set, when given: those a sync keys), where the API
+        can count them (a read-back check); else None."""
 
     def close(self) -> None: ...

@@ -18,9 +18,10 @@ from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.prepare import OLD
 from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause, short_name
 from activation.syncs.guards import check_guards
+from activation.syncs.options import Mode
 from activation.syncs.plan import Counts, Strategy
 from activation.syncs.results import SwapNotPossible, SyncError
-from activation.syncs.spec import Mode, SyncSpec
+from activation.syncs.spec import SyncSpec
 
 # A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
 SWAP_LOCK_WAIT_SECONDS = 1

@@ -1,0 +1,252 @@
+"""The one engine that syncs marts into API objects, through any vendor's client (client.py).
+
+A run of one API destination's selected syncs:
+1. In the warehouse only (api/plan.py): describe, diff with the state, key checks, deletes,
+   planned counts, for every sync. The guards judge all plans; a tripped guard raises
+   GuardTripped before the client is opened: no call at all.
+2. The client opens (its secrets from the environment); each object's describe (read-only) is
+   checked against the mapping, and the values the API would refuse are counted in the warehouse:
+   refused (nothing sent) or set aside under `max_rejects`, for every sync before any write.
+3. Per sync (api/send.py): upserts, then deletes, in the client's batches; per-record refusals
+   kept as rejects; then `Warehouse.commit` advances the state for what the API accepted.
+Every call goes through the destination's one RateLimiter and the retry Transport (limits.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from activation.destinations import registry
+from activation.destinations.api.client import CallStats, ObjectClient
+from activation.destinations.api.plan import ApiJob, check_fields, plan_job
+from activation.destinations.api.send import Tally, record_refusals, result_of, send_deletes, send_upserts
+from activation.destinations.base import Capabilities, Destination, Log
+from activation.syncs import guards
+from activation.syncs.model import MartRelation
+from activation.syncs.plan import SyncPlan
+from activation.syncs.problems import Problem
+from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
+from activation.syncs.spec import DestinationSpec, SyncSpec
+from activation.warehouses.base import OP, Warehouse
+
+OpenClient = Callable[[Log], ObjectClient]
+
+
+class ApiDestination(Destination):
+    """One configured API destination (an org, a portal, an endpoint) and its one rate limiter."""
+
+    capabilities = Capabilities(
+        transactions=False,
+        transactional_ddl=False,
+        atomic_swap=False,
+        advisory_locks=False,
+        temporary_tables=False,
+        read_back=False,
+        count=True,
+        record_outcomes=True,
+    )
+
+    def __init__(self, name: str, spec: DestinationSpec, *, open_client: OpenClient | None = None):
+        super().__init__()
+        # object -> what its describe and the value checks found before any write call ([]: it fits),
+        # for each sync whose object was checked in the last run (the `mart_fits_destination` verdict)
+        self.fitted: dict[str, list[Problem]] = {}
+        self.name, self.spec = name, spec
+        self.kind = spec.type  # the Dagster kind of its assets
+        self.capabilities = dataclasses.replace(ApiDestination.capabilities, count=registry.can_count(spec))
+        self._open = open_client or (lambda log: registry.open_client(name, spec, log))
+
+    # -- the run ---------------------------------------------------------------------------
+    def sync(
+        self,
+        warehouse: Warehouse,
+        specs: Sequence[SyncSpec],
+        relations: Mapping[str, MartRelation],
+        *,
+        full_resync: bool = False,
+        log: Log = print,
+        plans: Mapping[str, SyncPlan] | None = None,  # an API object is planned here (plan.py), judged by its describe
+    ) -> list[SyncResult]:
+        self.within_guards, self.fitted = {}, {}
+        jobs = [plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync) for spec in specs]
+        guards.check([job.guarded for job in jobs])
+        self.within_guards = {job.spec.table: dict(job.planned) for job in jobs}
+        if not any(job.to_send or job.to_delete for job in jobs):  # nothing changed: not a single call
+            return [self._commit(warehouse, job, Tally(), ApiCalls(), time.monotonic(), log) for job in jobs]
+        try:
+            client = self._open(log)
+        except Exception as exc:
+            raise SyncError(f"destination {self.name}: could not open its {self.kind} client: {exc}") from exc
+        calls: dict[str, ApiCalls] = {}
+        try:
+            for job in jobs:
+                before = _snapshot(client.stats)
+                try:
+                    check_fields(warehouse, client, job)
+                    self.fitted[job.spec.table] = []
+                except SyncError as exc:
+                    self.fitted[job.spec.table] = exc.problems or [
+                        Problem(job.spec.table, str(exc), destination=job.spec.destination)
+                    ]
+                    raise
+                except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
+                    message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
+                    raise SyncError(message) from exc
+                finally:
+                    calls[job.spec.name] = _calls_since(client.stats, before, [])
+            return [self._send(warehouse, client, job, calls, log) for job in jobs]
+        except SyncError as exc:
+            exc.api_calls = calls
+            raise
+        finally:
+            client.close()
+
+    def _send(
+        self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls], log: Log
+    ) -> SyncResult:
+        spec, started = job.spec, time.monotonic()
+        before = _snapshot(client.stats)
+        scope = getattr(client, "set_idempotency_scope", None)
+        if scope is not None:  # the same change against the same state is the same request
+            scope(f"{spec.name}@{wh.state_version(spec) or 'new'}")
+        tally = Tally()
+        try:
+            total = job.to_send + job.to_delete
+
+            def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
+                log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
+
+            send_upserts(wh, client, job, tally, progress)
+            send_deletes(wh, client, job, tally, progress)
+        except Exception as exc:
+            calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
+            if isinstance(exc, SyncError):
+                raise
+            raise SyncError(
+                f"{spec.name} -> {spec.table}: the API call failed after {tally.sent:,} record(s) and "
+                f"{tally.deleted:,} delete(s) were answered: {exc}. The sync state did not advance: the next run "
+                f"sends the same change again (the upsert by {spec.primary_key[0]} absorbs what already arrived)"
+            ) from exc
+        calls[spec.name] = dataclasses.replace(
+            _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
+            records_refused=len(tally.refused),
+            deletes_refused=len(tally.refused_deletes),
+        )
+        return self._commit(wh, job, tally, calls[spec.name], started, log)
+
+    def _commit(
+        self, wh: Warehouse, job: ApiJob, tally: Tally, calls: ApiCalls, started: float, log: Log
+    ) -> SyncResult:
+        """After the calls: refusals recorded, the state advanced for what the API accepted."""
+        spec = job.spec
+        record_refusals(wh, job, tally)
+        wh.commit(job.plan)
+        result = result_of(job, tally, calls, time.monotonic() - started)
+        log(
+            f"{spec.table}: {result.inserted:,} inserted, {result.updated:,} updated, {result.deleted:,} deleted, "
+            f"{result.rejected:,} rejected ({result.reason}); {result.api.calls:,} calls, "
+            f"{result.api.rate_limited:,} rate-limited"
+        )
+        for warning in result.warnings:
+            log(f"{spec.table}: {warning}")
+        return result
+
+    # -- what `activation plan` shows --------------------------------------------------------
+    def preview(
+        self,
+        warehouse: Warehouse,
+        specs: Sequence[SyncSpec],
+        relations: Mapping[str, MartRelation],
+        *,
+        full_resync: bool = False,
+        sample: int = 5,
+        log: Log = lambda _msg: None,
+    ) -> list[SyncPreview]:
+        """What each sync would insert, update, delete and set aside, with sample keys, and every
+        problem that would refuse it, WITHOUT any write call: the only calls are the objects'
+        describe (read-only metadata) and whatever the client needs to open (an OAuth token).
+        Use a dry-run warehouse: the state is never committed here either."""
+        previews, jobs = [], []
+        for spec in specs:
+            out = SyncPreview(
+                sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value, strategy="api"
+            )
+            previews.append(out)
+            try:
+                job = plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync)
+            except SyncError as exc:
+                out.refuse(exc.problems, str(exc))
+                jobs.append(None)
+                continue
+            jobs.append(job)
+            out.reason, out.rows_in_mart, out.rows_in_destination = job.plan.reason, job.plan.mart_rows, job.rows_before
+            out.counts = dict(job.planned)
+            try:
+                guards.check([job.guarded])
+            except GuardTripped as exc:
+                out.refuse(exc.problems, str(exc))
+        try:
+            client = self._open(log)
+        except Exception as exc:  # a refused login, a secret unset: what the run would fail with
+            for out in previews:
+                out.refuse([], f"destination {self.name}: could not open its {self.kind} client: {exc}")
+            return previews
+        try:
+            for job, out in zip(jobs, previews, strict=True):
+                if job is None:
+                    continue
+                problems = check_fields(warehouse, client, job, refuse=False)
+                out.refuse(problems, f"{len(problems)} problem(s) the API would refuse" if problems else "")
+                out.rejected = job.rejected
+                out.warnings += job.warnings
+                _samples(warehouse, job, out, sample)
+        finally:
+            client.close()
+        return previews
+
+    def count(self, object_name: str, key_field: str | None = None, log: Log = lambda _msg: None) -> int | None:
+        """The object's records as the API counts them (those with `key_field` set, when given: the
+        records a sync keys), for a read-back check; None where the API cannot count."""
+        client = self._open(log)
+        try:
+            return client.count(object_name, key_field)
+        finally:
+            client.close()
+
+
+def _samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:
+    plan, q = job.plan, wh.flavour.quote
+    if plan.full:
+        out.samples["insert"] = [{"key": k} for k in wh.keys_where(plan, "TRUE", sample)]
+    else:
+        for op in ("insert", "update"):
+            if job.planned[op]:
+                found = wh.keys_where(plan, f"m.{q(OP)} = '{op}'", sample)
+                out.samples[op] = [{"key": k} for k in found]
+    if job.to_delete:
+        keys: list = []
+        for batch in wh.deleted(plan, 10_000):  # read to the end: a warehouse stream is not left open
+            keys += batch.column(0).to_pylist()[: sample - len(keys)]
+        out.samples["delete"] = [{"key": k} for k in keys]
+
+
+def _snapshot(stats: CallStats) -> tuple[int, int, int, int]:
+    return stats.calls, stats.retries, stats.rate_limited, stats.server_errors
+
+
+def _calls_since(
+    stats: CallStats, before: tuple[int, int, int, int], errors: list[str], earlier: ApiCalls | None = None
+) -> ApiCalls:
+    """The calls one sync made: the client's counters since `before`, added to its `earlier` calls."""
+    now = _snapshot(stats)
+    calls, retries, limited, failed = (a - b for a, b in zip(now, before, strict=True))
+    base = earlier or ApiCalls()
+    return ApiCalls(
+        calls=base.calls + calls,
+        retries=base.retries + retries,
+        rate_limited=base.rate_limited + limited,
+        server_errors=base.server_errors + failed,
+        errors=[*base.errors, *[e for e in errors if e not in base.errors]][:10],
+    )

@@ -1,0 +1,227 @@
+"""A sync's mapping (API field <- mart column), checked against what the API's describe says, and
+the conditions over the mart rows the API would refuse, evaluated in the warehouse before any call.
+
+Which mart types an API field takes (anything else refuses the sync before any call, naming
+object, field and both types; cast in the mart to send another):
+
+| API field type                        | mart column types                        |
+|---------------------------------------|------------------------------------------|
+| string, textarea, picklist, id        | text (JSON and nested columns as JSON text) |
+| integer                               | integer, decimal with scale 0            |
+| number                                | integer, decimal, float                  |
+| boolean                               | boolean                                  |
+| date                                  | date                                     |
+| datetime                              | timestamp (with or without time zone)    |
+| any other type the API names          | any of the above                         |
+
+Values the API would refuse are found with one warehouse scan over the rows to send: NULL (or
+empty text) in a required field, text longer than the field, a value outside a restricted
+picklist, a number over the field's digits or with more decimals than it keeps, NaN or infinity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from activation.destinations.api.client import FieldInfo
+from activation.syncs.model import Plan, is_json
+from activation.syncs.problems import Problem
+from activation.syncs.results import SyncError
+from activation.warehouses.base import Warehouse
+
+TEXT_TYPES = frozenset({"string", "textarea", "picklist", "id"})
+SAMPLE_KEYS = 5
+
+
+def mart_kind(field: pa.Field) -> str:
+    """text | integer | decimal | float | boolean | date | timestamp | binary | other."""
+    t = field.type
+    if is_json(field) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    return "other"
+
+
+def takes(api_type: str, field: pa.Field) -> bool:
+    """Whether an API field of `api_type` takes the values of the mart column `field` as they are."""
+    kind = mart_kind(field)
+    if kind in ("binary", "other"):
+        return False  # bytes and times have no spelling every API reads: encode them in the mart
+    if api_type in TEXT_TYPES:
+        return kind == "text"
+    if api_type == "integer":
+        return kind == "integer" or (kind == "decimal" and field.type.scale == 0)
+    if api_type == "number":
+        return kind in ("integer", "decimal", "float")
+    if api_type == "boolean":
+        return kind == "boolean"
+    if api_type == "date":
+        return kind == "date"
+    if api_type == "datetime":
+        return kind == "timestamp"
+    return True
+
+
+def check_mapping(
+    plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None, destination: str
+) -> list[Problem]:
+    """Every mapped field exists, is writable and takes its column's type; the soft-delete field
+    exists and is writable. Empty when the API has no describe (generic HTTP without rules)."""
+    spec = plan.spec
+    if fields is None:
+        return []
+    problems = []
+
+    def refuse(field: str, reason: str, fix: str) -> None:
+        problems.append(Problem(object_name, reason, field, fix=fix, destination=destination))
+
+    by_lower = {name.lower(): name for name in fields}
+    wanted = [(d, plan.arrow_schema.field(d)) for d in plan.columns]
+    for name, column in wanted:
+        info = fields.get(name)
+        if info is None:
+            near = by_lower.get(name.lower())
+            hint = f"; did you mean {near!r}?" if near else ""
+            refuse(name, f"is not a field of {object_name}{hint}", "map the column to a field the object has")
+            continue
+        if not info.writable and name not in spec.primary_key:
+            refuse(name, f"is read-only in {object_name}", "map the column to a writable field")
+        if not takes(info.type, column):
+            refuse(
+                name,
+                f"is a {info.type} field but mart column {dict(plan.pairs)[name]!r} is {column.type}",
+                "cast the column in the mart to a type the field takes",
+            )
+    soft = spec.soft_delete_column
+    if soft:
+        info = fields.get(soft)
+        if info is None:
+            refuse(soft, f"(delete: soft) is not a field of {object_name}", "name a field of the object")
+        elif not info.writable:
+            refuse(soft, f"(delete: soft) is read-only in {object_name}", "name a writable field")
+        elif info.type not in ("datetime", "date", "boolean", "other", *TEXT_TYPES):
+            refuse(soft, f"(delete: soft) is a {info.type} field", "use a datetime, date or boolean field")
+    return problems
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    field: str
+    condition: str  # warehouse SQL over a row to send, true when the API would refuse the value
+    problem: str  # reads after a count: "3 rows are longer than ..."
+
+
+def value_checks(
+    wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None
+) -> list[ValueCheck]:
+    f = wh.flavour
+    found: list[ValueCheck] = []
+    for name in plan.columns:
+        column, info = plan.arrow_schema.field(name), (fields or {}).get(name)
+        kind, c = mart_kind(column), f.quote(name)
+        if kind == "float":  # JSON has no NaN or infinity; APIs refuse them
+            nan, inf = f.value_checks["nan"].format(c=c), f.value_checks["inf"].format(c=c)
+            found.append(ValueCheck(name, f"({nan} OR {inf})", "hold NaN or infinity, which an API cannot take"))
+        if info is None:
+            continue
+        where = f"{object_name}.{name}"
+        if info.required and name not in plan.spec.primary_key:
+            empty = f"{c} IS NULL" + (f" OR {c} = ''" if kind == "text" else "")
+            found.append(ValueCheck(name, f"({empty})", f"are empty but {where} is required"))
+        if kind == "text" and info.length:
+            reason = f"are longer than {where}'s {info.length} characters"
+            found.append(ValueCheck(name, wh.longer_than(name, info.length), reason))
+        if kind == "text" and info.picklist is not None:
+            allowed = ", ".join(f.text_literal(v) for v in info.picklist) or "NULL"
+            shown = ", ".join(info.picklist[:8]) + (", ..." if len(info.picklist) > 8 else "")
+            found.append(
+                ValueCheck(
+                    name,
+                    f"({c} IS NOT NULL AND {c} <> '' AND {c} NOT IN ({allowed}))",
+                    f"are not among the values of the picklist {where} ({shown})",
+                )
+            )
+        if kind in ("integer", "decimal", "float") and info.precision:
+            scale = info.scale or 0
+            limit = f"1e{info.precision - scale}"
+            double = f.value_checks["double"].format(c=c)
+            finite = ""
+            if kind == "float":
+                nan, inf = f.value_checks["nan"].format(c=c), f.value_checks["inf"].format(c=c)
+                finite = f"NOT {nan} AND NOT {inf} AND "
+            found.append(
+                ValueCheck(
+                    name,
+                    f"({finite}abs({double}) >= {limit})",
+                    f"exceed {where}'s {info.precision} digits ({scale} after the point)",
+                )
+            )
+        if kind == "decimal" and info.scale is not None and column.type.scale > info.scale:
+            found.append(
+                ValueCheck(
+                    name,
+                    f"({c} <> round({c}, {info.scale}))",
+                    f"have more than {info.scale} decimal places, which {where} would round",
+                )
+            )
+    return found
+
+
+def find_problems(
+    wh: Warehouse, plan: Plan, object_name: str, checks: list[ValueCheck], destination: str
+) -> list[tuple[ValueCheck, Problem]]:
+    """Evaluate every check in one scan of the rows to send; name count and first keys of each."""
+    if not checks:
+        return []
+    counts = wh.count_where(plan, [check.condition for check in checks])
+    found = []
+    for check, n in zip(checks, counts, strict=True):
+        if not n:
+            continue
+        keys = tuple(wh.keys_where(plan, check.condition, SAMPLE_KEYS))
+        fix = "fix the values in the mart, or widen the field in the API"
+        key_columns = tuple(plan.spec.primary_key)
+        found.append((check, Problem(object_name, check.problem, check.field, n, keys, key_columns, fix, destination)))
+    return found
+
+
+def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list[tuple[ValueCheck, Problem]]) -> int:
+    """Without `max_rejects`, any value problem refuses the sync (SyncError, nothing sent). With it,
+    the rows are set aside as rejects while their count stays within the limit; returns the count."""
+    spec = plan.spec
+    if not found:
+        return 0
+    if spec.max_rejects is None:
+        problems = [p for _, p in found]
+        raise SyncError(
+            f"{spec.source} -> {object_name}: {len(problems)} problem(s) in the rows to send that the API would "
+            "refuse; nothing was sent:\n" + "\n".join(f"- {p}" for p in problems),
+            problems,
+        )
+    for check, _ in found:
+        wh.rejects.add(plan, check.field, check.problem, check.condition)
+    count = wh.rejects.count(plan)
+    total = wh.mart_rows(plan)
+    if not spec.max_rejects.allows(count, total):
+        raise SyncError(
+            f"{object_name}: {count:,} of {total:,} rows cannot be sent ({wh.rejects.summary(plan)}), over "
+            f"max_rejects {spec.max_rejects}; fix them in the mart. Nothing was sent.",
+            [p for _, p in found],
+        )
+    return count

@@ -1,0 +1,126 @@
+"""What a sync into an API object would do, found before any call that writes.
+
+Two phases, so the cheap refusals cost no call at all:
+1. `plan_job` (the warehouse only): describe the mart, diff it with the state exactly as the SQL
+   path does (warehouses/base.py), check the key, find the deletes, count the plan. The guards
+   are judged on these counts before the client is even opened.
+2. `check_fields` (the API's describe, read-only metadata): every mapped field exists, is
+   writable and takes its column's type; values the API would refuse are counted in the
+   warehouse and refuse the sync, or are set aside under `max_rejects`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from activation.destinations.api import fields as mapping
+from activation.destinations.api.client import FieldInfo, ObjectClient
+from activation.syncs.guards import GuardedPlan
+from activation.syncs.model import MartRelation, Plan, PlanError
+from activation.syncs.problems import Problem
+from activation.syncs.results import SyncError
+from activation.syncs.spec import SyncSpec
+from activation.warehouses.base import Warehouse
+
+
+@dataclass
+class ApiJob:
+    plan: Plan
+    rows_before: int  # records this sync holds in the API, as the state records them
+    planned: dict[str, int]  # insert, update, delete
+    warnings: list[str] = field(default_factory=list)
+    fields: dict[str, FieldInfo] | None = None  # the object's describe (None: the API has none)
+    rejected: int = 0  # rows set aside before any call (value problems under max_rejects)
+    sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
+
+    @property
+    def spec(self) -> SyncSpec:
+        return self.plan.spec
+
+    @property
+    def guarded(self) -> GuardedPlan:
+        return GuardedPlan(self.spec, self.planned, self.rows_before, self.plan.mart_rows)
+
+    @property
+    def to_send(self) -> int:
+        """Records the upserts will carry (rows set aside before any call excluded, once counted)."""
+        if self.sending is not None:
+            return self.sending
+        plan = self.plan
+        return plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
+
+    @property
+    def to_delete(self) -> int:
+        return self.planned["delete"]
+
+
+def plan_job(wh: Warehouse, spec: SyncSpec, relation: MartRelation, *, full_resync: bool) -> ApiJob:
+    """Phase 1, in the warehouse only. Raises SyncError for a missing mart or bad keys."""
+    try:
+        plan = wh.plan(wh.describe(spec, relation), full_resync=full_resync)
+    except PlanError as exc:
+        raise SyncError(str(exc)) from exc
+    problem = wh.key_problems(plan)
+    if problem:
+        raise SyncError(problem)
+    warnings = []
+    had_state = wh.has_state(spec)
+    if plan.full:
+        rows_before = wh.query(f"SELECT count(*) FROM {wh.state_table(spec)}")[0][0] if had_state else 0
+        departed = wh.departed(plan) if spec.mode.deletes else None
+        if spec.mode.deletes and had_state and departed is None:
+            warnings.append(
+                "the recorded state has another key: records whose rows left the mart since the last sync "
+                "cannot be found, so none are deleted this run"
+            )
+        planned = {"insert": plan.mart_rows, "update": 0, "delete": departed or 0}
+    else:
+        rows_before = plan.state_rows
+        planned = {"insert": plan.new_keys, "update": plan.changed_keys, "delete": plan.deleted_keys}
+    if not spec.mode.deletes:
+        planned["delete"] = 0
+    wh.rejects.reset(plan)  # API refusals are kept as rejects whether or not max_rejects is set
+    return ApiJob(plan=plan, rows_before=rows_before, planned=planned, warnings=warnings)
+
+
+def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bool = True) -> list[Problem]:
+    """Phase 2: the object's describe against the mapping, and the values the API would refuse.
+    Raises SyncError when `refuse` (the real run); returns the problems for a preview."""
+    spec, plan, object_name = job.spec, job.plan, job.spec.table
+    job.fields = client.describe(object_name)
+    problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination)
+    if problems:
+        if refuse:
+            raise SyncError(
+                f"{spec.name}: the mapping does not fit {object_name}; nothing was sent:\n"
+                + "\n".join(f"- {p}" for p in problems),
+                problems,
+            )
+        return problems
+    if spec.mode.deletes and not spec.soft_delete_column and not getattr(client, "deletes", True):
+        problem = Problem(
+            object_name,
+            "mode mirror deletes records, but this destination has no way to delete configured",
+            fix="configure the destination's delete endpoint, or use delete: {soft: <field>} or mode: upsert",
+            destination=spec.destination,
+        )
+        if refuse:
+            raise SyncError(f"{spec.name}: {problem}; nothing was sent", [problem])
+        return [problem]
+    checks = mapping.value_checks(wh, plan, object_name, job.fields)
+    found = mapping.find_problems(wh, plan, object_name, checks, spec.destination)
+    if not refuse and spec.max_rejects is None:
+        return [p for _, p in found]
+    try:
+        job.rejected = mapping.refuse_or_set_aside(wh, plan, object_name, found)
+    except SyncError as exc:
+        if refuse:
+            raise
+        return exc.problems
+    if job.rejected:
+        [job.sending] = wh.count_where(plan, ["1 = 1"])  # the client picks its way of sending by this count
+        job.warnings.append(
+            f"{job.rejected:,} rows set aside as rejects before any call ({wh.rejects.summary(plan)}); "
+            "they are sent again next run"
+        )
+    return []
