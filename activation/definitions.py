@@ -46,8 +46,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             relation=MartRelation(*relation),
         )
 
+    # A database's URL, or an API's settings (its secrets are read only when its assets run).
     destinations = {
-        name: destination_resource(spec, base_dir=settings.syncs_file.parent)
+        name: destination_resource(name, spec, base_dir=settings.syncs_file.parent)
         for name, spec in config.destinations.items()
     }
     translator = SyncTranslator(config, marts, destinations)  # every sync's asset, checks and metadata
@@ -88,7 +89,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={
             "dbt": dbt_resource(project),  # the dbt beside this interpreter, whatever PATH says
             WAREHOUSE_RESOURCE: warehouse_resource(settings),  # DuckDB, or BigQuery for the `bigquery` target
-            **{destination_resource_key(name): res for name, res in destinations.items()},
+            **{
+                destination_resource_key(name, api=config.destinations[name].is_api): res
+                for name, res in destinations.items()
+            },
         },
     )
 

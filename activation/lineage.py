@@ -3,8 +3,10 @@
 dbt's part is computed as dagster-dbt computes `dagster/column_lineage` for the UI: sqlglot
 resolves each output column of a model's compiled SQL to the columns of its parents, with the
 parents' real column lists read from the warehouse. The syncs add the last hop: destination
-column -> mart column, from `syncs.yml`. `impact` walks the graph downstream ("what in the
-app changes if this Salesforce field changes"), `upstream` walks it back to the raw fields.
+column -> mart column, from `syncs.yml` (a table's column reads `app.facilities.city`; a field of
+an API object is named like its asset, `salesforce/Account.LTV__c`, in the API's own spelling).
+`impact` walks the graph downstream ("what in the app changes if this Salesforce field changes"),
+`upstream` walks it back to the raw fields.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Column:
     """One column of one table: a raw source, a dbt model, or a destination table."""
 
     kind: str  # source | model | destination
-    table: str  # `salesforce.account` (source_name.table) | model name | `app.facilities`
+    table: str  # `salesforce.account` (source_name.table) | model name | `app.facilities` | `salesforce/Account`
     column: str
 
     def __str__(self) -> str:
@@ -185,13 +187,16 @@ def build_lineage(
         mart = by_name.get(sync.source)
         mart_columns = list(warehouse.get(_relation(mart), {})) if mart else []
         pairs = sync.columns.items() if sync.columns else ((c, c) for c in mart_columns)
+        api = config.destinations[sync.destination].is_api
         for dest, src in pairs:
             if sync.mask.get(src) == "drop":  # never leaves the warehouse
                 continue
-            graph.add(
-                Column("destination", f"{sync.destination}.{sync.table}", dest.lower()),
-                Column("model", sync.source, src.lower()),
+            target = (
+                Column("destination", f"{sync.destination}/{sync.table}", dest)
+                if api
+                else Column("destination", f"{sync.destination}.{sync.table}", dest.lower())
             )
+            graph.add(target, Column("model", sync.source, src.lower()))
     for source in manifest["sources"].values():  # raw columns nothing reads still resolve
         for column in warehouse.get(_relation(source), {}):
             graph.columns.add(_node_column(source, column))

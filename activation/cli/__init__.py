@@ -89,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     impact = sub.add_parser(
         "impact",
         parents=[common],
-        help="destination columns that depend on a raw or mart column (dbt column lineage + syncs.yml)",
+        help="destination columns and API fields that depend on a raw or mart column (dbt lineage + syncs.yml)",
         description="e.g. `activation impact salesforce.account.billing_city` or `raw_salesforce.account.name`; "
-        "with --upstream, the raw columns an app column comes from (`impact --upstream app.facilities.city`)",
+        "with --upstream, the raw columns an app column or API field comes from (`impact --upstream "
+        "app.facilities.city`, `impact --upstream salesforce/Account.Lifetime_Value__c`)",
     )
     impact.add_argument(
-        "column", help="table.column: source_name.table.col, raw_schema.table.col, model.col, dest.table.col"
+        "column",
+        help="table.column: source_name.table.col, raw_schema.table.col, model.col, dest.table.col, dest/Object.Field",
     )
     impact.add_argument("--upstream", action="store_true", help="trace back to the raw source columns instead")
     impact.add_argument("--dbt-target", help="a dbt target path with compiled SQL (default: dbt_project/target)")
@@ -106,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     history.add_argument("--sync", help="only this sync")
     history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--rejects", action="store_true", help="the rows the last runs set aside, with reasons")
+    shown = history.add_mutually_exclusive_group()
+    shown.add_argument("--rejects", action="store_true", help="the rows the last runs set aside, with reasons")
+    shown.add_argument(
+        "--api-calls",
+        action="store_true",
+        help="for syncs into APIs: calls made, retries, 429s, server errors and the first API errors per run",
+    )
     history.set_defaults(func=cmd_history)
 
     args = parser.parse_args(argv)

@@ -52,13 +52,19 @@ class Project:
             raise UsageError(f"no sync named {unknown}; syncs.yml declares {sorted(self.config.syncs)}")
         return [s for s in self.config.load_order() if not names or s.name in names]
 
-    def destination_url(self, destination: str) -> str:
-        import dagster as dg
-
+    def destination_resource(self, destination: str):
+        """The destination's resource, as the definitions build it (a database's, or an API's)."""
         from activation.orchestration.resources import destination_resource
 
         spec = self.config.destinations[destination]
-        url = destination_resource(spec, base_dir=self.settings.syncs_file.parent).url
+        return destination_resource(destination, spec, base_dir=self.settings.syncs_file.parent)
+
+    def destination_url(self, destination: str) -> str:
+        """A database's URL, its password included (the command line connects with it)."""
+        import dagster as dg
+
+        spec = self.config.destinations[destination]
+        url = self.destination_resource(destination).url
         return url.get_value() if isinstance(url, dg.EnvVar) else (os.environ.get(spec.url_env) or url)
 
 

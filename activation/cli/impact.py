@@ -74,7 +74,9 @@ def cmd_impact(args: argparse.Namespace) -> int:
         print(json.dumps({str(c): [str(p) for p in path] for c, path in found.items()}, indent=2))
         return EXIT_OK
     arrow = " <- " if args.upstream else " -> "
-    what = "raw source columns it comes from" if args.upstream else "destination columns that depend on it"
+    what = "raw source columns it comes from"
+    if not args.upstream:
+        what = "destination columns and API fields that depend on it"
     print(f"{args.column}: {len(found)} {what}")
     for column, path in found.items():
         print(f"  {column}    ({arrow.join(str(p) for p in path)})")

@@ -1,7 +1,8 @@
 """Progress of a run that executes elsewhere (step processes), read from its events as they arrive.
 
 dbt's models and tests advance one bar; each sync gets a bar of its own, fed by the writer's
-log lines ("items: loaded into items 2,184 / 200,000 rows"), with rows per second.
+log lines ("items: loaded into items 2,184 / 200,000 rows"; an API sync:
+"Account: sent to salesforce 200 / 19,000 rows"), with rows per second.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from activation.cli.common import progress
 
-_LOADED = re.compile(r"^(?P<table>[^:]+): loaded into \S+ (?P<done>[\d,]+) / (?P<total>[\d,]+) rows$")
+_LOADED = re.compile(r"^(?P<table>[^:]+): (?:loaded into|sent to) \S+ (?P<done>[\d,]+) / (?P<total>[\d,]+) rows$")
 
 
 class RowsPerSecond(ProgressColumn):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from activation.cli.common import EXIT_OK, EXIT_REFUSED, Project, UsageError, load_project, progress
 from activation.cli.report import print_problems
@@ -13,10 +15,8 @@ from activation.cli.report import print_problems
 
 def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:
     """Preview the given syncs, destination by destination; writes nothing anywhere (a dry-run
-    warehouse never records its state: DuckDB plans on a throwaway copy, BigQuery in work tables)."""
-    from activation.destinations.sql import SqlDestination
-    from activation.destinations.sql.engine import dry_run_engine
-    from activation.destinations.urls import destination_identity
+    warehouse never records its state: DuckDB plans on a throwaway copy, BigQuery in work tables;
+    a database is planned on through a dry-run engine; an API gets no write call, only its describe)."""
     from activation.orchestration.resources import warehouse_resource
 
     settings = project.settings
@@ -29,19 +29,49 @@ def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, 
         task = bar.add_task("planning", total=len(specs))
         for destination in destinations:
             chosen = [s for s in specs if s.destination == destination]
-            url = project.destination_url(destination)
-            engine = dry_run_engine(url)
-            target = SqlDestination(engine)
-            try:
-                log = lambda m: bar.console.print(m)  # noqa: E731
-                with warehouse.open(destination, destination_identity(url), log=log, dry_run=True) as planner:
+            log = lambda m: bar.console.print(m)  # noqa: E731
+            with _previewer(project, destination) as (target, identity, refusal):
+                with warehouse.open(destination, identity, log=log, dry_run=True) as planner:
                     for spec in chosen:
                         bar.update(task, description=f"planning {destination}.{spec.table}")
-                        previews.extend(_preview(target, planner, spec, project, full_resync, sample))
+                        if refusal:  # an API whose secrets are not set: nothing to ask it
+                            previews.append(_refused(spec, refusal))
+                        else:
+                            previews.extend(_preview(target, planner, spec, project, full_resync, sample))
                         bar.advance(task)
-            finally:
-                engine.dispose()
     return previews
+
+
+@contextmanager
+def _previewer(project: Project, destination: str) -> Iterator[tuple[Any, str, str | None]]:
+    """(the destination to preview through, the identity of its state, why it cannot be asked):
+    a database through a dry-run engine, disposed after; an API as it is (its preview makes no
+    write call), unless a secret's variable is unset."""
+    if project.config.destinations[destination].is_api:
+        from activation.destinations import registry
+
+        resource = project.destination_resource(destination)
+        missing = resource.missing_secrets()
+        yield (None if missing else registry.api_destination(destination, resource.spec)), resource.identity, missing
+        return
+    from activation.destinations.sql import SqlDestination
+    from activation.destinations.sql.engine import dry_run_engine
+    from activation.destinations.urls import destination_identity
+
+    url = project.destination_url(destination)
+    engine = dry_run_engine(url)
+    try:
+        yield SqlDestination(engine), destination_identity(url), None
+    finally:
+        engine.dispose()
+
+
+def _refused(spec, message: str):
+    from activation.syncs.results import SyncPreview
+
+    preview = SyncPreview(sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value)
+    preview.refuse([], message)
+    return preview
 
 
 def _preview(destination, planner, spec, project: Project, full_resync: bool, sample: int) -> list:

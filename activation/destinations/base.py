@@ -28,6 +28,9 @@ class Capabilities:
     temporary_tables: bool  # rows are staged in session-private tables before they are applied
     read_back: bool  # checks can read the synced rows back (checksum, content, orphans)
     count: bool  # checks can count the destination's records (row_count_matches)
+    # each record sent is answered on its own, accepted or refused (an API's batch): a check can
+    # prove every record sent was answered (accepted_equals_sent); a SQL write commits or fails whole
+    record_outcomes: bool = False
 
 
 class Destination(ABC):

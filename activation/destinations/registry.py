@@ -11,10 +11,12 @@ plus one line in `API_PACKAGES` below. The engine (destinations/api/engine.py) d
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -78,6 +80,52 @@ def can_count(spec: DestinationSpec) -> bool:
     module: Any = vendor(spec.type)
     check = getattr(module, "can_count", None)
     return True if check is None else bool(check(settings(spec)))
+
+
+def secret_names(spec: DestinationSpec) -> dict[str, str]:
+    """The environment variables a destination reads when its client opens, by the setting that
+    names each (`client_id_env`, `headers_env.X-Api-Key`): every `*_env` setting that is set."""
+    names: dict[str, str] = {}
+    for setting, value in settings(spec):
+        if not setting.endswith("_env") or not value:
+            continue
+        if isinstance(value, dict):
+            names.update({f"{setting}.{key}": env for key, env in value.items()})
+        else:
+            names[setting] = str(value)
+    return names
+
+
+def missing_secrets(name: str, spec: DestinationSpec) -> str | None:
+    """Why destination `name` cannot open now (its secrets' variables unset, each named), or None."""
+    missing = [f"{env} (settings.{setting})" for setting, env in secret_names(spec).items() if not os.environ.get(env)]
+    if not missing:
+        return None
+    return (
+        f"destination {name} ({spec.type}): set the environment variable(s) {', '.join(missing)} where the "
+        "sync runs; syncs.yml names them, it never holds their values"
+    )
+
+
+_ENDPOINT_SETTINGS = ("login_url", "base_url", "url")  # Salesforce, HubSpot, http: where the API is
+
+
+def endpoint(spec: DestinationSpec) -> str:
+    """Where the destination's API is, as `scheme://host[:port]` (no path, no credentials): what
+    logs, metadata and the run history show for it."""
+    model = settings(spec)
+    for setting in _ENDPOINT_SETTINGS:
+        value = getattr(model, setting, None)
+        if isinstance(value, str) and value:
+            parts = urlsplit(value)
+            return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return f"{spec.type}://"
+
+
+def identity(name: str, spec: DestinationSpec) -> str:
+    """`<type>:<name>@<host>`: which API account the sync state of `name` was recorded against, so
+    a destination pointed at another org or endpoint starts over with a full sync."""
+    return f"{spec.type}:{name}@{urlsplit(endpoint(spec)).netloc}"
 
 
 def api_destination(name: str, spec: DestinationSpec) -> ApiDestination:

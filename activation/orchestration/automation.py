@@ -25,7 +25,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from activation.syncs.spec import Freshness, SyncConfig, SyncSpec
+from activation.syncs.options import Freshness
+from activation.syncs.spec import SyncConfig, SyncSpec
 
 WEBHOOK_ENV = "ACTIVATION_ALERT_WEBHOOK_URL"
 DBT_SCHEDULE_ENV = "ACTIVATION_DBT_SCHEDULE"

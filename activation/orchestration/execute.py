@@ -6,14 +6,18 @@ day of the run's partitions, each within `<column> = <day>` of the same table: r
 are never touched, and every row of the day is compared (state kept per day would be overwritten
 by the next). Either way the same code runs:
 
-1. Blocking checks on every unit (keys, fit). A failure writes nothing: the step fails with the
-   problems found, before any unit is written.
-2. The write, unit by unit. A tripped guard or a refusal fails the step with its reason; for days,
-   the days already written are named. Guards judged before a failure are reported as held.
+1. Blocking checks on every unit (keys; a table's fit). A failure writes nothing: the step fails
+   with the problems found, before any unit is written.
+2. The write, unit by unit, through the `Destination` interface, a database or an API alike. A
+   tripped guard or a refusal fails the step with its reason; for days, the days already written
+   are named. Verdicts the write reached before its first write call (the guards; an API object's
+   fit, judged by its describe) are reported whatever happened next.
 3. The materialization and the checks after the write. A check over several days is one result,
    which fails when any day failed (each day in its `by_day` table).
 
-Whole-table runs are recorded in the run history, whatever their outcome.
+What differs between destinations comes from the destination resource (resources.py): its identity,
+its `Destination` and its check suite (checks/suites.py). Whole-table runs are recorded in the run
+history, whatever their outcome, with an API's calls and errors (`sync_api_calls`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from activation.destinations.sql import SqlDestination
-from activation.destinations.sql.prechecks import PreWriteChecks
-from activation.destinations.urls import destination_identity
+from activation.destinations.base import Destination
 from activation.orchestration.checks.guards import guard_outcomes, guards_held_before_failure
-from activation.orchestration.checks.post_write import PostWriteChecks
 from activation.orchestration.checks.results import asset_check_result, combined
+from activation.orchestration.checks.suites import CheckSuite
 from activation.orchestration.partitions import days
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslator
 from activation.syncs import problems as problem_values
@@ -76,6 +78,7 @@ def run(
     """A sync step: the selected tables of one destination, or the run's days of one partitioned sync."""
     first = selected[0]
     target = getattr(context.resources, translator.get_resource_key(first))
+    writer = target.destination()  # an API destination whose secret is unset stops here, naming it
     warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
     relations = {s.name: translator.marts[s.source].relation for s in selected}
     window = days(context) if first.partition else []
@@ -85,7 +88,7 @@ def run(
         )
     else:
         context.log.info(f"syncing {[s.table for s in selected]} into {target.masked_url} (parents first)")
-    with warehouse.open(first.destination, destination_identity(target.url), log=context.log.info) as planner:
+    with warehouse.open(first.destination, target.identity, log=context.log.info) as planner:
         if first.partition:
             units, history = days_of(planner, first, relations[first.name], window), None
         else:
@@ -98,18 +101,31 @@ def run(
                 retention_days=translator.config.history.retention_days,
             )
             history.before(selected)
-        yield from checked_sync(context, translator, planner, target, units, full_resync=full_resync, history=history)
+        suite = target.checks(planner, writer)
+        yield from checked_sync(
+            context,
+            translator,
+            planner,
+            writer,
+            suite,
+            units,
+            full_resync=full_resync,
+            history=history,
+            destination_url=target.masked_url,
+        )
 
 
 def checked_sync(
     context: dg.AssetExecutionContext,
     translator: SyncTranslator,
     planner: Warehouse,
-    target,
+    writer: Destination,
+    suite: CheckSuite,
     units: Sequence[Unit],
     *,
     full_resync: bool,
     history: RunHistory | None = None,
+    destination_url: str = "",
 ) -> Results:
     """Blocking checks first (a failure writes nothing), then the write, then the checks that
     read the destination back, as far as its capabilities allow. Yields check results and
@@ -131,15 +147,13 @@ def checked_sync(
         key = translator.get_asset_key(spec)
         return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
 
-    engine = target.engine()
     plans = {(unit.day, s.name): planner.describe(s, unit.relations[s.name]) for unit in units for s in unit.specs}
 
     # 1. before the write
-    pre = PreWriteChecks(planner, engine)
     before = _Outcomes()
     for unit in units:
         for spec in unit.specs:
-            for outcome in pre.run(plans[(unit.day, spec.name)]):
+            for outcome in suite.before(plans[(unit.day, spec.name)]):
                 before.add(spec, unit.day, outcome)
     yield from before.results(translator, wanted)
     failed = before.failed()
@@ -155,7 +169,6 @@ def checked_sync(
     written: list[tuple[Unit, list[SyncResult]]] = []
     for unit in units:
         # The one call of the destination's writer (every row of a day is compared).
-        writer = SqlDestination(engine)
         try:
             results = writer.sync(
                 planner,
@@ -167,6 +180,7 @@ def checked_sync(
         except Exception as exc:
             record(exc)
             yield from _guards_at_failure(translator, wanted, written, unit, exc, writer.within_guards)
+            yield from _verdicts_of_failed_write(translator, wanted, suite, unit)
             failure = _step_failure(exc, unit, written)
             if failure is None:
                 raise
@@ -175,21 +189,30 @@ def checked_sync(
     record(None, [r for _, results in written for r in results])
 
     # 3. after the write
-    capabilities = translator.destinations[everything[0].destination].capabilities
-    post = PostWriteChecks(planner, engine, capabilities)
     by_sync: dict[str, list[tuple[Unit, SyncSpec, SyncResult]]] = {}
     for unit, results in written:
         by_result = {r.sync: r for r in results}  # the writer orders tables by the destination's foreign keys
         for spec in unit.specs:
             by_sync.setdefault(spec.name, []).append((unit, spec, by_result[spec.name]))
     for name, rows in by_sync.items():
-        yield translator.get_materialization(rows[0][1], [(u.day, r) for u, _, r in rows], target.masked_url)
+        yield translator.get_materialization(rows[0][1], [(u.day, r) for u, _, r in rows], destination_url)
         after = _Outcomes()
         for unit, spec, result in rows:
             after.add(spec, unit.day, guard_outcomes([spec], [result], None)[spec.table])
-            for outcome in post.run(plans[(unit.day, name)], result, wanted(spec), scope=unit.scope):
+            for outcome in suite.decided_by_write(spec, result):
+                after.add(spec, unit.day, outcome)
+            for outcome in suite.after(plans[(unit.day, name)], result, wanted(spec), scope=unit.scope):
                 after.add(spec, unit.day, outcome)
         yield from after.results(translator, wanted)
+
+
+def _verdicts_of_failed_write(translator: SyncTranslator, wanted, suite: CheckSuite, unit: Unit) -> Results:
+    """What the write judged before it failed (an API object's fit, from its describe)."""
+    verdicts = _Outcomes()
+    for spec in unit.specs:
+        for outcome in suite.decided_by_write(spec, None):
+            verdicts.add(spec, unit.day, outcome)
+    yield from verdicts.results(translator, wanted)
 
 
 class _Outcomes:

@@ -1,4 +1,9 @@
-"""Warehouse and destination resources. Connection strings come from the environment only."""
+"""Warehouse and destination resources. Connection strings and API secrets come from the environment only.
+
+A destination resource gives the sync flow (execute.py) the same four things, SQL or API: `identity`
+(which database or API account the sync state belongs to), `masked_url` (what logs and metadata
+show), `destination()` (the `Destination` a write goes through) and `checks(planner)` (its check suite).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from activation.destinations.base import Capabilities
 from activation.destinations.sql.dialect import sql_dialect
 from activation.destinations.sql.engine import create_engine, resolve_path
 from activation.destinations.sql.engine import kind as sql_kind
-from activation.destinations.urls import masked_url
+from activation.destinations.urls import destination_identity, masked_url
 from activation.settings import Settings
 from activation.syncs.spec import DestinationSpec, SyncConfigError
 from activation.warehouses.duckdb_memory import bound_memory
@@ -150,19 +155,94 @@ class SQLDestination(dg.ConfigurableResource):
     def capabilities(self) -> Capabilities:
         return sql_dialect(_plain(self.url)).capabilities
 
+    @property
+    def identity(self) -> str:
+        return destination_identity(self.url)
+
     def engine(self) -> sa.Engine:
         if self._engine is None:
             self._engine = create_engine(self.url)
         return self._engine
 
+    def destination(self):
+        from activation.destinations.sql import SqlDestination
 
-def destination_resource(spec: DestinationSpec, base_dir: Path) -> SQLDestination:
-    """The resource for a configured destination: the URL from its environment variable
-    (kept as an EnvVar, so it never shows in the UI), else the config's password-free default.
+        return SqlDestination(self.engine())
 
-    A relative SQLite path in the default is taken from `base_dir` (the sync config's folder),
-    so the same file is used whatever the working directory.
+    def checks(self, planner, destination):
+        from activation.orchestration.checks.suites import SqlChecks
+
+        return SqlChecks(planner, self.engine(), self.capabilities)
+
+
+class ApiDestinationResource(dg.ConfigurableResource):
+    """An API destination (Salesforce, HubSpot, any HTTP endpoint) as syncs.yml declares it: URLs,
+    limits and the NAMES of the environment variables that hold its secrets, which are read only
+    when a sync opens its client. So the definitions load without them, and a missing one fails
+    only that destination's assets, naming the variable."""
+
+    name: str
+    spec_json: str  # the destination's syncs.yml entry, as JSON (never a secret: those are env names)
+
+    @property
+    def spec(self) -> DestinationSpec:
+        return DestinationSpec.model_validate_json(self.spec_json)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.type
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from activation.destinations import registry
+
+        return registry.api_destination(self.name, self.spec).capabilities
+
+    @property
+    def url(self) -> str:
+        """Where its API is (`https://acme.my.salesforce.com`): no path, no credentials."""
+        from activation.destinations import registry
+
+        return registry.endpoint(self.spec)
+
+    @property
+    def masked_url(self) -> str:
+        return self.url
+
+    @property
+    def identity(self) -> str:
+        from activation.destinations import registry
+
+        return registry.identity(self.name, self.spec)
+
+    def missing_secrets(self) -> str | None:
+        from activation.destinations import registry
+
+        return registry.missing_secrets(self.name, self.spec)
+
+    def destination(self):
+        """The `ApiDestination` a step writes through; a secret's variable unset fails here, named."""
+        from activation.destinations import registry
+
+        missing = self.missing_secrets()
+        if missing:
+            raise dg.Failure(description=missing)
+        return registry.api_destination(self.name, self.spec)
+
+    def checks(self, planner, destination):
+        from activation.orchestration.checks.api import ApiChecks
+
+        return ApiChecks(planner, destination)
+
+
+def destination_resource(name: str, spec: DestinationSpec, base_dir: Path) -> SQLDestination | ApiDestinationResource:
+    """The resource for a configured destination. A database: the URL from its environment variable
+    (kept as an EnvVar, so it never shows in the UI), else the config's password-free default; a
+    relative SQLite path in the default is taken from `base_dir` (the sync config's folder), so the
+    same file is used whatever the working directory. An API: its settings, secrets read at run time.
     """
+    if spec.is_api:
+        return ApiDestinationResource(name=name, spec_json=spec.model_dump_json())
     if os.environ.get(spec.url_env):
         return SQLDestination(url=dg.EnvVar(spec.url_env))
     if not spec.default_url:

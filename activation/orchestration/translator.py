@@ -26,7 +26,9 @@ from activation.orchestration import automation
 from activation.orchestration.checks.post_write import unavailable
 from activation.orchestration.checks.results import metadata_value
 from activation.syncs.model import MartRelation
+from activation.syncs.options import Mode
 from activation.syncs.outcome import (
+    ACCEPTED,
     CHECKSUM,
     FITS,
     GUARDS,
@@ -38,7 +40,7 @@ from activation.syncs.outcome import (
     markdown_table,
 )
 from activation.syncs.results import SyncResult
-from activation.syncs.spec import Mode, SyncConfig, SyncSpec
+from activation.syncs.spec import SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
 
@@ -49,8 +51,9 @@ def sync_asset_key(sync: SyncSpec) -> dg.AssetKey:
     return dg.AssetKey([sync.destination, sync.table])
 
 
-def destination_resource_key(destination: str) -> str:
-    return f"{destination}_db"
+def destination_resource_key(destination: str, *, api: bool = False) -> str:
+    """`app_db` for a database, `salesforce_api` for an API: its resource, and its syncs' default group."""
+    return f"{destination}_{'api' if api else 'db'}"
 
 
 @dataclass(frozen=True)
@@ -87,21 +90,30 @@ class SyncTranslator:
     def get_asset_key(self, sync: SyncSpec) -> dg.AssetKey:
         return sync_asset_key(sync)
 
+    def is_api(self, sync: SyncSpec) -> bool:
+        """Whether the sync writes into an API object (wording only: what runs is read from capabilities)."""
+        return self.config.destinations[sync.destination].is_api
+
     def get_resource_key(self, sync: SyncSpec) -> str:
-        return destination_resource_key(sync.destination)
+        return destination_resource_key(sync.destination, api=self.is_api(sync))
 
     def get_deps(self, sync: SyncSpec) -> list[dg.AssetKey]:
         """Its mart, then the tables its foreign keys point at (parents load first)."""
         return [self.marts[sync.source].asset_key, *[self.get_asset_key(p) for p in self.config.parents(sync)]]
 
     def get_description(self, sync: SyncSpec) -> str:
-        return (
-            sync.description
-            or f"`{sync.source}` synced into `{sync.table}` of the {sync.destination} database ({sync.mode.value})."
-        )
+        if sync.description:
+            return sync.description
+        if self.is_api(sync):
+            kind = self.destinations[sync.destination].kind
+            return (
+                f"`{sync.source}` synced into the {kind} object `{sync.table}` of API destination "
+                f"`{sync.destination}` ({sync.mode.value} by `{sync.primary_key[0]}`)."
+            )
+        return f"`{sync.source}` synced into `{sync.table}` of the {sync.destination} database ({sync.mode.value})."
 
     def get_group_name(self, sync: SyncSpec) -> str:
-        return sync.group or destination_resource_key(sync.destination)
+        return sync.group or self.get_resource_key(sync)
 
     def get_owners(self, sync: SyncSpec) -> list[str] | None:
         return sync.owners or self.config.owners or None
@@ -132,12 +144,39 @@ class SyncTranslator:
             "primary_key": ", ".join(sync.primary_key),
             "mode": sync.mode.value,
         }
+        if self.is_api(sync):
+            metadata.update(self.get_api_metadata(sync))
         left_out = self.checks_not_possible(sync)
         if left_out:
             metadata["checks_not_possible"] = metadata_value(
                 markdown_table(["check", "why not"], sorted(left_out.items()))
             )
         return metadata
+
+    def get_api_metadata(self, sync: SyncSpec) -> dict[str, Any]:
+        """What an API object's asset shows before any run: where, matched by what, fed from which columns."""
+        from activation.destinations import registry
+
+        spec = self.config.destinations[sync.destination]
+        metadata: dict[str, Any] = {
+            "api_object": sync.table,
+            "external_id_field": sync.primary_key[0],
+            "endpoint": registry.endpoint(spec),
+            "rate_limit": f"{spec.rate_limit.requests} per {spec.rate_limit.per_seconds:g}s, "
+            f"{spec.rate_limit.max_concurrent} at a time",
+            "secrets_from_environment": ", ".join(sorted(registry.secret_names(spec).values())) or "none",
+        }
+        if sync.columns:  # known before any run: API field <- mart column
+            metadata["dagster/column_lineage"] = self._column_lineage(sync, sync.columns)
+        return metadata
+
+    def _column_lineage(self, sync: SyncSpec, sources: Mapping[str, str]) -> dg.TableColumnLineage:
+        mart_key = self.marts[sync.source].asset_key
+        return dg.TableColumnLineage(
+            deps_by_column={
+                dest: [dg.TableColumnDep(asset_key=mart_key, column_name=src)] for dest, src in sources.items()
+            }
+        )
 
     def get_asset_spec(self, sync: SyncSpec) -> dg.AssetSpec:
         return dg.AssetSpec(
@@ -155,13 +194,16 @@ class SyncTranslator:
 
     # -- its checks ---------------------------------------------------------------------------
     def checks_not_possible(self, sync: SyncSpec) -> dict[str, str]:
-        """The checks this sync's destination cannot run, each with the reason (by capability)."""
+        """The checks this sync would have that its destination cannot run, each with the reason (by capability)."""
         reason = unavailable(self.destinations[sync.destination].capabilities)
         kind = self.destinations[sync.destination].kind
-        return {name: f"the {kind} destination {why}" for name, why in reason.items()}
+        wanted = self.get_check_descriptions(sync)
+        return {name: f"the {kind} destination {why}" for name, why in reason.items() if name in wanted}
 
     def get_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
         """Every check the sync's mode and config call for, by name, before capabilities."""
+        if self.is_api(sync):
+            return self.get_api_check_descriptions(sync)
         checks = {
             KEYS: f"Before writing: the key {sync.primary_key} of mart {sync.source} is not null and unique.",
             FITS: "Before writing: every mart value fits the destination's column types, lengths and nullability.",
@@ -175,6 +217,31 @@ class SyncTranslator:
         if sync.foreign_keys:
             checks[ORPHANS] = f"After writing: no orphaned values in {sorted(sync.foreign_keys)}."
         checks[REJECTS] = f"After writing: rejected rows are within {sync.checks.max_rejected}."
+        return checks
+
+    def get_api_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
+        key, table = sync.primary_key[0], sync.table
+        checks = {
+            KEYS: f"Before writing: the key {key} of mart {sync.source} is not null and unique.",
+            FITS: f"Before any write call: every mapped field exists on {table}, is writable and takes its column's "
+            "type, and no value breaks the limits its describe tells (length, picklist, precision), counted in the "
+            "warehouse.",
+            GUARDS: "Before any call: the planned inserts, updates and deletes stay within the sync's guards.",
+        }
+        exact = sync.mode.deletes and not sync.soft_delete_column
+        promise = "equals" if exact else "is at least"
+        checks[ROW_COUNT] = (
+            f"After writing: the {table} records with {key} set, counted through the API, {promise} the mart's rows "
+            "(less the rows rejected)."
+        )
+        if sync.checks.checksum:
+            checks[CHECKSUM] = "After writing: a checksum of every synced record matches the mart's."
+        checks[ACCEPTED] = (
+            "After writing: every record sent was answered (accepted + refused == sent), and the records sent are "
+            "the rows the plan found changed."
+        )
+        limit = sync.checks.max_rejected
+        checks[REJECTS] = f"After writing: rows the API refused or the sync set aside are within {limit}."
         return checks
 
     def get_check_specs(self, sync: SyncSpec) -> list[dg.AssetCheckSpec]:
@@ -202,8 +269,7 @@ class SyncTranslator:
     def get_materialization_metadata(self, sync: SyncSpec, result: SyncResult, destination_url: str) -> dict[str, Any]:
         rows_written = result.inserted + result.updated + result.deleted
         column_sources = sync.columns or {name: name for name, _ in result.columns}
-        mart_key = self.marts[sync.source].asset_key
-        return {
+        metadata = {
             "rows_inserted": result.inserted,
             "rows_updated": result.updated,
             "rows_deleted": result.deleted,
@@ -228,13 +294,28 @@ class SyncTranslator:
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(name, type_) for name, type_ in result.columns]
             ),
-            "dagster/column_lineage": dg.TableColumnLineage(
-                deps_by_column={
-                    dest: [dg.TableColumnDep(asset_key=mart_key, column_name=src)]
-                    for dest, src in column_sources.items()
-                }
-            ),
+            "dagster/column_lineage": self._column_lineage(sync, column_sources),
         }
+        if result.api is not None:  # an API object: no table is created; its calls instead
+            metadata.pop("created_table")
+            metadata.update(self.get_api_calls_metadata(result))
+        return metadata
+
+    def get_api_calls_metadata(self, result: SyncResult) -> dict[str, Any]:
+        """What a run's calls to an API cost and met (also recorded in the run history's `sync_api_calls`)."""
+        api = result.api
+        metadata: dict[str, Any] = {
+            "api_calls": api.calls,
+            "api_retries": api.retries,
+            "api_rate_limited_429": api.rate_limited,
+            "api_server_errors": api.server_errors,
+            "records_refused_by_api": api.records_refused,
+            "deletes_refused_by_api": api.deletes_refused,
+            "records_sent_per_second": round(result.rows_sent / result.seconds, 1) if result.seconds else 0.0,
+        }
+        if api.errors:
+            metadata["first_api_errors"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in api.errors))
+        return metadata
 
     def get_days_metadata(self, sync: SyncSpec, results: Sequence[tuple[dt.date | None, SyncResult]]) -> dict:
         total = lambda attr: sum(getattr(r, attr) for _, r in results)  # noqa: E731

@@ -21,6 +21,7 @@ ROW_COUNT = "row_count_matches_mart"
 CHECKSUM = "content_matches_mart"
 ORPHANS = "no_orphaned_foreign_keys"
 REJECTS = "rejected_rows_below_threshold"
+ACCEPTED = "accepted_equals_sent"  # an API answered every record sent: accepted + refused == sent
 
 PRE_WRITE = (KEYS, FITS, GUARDS)  # blocking: a failure writes nothing
 SAMPLE = 5  # sample keys shown per problem

@@ -45,6 +45,8 @@ class ApiCalls:
     rate_limited: int = 0  # 429 answers (or the vendor's equivalent)
     server_errors: int = 0  # 5xx answers and dropped connections
     errors: list[str] = field(default_factory=list)  # the first distinct errors the API answered
+    records_refused: int = 0  # records sent that the API answered with an error (kept as rejects)
+    deletes_refused: int = 0  # deletes the API refused (their keys stay in the state, tried again)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +55,8 @@ class ApiCalls:
             "rate_limited": self.rate_limited,
             "server_errors": self.server_errors,
             "errors": list(self.errors),
+            "records_refused": self.records_refused,
+            "deletes_refused": self.deletes_refused,
         }
 
 

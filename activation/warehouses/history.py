@@ -33,8 +33,9 @@ from collections.abc import Sequence
 from sqlalchemy.engine import make_url
 
 from activation.destinations.urls import masked_url
+from activation.syncs.options import Mode
 from activation.syncs.results import ApiCalls, GuardTripped, SyncResult
-from activation.syncs.spec import Mode, SyncSpec
+from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import HASH, Warehouse
 
 DEFAULT_RETENTION_DAYS = 90

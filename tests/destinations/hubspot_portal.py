@@ -196,16 +196,16 @@ class Portal:
         if not isinstance(body, dict):
             raise ApiError(400, "Invalid input JSON: expected an object")
         _unknown_fields(body, {"filterGroups", "sorts", "query", "properties", "limit", "after"})
-        if body.get("filterGroups"):
-            raise ApiError(400, "this local HubSpot counts only: filterGroups must be empty")
+        having = _has_property_filters(obj, body.get("filterGroups") or [])
         limit = body.get("limit", 10)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= SEARCH_LIMIT:
             raise ApiError(400, f"limit must be an integer from 0 to {SEARCH_LIMIT}, got {limit!r}")
         after = int(body.get("after") or 0)
-        ids = sorted(obj.records, key=int)[after : after + limit]
+        matching = [i for i in sorted(obj.records, key=int) if _matches(obj.records[i], having)]
+        ids = matching[after : after + limit]
         results = [_result(_stamps(obj.records[i]), i) for i in ids]
-        answer: dict[str, Any] = {"total": len(obj.records), "results": results}
-        if after + limit < len(obj.records):
+        answer: dict[str, Any] = {"total": len(matching), "results": results}
+        if after + limit < len(matching):
             answer["paging"] = {"next": {"after": str(after + limit)}}
         return 200, answer
 
@@ -256,6 +256,33 @@ class Portal:
                     message = f"{values[name]} is already the {name} of {obj.singular} {holder}"
                     problems.append(("CONFLICTING_UNIQUE_VALUE", message, name))
         return record_id, values, problems
+
+
+def _has_property_filters(obj: ObjectType, groups: Any) -> list[list[str]]:
+    """Filter groups (OR of groups, AND within one; HubSpot allows 5 groups, 10 filters each, 25 in all)
+    as the properties each requires: HAS_PROPERTY only, any other operator is refused, not guessed."""
+    if not isinstance(groups, list) or len(groups) > 5:
+        raise ApiError(400, "filterGroups must be a list of at most 5 filter groups")
+    out, total = [], 0
+    for group in groups:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        if not isinstance(filters, list) or not filters or len(filters) > 10:
+            raise ApiError(400, "each filter group needs 1 to 10 filters")
+        total, names = total + len(filters), []
+        for f in filters:
+            if not isinstance(f, dict) or f.get("operator") != "HAS_PROPERTY" or set(f) - {"propertyName", "operator"}:
+                raise ApiError(400, f"this local HubSpot answers HAS_PROPERTY filters only, got {f!r}")
+            if f.get("propertyName") not in obj.properties:
+                raise ApiError(400, f"There was a problem with the request: unknown property {f.get('propertyName')!r}")
+            names.append(f["propertyName"])
+        out.append(names)
+    if total > 25:
+        raise ApiError(400, "a search takes at most 25 filters")
+    return out
+
+
+def _matches(record: dict[str, str], groups: list[list[str]]) -> bool:
+    return not groups or any(all(record.get(name) not in (None, "") for name in names) for names in groups)
 
 
 def _inputs(body: Any, top: set[str], item_keys: set[str]) -> list[dict[str, Any]]:

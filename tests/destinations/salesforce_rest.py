@@ -17,7 +17,7 @@ from tests.destinations.salesforce_org import BadValue, RecordError, RequestErro
 COLLECTION_LIMIT = 200
 PAGE = 2_000
 MAX_SOQL = 100_000
-COUNT = re.compile(r"^\s*SELECT\s+COUNT\(\)\s+FROM\s+(\w+)\s*$", re.I)
+COUNT = re.compile(r"^\s*SELECT\s+COUNT\(\)\s+FROM\s+(\w+)(?:\s+WHERE\s+(\w+)\s*!=\s*null)?\s*$", re.I)
 SELECT = re.compile(r"^\s*SELECT\s+([\w\s,]+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(\w+)\s+IN\s*\((.*)\))?\s*$", re.I | re.S)
 LITERAL = re.compile(r"\s*(?:'((?:[^'\\]|\\.)*)'|(-?\d+(?:\.\d+)?))\s*(,|$)", re.S)
 ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
@@ -94,7 +94,11 @@ class RestApi:
             raise RequestError(400, "MALFORMED_QUERY", "SOQL statements cannot be longer than 100,000 characters.")
         if match := COUNT.match(soql):
             sobject = self.sobject_in_query(match.group(1))
-            return {"totalSize": len(sobject.records), "done": True, "records": []}
+            where = match.group(2)
+            if where and where not in sobject.fields:
+                raise RequestError(400, "INVALID_FIELD", f"No such column '{where}' on entity '{sobject.name}'")
+            counted = [r for r in sobject.records.values() if not where or r.get(where) is not None]
+            return {"totalSize": len(counted), "done": True, "records": []}
         match = SELECT.match(soql)
         if not match:
             raise RequestError(400, "MALFORMED_QUERY", f"unexpected token in: {soql[:80]}")

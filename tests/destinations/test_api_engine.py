@@ -348,3 +348,18 @@ def test_memory_stays_flat_as_the_change_grows(tmp_path, monkeypatch):
             assert result.inserted == rows == sink.accepted
     assert peaks[10_000] < 1.2 * peaks[1_000], peaks
     assert threading.active_count() < 20  # the servers' threads ended
+
+
+def test_a_sync_reports_its_progress_in_the_lines_the_command_line_draws_bars_from(harness):
+    from activation.cli.live import _LOADED
+
+    harness.mart(account_rows(range(1, 26)))
+    harness.run()
+    harness.sql("DELETE FROM accounts WHERE account_id IN ('A0001', 'A0002')")
+    harness.sql("UPDATE accounts SET churn = 0.5 WHERE account_id = 'A0003'")
+    harness.log.clear()
+    harness.run()
+    bars = [_LOADED.match(line) for line in harness.log]
+    progress = [(m["table"], m["done"], m["total"]) for m in bars if m]
+    # one line per answered batch: the upsert, then the deletes, counted against the whole change
+    assert progress == [("accounts", "1", "3"), ("accounts", "3", "3")]

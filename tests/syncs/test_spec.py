@@ -7,7 +7,8 @@ import textwrap
 import pytest
 
 from activation.settings import PROJECT_ROOT
-from activation.syncs.spec import Mode, SyncConfigError, SyncSpec, load_sync_config
+from activation.syncs.options import Mode
+from activation.syncs.spec import SyncConfigError, SyncSpec, load_sync_config
 
 BASE = """
 destinations:

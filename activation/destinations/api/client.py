@@ -83,7 +83,8 @@ class ObjectClient(Protocol):
     def delete(self, object_name: str, key_field: str, keys: Sequence[Any]) -> list[Outcome]:
         """Delete the records whose `key_field` equals each key; a key already gone counts as deleted."""
 
-    def count(self, object_name: str) -> int | None:
-        """Records of the object, where the API can count them (a read-back check); else None."""
+    def count(self, object_name: str, key_field: str | None = None) -> int | None:
+        """Records of the object (with `key_field` set, when given: those a sync keys), where the API
+        can count them (a read-back check); else None."""
 
     def close(self) -> None: ...

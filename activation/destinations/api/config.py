@@ -4,7 +4,8 @@ so what needs one is refused at load, saying why."""
 
 from __future__ import annotations
 
-from activation.syncs.spec import DestinationSpec, Mode, SyncSpec
+from activation.syncs.options import Mode
+from activation.syncs.spec import DestinationSpec, SyncSpec
 
 _API_MODE_REASONS = {
     Mode.REPLACE: "an API has no atomic swap: records would be missing or doubled while it ran",

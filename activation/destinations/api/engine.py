@@ -25,6 +25,7 @@ from activation.destinations.api.send import Tally, record_refusals, result_of, 
 from activation.destinations.base import Capabilities, Destination, Log
 from activation.syncs import guards
 from activation.syncs.model import MartRelation
+from activation.syncs.problems import Problem
 from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
 from activation.syncs.spec import DestinationSpec, SyncSpec
 from activation.warehouses.base import OP, Warehouse
@@ -43,10 +44,14 @@ class ApiDestination(Destination):
         temporary_tables=False,
         read_back=False,
         count=True,
+        record_outcomes=True,
     )
 
     def __init__(self, name: str, spec: DestinationSpec, *, open_client: OpenClient | None = None):
         super().__init__()
+        # object -> what its describe and the value checks found before any write call ([]: it fits),
+        # for each sync whose object was checked in the last run (the `mart_fits_destination` verdict)
+        self.fitted: dict[str, list[Problem]] = {}
         self.name, self.spec = name, spec
         self.kind = spec.type  # the Dagster kind of its assets
         self.capabilities = dataclasses.replace(ApiDestination.capabilities, count=registry.can_count(spec))
@@ -62,7 +67,7 @@ class ApiDestination(Destination):
         full_resync: bool = False,
         log: Log = print,
     ) -> list[SyncResult]:
-        self.within_guards = {}
+        self.within_guards, self.fitted = {}, {}
         jobs = [plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync) for spec in specs]
         guards.check([job.guarded for job in jobs])
         self.within_guards = {job.spec.table: dict(job.planned) for job in jobs}
@@ -78,7 +83,11 @@ class ApiDestination(Destination):
                 before = _snapshot(client.stats)
                 try:
                     check_fields(warehouse, client, job)
-                except SyncError:
+                    self.fitted[job.spec.table] = []
+                except SyncError as exc:
+                    self.fitted[job.spec.table] = exc.problems or [
+                        Problem(job.spec.table, str(exc), destination=job.spec.destination)
+                    ]
                     raise
                 except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
                     message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
@@ -102,8 +111,13 @@ class ApiDestination(Destination):
             scope(f"{spec.name}@{wh.state_version(spec) or 'new'}")
         tally = Tally()
         try:
-            send_upserts(wh, client, job, tally)
-            send_deletes(wh, client, job, tally)
+            total = job.to_send + job.to_delete
+
+            def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
+                log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
+
+            send_upserts(wh, client, job, tally, progress)
+            send_deletes(wh, client, job, tally, progress)
         except Exception as exc:
             calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
             if isinstance(exc, SyncError):
@@ -113,7 +127,11 @@ class ApiDestination(Destination):
                 f"{tally.deleted:,} delete(s) were answered: {exc}. The sync state did not advance: the next run "
                 f"sends the same change again (the upsert by {spec.primary_key[0]} absorbs what already arrived)"
             ) from exc
-        calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
+        calls[spec.name] = dataclasses.replace(
+            _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
+            records_refused=len(tally.refused),
+            deletes_refused=len(tally.refused_deletes),
+        )
         return self._commit(wh, job, tally, calls[spec.name], started, log)
 
     def _commit(
@@ -167,7 +185,12 @@ class ApiDestination(Destination):
                 guards.check([job.guarded])
             except GuardTripped as exc:
                 out.refuse(exc.problems, str(exc))
-        client = self._open(log)
+        try:
+            client = self._open(log)
+        except Exception as exc:  # a refused login, a secret unset: what the run would fail with
+            for out in previews:
+                out.refuse([], f"destination {self.name}: could not open its {self.kind} client: {exc}")
+            return previews
         try:
             for job, out in zip(jobs, previews, strict=True):
                 if job is None:
@@ -181,11 +204,12 @@ class ApiDestination(Destination):
             client.close()
         return previews
 
-    def count(self, object_name: str, log: Log = lambda _msg: None) -> int | None:
-        """The object's records as the API counts them (a read-back check), or None."""
+    def count(self, object_name: str, key_field: str | None = None, log: Log = lambda _msg: None) -> int | None:
+        """The object's records as the API counts them (those with `key_field` set, when given: the
+        records a sync keys), for a read-back check; None where the API cannot count."""
         client = self._open(log)
         try:
-            return client.count(object_name)
+            return client.count(object_name, key_field)
         finally:
             client.close()
 

@@ -26,6 +26,7 @@ from activation.syncs.results import ApiCalls, SyncResult
 from activation.warehouses.base import OP, Warehouse
 
 Log = Callable[[str], None]
+Progress = Callable[[int], None]  # records answered so far (the command line draws a bar from it)
 REJECT_COLUMN = "(record)"  # what a reject refused by the API names as its column: the whole record
 KEEP_ERRORS = 10
 
@@ -67,7 +68,9 @@ def _answered(object_name: str, outcomes: Sequence[Outcome], sent: int) -> dict[
     return by_index
 
 
-def send_upserts(wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally) -> None:
+def send_upserts(
+    wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally, progress: Progress = lambda _done: None
+) -> None:
     spec, plan = job.spec, job.plan
     object_name, key = spec.table, spec.primary_key[0]
     soft = spec.soft_delete_column
@@ -93,9 +96,12 @@ def send_upserts(wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally)
             else:
                 tally.refused.append(((keys[i],), outcome.error or "refused without a message"))
                 tally.note_error(outcome.error)
+        progress(tally.sent)
 
 
-def send_deletes(wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally) -> None:
+def send_deletes(
+    wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally, progress: Progress = lambda _done: None
+) -> None:
     spec, plan = job.spec, job.plan
     if not job.to_delete:
         return
@@ -114,6 +120,7 @@ def send_deletes(wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally)
             else:
                 tally.refused_deletes.append(((keys[i],), outcome.error or "refused without a message"))
                 tally.note_error(outcome.error)
+        progress(tally.sent + tally.deleted + len(tally.refused_deletes))
 
 
 def record_refusals(wh: Warehouse, job: ApiJob, tally: Tally) -> None:

@@ -209,7 +209,8 @@ class HttpClient:
             idems.append(idem)
         return self._send(s.delete_method, self._url(s.delete_url, object_name), bodies, idems)
 
-    def count(self, object_name: str) -> int | None:
+    def count(self, object_name: str, key_field: str | None = None) -> int | None:
+        """What the endpoint's count_url answers for the object (it knows which records are synced)."""
         s = self.settings
         if s.count_url is None:
             return None

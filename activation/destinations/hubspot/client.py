@@ -110,11 +110,12 @@ class HubSpotClient:
                         outcomes[index] = Outcome(index, True, record_id=found.get(text))
         return _answered(outcomes)
 
-    def count(self, object_name: str) -> int | None:
-        """Records of the object, from the search API's total (HubSpot indexes new records for
-        search within seconds, so a count right after a write may lag)."""
+    def count(self, object_name: str, key_field: str | None = None) -> int | None:
+        """Records of the object (with `key_field` set, when given), from the search API's total
+        (HubSpot indexes new records for search within seconds, so a count right after a write may lag)."""
         path = f"/crm/v3/objects/{_checked(object_name)}/search"
-        response = self._call("POST", path, {"filterGroups": [], "limit": 1, "properties": ["hs_object_id"]})
+        groups = [{"filters": [{"propertyName": key_field, "operator": "HAS_PROPERTY"}]}] if key_field else []
+        response = self._call("POST", path, {"filterGroups": groups, "limit": 1, "properties": ["hs_object_id"]})
         if response.status_code != 200:
             raise HubSpotError(f"HubSpot could not count {object_name!r}: {_error_text(response)}")
         return int(response.json()["total"])

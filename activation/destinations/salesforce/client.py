@@ -76,8 +76,10 @@ class SalesforceClient:
     def batch_size(self, changes: int) -> int:
         return self.settings.bulk_job_records if changes >= self.settings.bulk_threshold else COLLECTION_LIMIT
 
-    def count(self, object_name: str) -> int:
+    def count(self, object_name: str, key_field: str | None = None) -> int:
         soql = f"SELECT COUNT() FROM {api_name(object_name, 'object')}"
+        if key_field:  # the records a sync keys: others of the object (made in the org) are not its
+            soql += f" WHERE {api_name(key_field, 'external ID field')} != null"
         return int(rest(f"counting {object_name}", self.sf.query, soql)["totalSize"])
 
     def close(self) -> None:

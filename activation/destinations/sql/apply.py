@@ -17,8 +17,8 @@ from activation.destinations.sql import collisions, foreign_keys
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.prepare import OLD
 from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause, short_name
+from activation.syncs.options import Mode
 from activation.syncs.results import SwapNotPossible, SyncError
-from activation.syncs.spec import Mode
 
 # A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
 SWAP_LOCK_WAIT_SECONDS = 1

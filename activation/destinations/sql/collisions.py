@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.key_rules import Rule, pairs
 from activation.destinations.sql.run import Job, Run, short_name
+from activation.syncs.options import Mode
 from activation.syncs.results import SyncError
-from activation.syncs.spec import Mode
 
 SAMPLE = 5
 

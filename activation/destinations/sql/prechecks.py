@@ -33,7 +33,8 @@ class PreWriteChecks:
     `Warehouse.too_long`); the extra queries here only count and sample for the metadata.
     """
 
-    def __init__(self, planner: Warehouse, engine: sa.Engine):
+    def __init__(self, planner: Warehouse, engine: sa.Engine | None):
+        """`engine` None: only `keys` can run (it reads the warehouse alone), as for an API object."""
         self.planner = planner
         self.engine = engine
 

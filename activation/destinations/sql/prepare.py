@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from activation.destinations.sql import schema
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.run import Job, Run, count, scope_clause, short_name
+from activation.syncs.options import Mode
 from activation.syncs.order import parents_first
 from activation.syncs.results import SyncError
-from activation.syncs.spec import Mode
 
 SHADOW, OLD = "__activation_new", "__activation_old"
 

@@ -20,9 +20,10 @@ from activation.destinations.sql.prechecks import PreWriteChecks
 from activation.destinations.sql.run import Job, Run, cleanup, count, on_key, scope_clause
 from activation.syncs.guards import check_guards
 from activation.syncs.model import MartRelation, PlanError
+from activation.syncs.options import Mode
 from activation.syncs.problems import Problem
 from activation.syncs.results import GuardTripped, SyncError, SyncPreview, SyncResult
-from activation.syncs.spec import Mode, SyncSpec
+from activation.syncs.spec import SyncSpec
 
 
 def _keys(job: Job, table: sa.Table) -> list[sa.Column]:

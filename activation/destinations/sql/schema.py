@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from activation.destinations.sql.dialect import SqlDialect
 from activation.syncs.model import is_json
-from activation.syncs.spec import ForeignKey
+from activation.syncs.options import ForeignKey
 
 # MySQL can index VARCHAR up to 768 utf8mb4 characters (3072 bytes); 255 keeps composite keys legal.
 VARCHAR_DEFAULT = 255

@@ -32,20 +32,48 @@ from activation.orchestration.checks.read_back import (
     stream_into,
 )
 from activation.syncs.model import Plan, is_json
-from activation.syncs.outcome import CHECKSUM, ORPHANS, REJECTS, ROW_COUNT, SAMPLE, CheckOutcome, markdown_table
+from activation.syncs.outcome import (
+    ACCEPTED,
+    CHECKSUM,
+    ORPHANS,
+    REJECTS,
+    ROW_COUNT,
+    SAMPLE,
+    CheckOutcome,
+    markdown_table,
+)
 from activation.syncs.results import SyncResult
+from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
 from activation.warehouses.duckdb import quote as q
 from activation.warehouses.duckdb_memory import scratch_duckdb
 
 # What each read-back check needs of the destination (a flag of activation.destinations.base.Capabilities).
-NEEDS = {ROW_COUNT: "count", CHECKSUM: "read_back", ORPHANS: "read_back"}
-_CANNOT = {"count": "cannot count its records", "read_back": "cannot read its rows back"}
+NEEDS = {ROW_COUNT: "count", CHECKSUM: "read_back", ORPHANS: "read_back", ACCEPTED: "record_outcomes"}
+_CANNOT = {
+    "count": "cannot count its records",
+    "read_back": "cannot read its rows back",
+    "record_outcomes": "commits or refuses a write whole, so there is no per-record answer to count",
+}
 
 
 def unavailable(capabilities: Capabilities) -> dict[str, str]:
     """The checks a destination with these capabilities cannot run, each with the reason."""
     return {name: _CANNOT[flag] for name, flag in NEEDS.items() if not getattr(capabilities, flag)}
+
+
+def rejects(spec: SyncSpec, result: SyncResult) -> CheckOutcome:
+    """Rows the destination refused (or the sync set aside) within `checks.max_rejected`; from the
+    sync's own counts, so every destination has it."""
+    rejected = int(result.rejected or 0)
+    limit = spec.checks.max_rejected
+    passed = limit.allows(rejected, result.rows_in_mart)
+    return CheckOutcome(
+        REJECTS,
+        passed,
+        f"{rejected:,} of {result.rows_in_mart:,} rows rejected (allowed: {limit})",
+        {"rows_rejected": rejected, "rows_in_mart": result.rows_in_mart, "max_rejected": str(limit)},
+    )
 
 
 def _key_text(plan: Plan, alias: str = "") -> str:
@@ -203,16 +231,7 @@ class PostWriteChecks:
         return CheckOutcome(ORPHANS, True, f"every foreign key of {spec.table} resolves", metadata)
 
     def rejects(self, plan: Plan, result: SyncResult) -> CheckOutcome:
-        spec = plan.spec
-        rejected = int(getattr(result, "rejected", 0) or getattr(result, "rows_rejected", 0) or 0)
-        limit = spec.checks.max_rejected
-        passed = limit.allows(rejected, result.rows_in_mart)
-        return CheckOutcome(
-            REJECTS,
-            passed,
-            f"{rejected:,} of {result.rows_in_mart:,} rows rejected (allowed: {limit})",
-            {"rows_rejected": rejected, "rows_in_mart": result.rows_in_mart, "max_rejected": str(limit)},
-        )
+        return rejects(plan.spec, result)
 
     def run(self, plan: Plan, result: SyncResult, selected: set[str], scope: dict | None = None) -> list[CheckOutcome]:
         """The selected checks; those the destination cannot run never run (nor are they declared)."""
