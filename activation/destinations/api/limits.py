@@ -11,6 +11,12 @@ server's rate; counted from the answer, none in 120, at 99.8% of the rate instea
 (bench/api_limiter.py). The price is one call's latency per window: a few milliseconds against
 the local servers, more against a distant API with per-second windows, where a fixed margin is
 no safer: it loses to any stamp later than itself.
+
+A 429 means the server's window is full of calls, some maybe not ours (another client's, an
+earlier process's); its Retry-After says when the oldest leaves. The limiter then counts its own
+window full from that answer and waits Retry-After too, so the next calls find the server's
+window turned over: a first 429 stays the only one (bench/api_destinations.py met a second one
+before, when a sync started within HubSpot's ten seconds of the previous sync's last calls).
 """
 
 from __future__ import annotations
@@ -78,6 +84,19 @@ class RateLimiter:
         with self._changed:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
+    def refused(self, retry_after: float | None) -> float:
+        """The server answered 429: its window is full now, maybe with calls this limiter never saw
+        (another client's, an earlier process's), and Retry-After tells only when the OLDEST of
+        them leaves it. So the window counts as full from this answer, and Retry-After is waited
+        out too: no call goes before the server's window has turned over once, and a first 429
+        stays the only one. Returns the seconds until the next call may go."""
+        with self._changed:
+            now = time.monotonic()
+            self._answered = deque([now] * self.requests)
+            if retry_after is not None:
+                self._paused_until = max(self._paused_until, now + retry_after)
+            return max(self._paused_until, now + self.per_seconds) - now
+
 
 def retry_after_seconds(value: str | None) -> float | None:
     """A Retry-After header: seconds, or an HTTP date."""
@@ -139,11 +158,14 @@ class Transport:
                 if code == 429:
                     self.stats.rate_limited += 1
                     wait = retry_after_seconds(header(response, "Retry-After"))
+                    waiting = self.limiter.refused(None if wait is None else min(wait, self.max_pause))
                     if wait is not None:
-                        self.limiter.pause(min(wait, self.max_pause))
                         if attempt < self.attempts:
                             self.stats.retries += 1
-                            self.log(f"rate limited; waiting {wait:.1f}s as the API asked (Retry-After)")
+                            self.log(
+                                f"rate limited; waiting {waiting:.1f}s: Retry-After {wait:g}s, and the API's "
+                                "window turning over once"
+                            )
                         continue
                 else:
                     self.stats.server_errors += 1
