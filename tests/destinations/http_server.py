@@ -9,11 +9,12 @@ Its protocol, which the destination's default settings speak:
 - `GET /v1/<object>/schema` -> `{"fields": [...]}`; `GET /v1/<object>/count` -> `{"count": n}`.
 It is strict where real APIs are: a bearer token, `Content-Type: application/json`, a batch size
 limit, a payload size limit (413), required fields, unknown fields, field types, lengths and
-picklists (per-record errors), a rate limit (429 with Retry-After, each one counted as a
-violation). An `Idempotency-Key` header replays the first answer to that request; a record's
-idempotency key is applied at most once. Faults on demand: queued 429 / 503 answers, connections
-dropped before or after the batch is applied, and `fail_after(n)`: every write answers 503 once
-n batches were applied (a destination that goes down mid-run).
+picklists (per-record errors), a rate limit counted on arrival in a strict sliding window (429
+with Retry-After, each one counted as a violation). An `Idempotency-Key` header replays the
+first answer to that request; a record's idempotency key is applied at most once. Faults on
+demand: queued 429 / 503 answers, connections dropped before or after the batch is applied,
+`stall(seconds)` (a call counted late, as by a busy server), and `fail_after(n)`: every write
+answers 503 once n batches were applied (a destination that goes down mid-run).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +30,6 @@ from typing import Any
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
-JITTER = 0.05  # seconds of network jitter the rate limit forgives, as a real API's window does
 
 
 class StrictApi:
@@ -57,6 +58,7 @@ class StrictApi:
         self.rate_violations = 0
         self.answers: collections.Counter[int] = collections.Counter()
         self.faults: collections.deque[tuple[str, float]] = collections.deque()
+        self.stalls: collections.deque[float] = collections.deque()
         self.refuse: dict[str, str] = {}  # key -> the error its upsert gets
         self.refuse_delete: dict[str, str] = {}
         self.batches_applied = 0
@@ -84,6 +86,11 @@ class StrictApi:
         connection dropped: `drop_before` (nothing applied), `drop_after` (applied, no answer)."""
         self.faults.extend([(fault, retry_after)] * times)
 
+    def stall(self, seconds: float) -> None:
+        """The next request waits `seconds` before the rate limit counts it, as a busy server
+        queues a call before it stamps it: the same call reaches the window late."""
+        self.stalls.append(seconds)
+
     def fail_after(self, batches: int | None) -> None:
         self.down_after = None if batches is None else self.batches_applied + batches
 
@@ -95,7 +102,7 @@ class StrictApi:
         if self.rate is None:
             return False
         limit, window = self.rate
-        while self.arrivals and now - self.arrivals[0] >= window - JITTER:
+        while self.arrivals and now - self.arrivals[0] >= window:
             self.arrivals.popleft()
         if len(self.arrivals) >= limit:
             return True
@@ -192,6 +199,12 @@ def _handler(api: StrictApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
 
+        def setup(self) -> None:
+            super().setup()
+            # headers and body leave in two writes; with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms a call), which would make this server, not the limit, set the pace
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, *_args: object) -> None:
             pass
 
@@ -220,6 +233,8 @@ def _handler(api: StrictApi) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length and length <= api.max_payload else b""
             match = re.fullmatch(r"/v1/([A-Za-z0-9_]+)/(batch|batch-delete|schema|count)", self.path)
+            if api.stalls:
+                time.sleep(api.stalls.popleft())
             with api.lock:
                 fault = api.faults.popleft() if api.faults and method == "POST" else None
                 now = time.monotonic()

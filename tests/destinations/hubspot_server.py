@@ -85,11 +85,14 @@ class HubSpotServer:
         with self._lock:
             self._faults.extend((route, fault, retry_after) for fault in faults)
 
-    def use_window(self, count: int | None = None) -> None:
-        """Spend the rolling window as another app on the same portal would."""
+    def use_window(self, count: int | None = None, over_seconds: float = 0.0) -> None:
+        """Spend the rolling window as another app on the same portal would, its calls spread
+        evenly over the last `over_seconds` (0: all of them now)."""
+        count = count if count is not None else self.max_requests
         with self._lock:
             now = time.monotonic()
-            self._window.extend([now] * (count if count is not None else self.max_requests))
+            step = over_seconds / (count - 1) if count > 1 else 0.0
+            self._window.extend(now - over_seconds + i * step for i in range(count))
 
     # -- serving -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import tracemalloc
 
 import pytest
@@ -287,6 +288,24 @@ def test_the_limiter_keeps_the_servers_rate(harness):
     assert result.inserted == 80 and api.rate_violations == 0
     assert result.api.rate_limited == 1  # the one the server sent first, no other
     assert len(api.requests) == 1 + 1 + 40
+
+
+def test_a_call_the_server_counts_late_costs_no_429(harness):
+    """A server stamps a call somewhere between its send and its answer, a busy one late. Counted
+    from its answer, no call of the next window reaches the server within a second of a late
+    stamp, even with the limiter at exactly the server's rate. (Counted from the send, the sixth
+    call went out 1.02 s after the first, 0.72 s after the server counted it: a 429.)"""
+    api = harness.api
+    api.rate = (5, 1.0)
+    harness.rate = {"requests": 5, "per_seconds": 1}
+    harness.settings = {"batch_size": 5}
+    harness.mart(account_rows(range(1, 51)))
+    api.stall(0.3)  # the first call, the schema read, is counted 0.3 s after it arrived
+    started = time.monotonic()
+    result = harness.run()
+    assert result.inserted == 50 and api.rate_violations == 0 and result.api.rate_limited == 0
+    assert len(api.requests) == 1 + 10
+    assert time.monotonic() - started >= 2.3  # 11 calls, 5 a second, the first window 0.3 s late
 
 
 def test_preview_counts_and_samples_without_a_write(harness):

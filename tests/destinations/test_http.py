@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -122,3 +124,30 @@ def test_every_mart_column_can_be_sent_under_its_own_name(harness):
     harness.mart(account_rows(range(1, 3)))
     harness.run()
     assert set(harness.records()["A0001"]) == set(COLUMNS.values())
+
+
+def test_concurrent_calls_of_one_destination_share_its_window(harness):
+    """Four threads count through the destination's one limiter (the registry's), four calls at
+    once: a call holds its place in the window while in flight, so calls slowed at the server
+    still leave no room for a fifth within the second; twelve calls take three windows."""
+    harness.mart(account_rows(range(1, 4)))
+    harness.run()
+    api = harness.api
+    api.rate = (4, 1.0)
+    harness.rate = {"requests": 4, "per_seconds": 1, "max_concurrent": 4}
+    for _ in range(4):
+        api.stall(0.2)
+    destination = harness.destination()
+    counts: list[int | None] = []
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=lambda: counts.extend(destination.count("accounts") for _ in range(3)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [3] * 12
+    assert api.rate_violations == 0
+    assert time.monotonic() - started >= 2.0

@@ -304,6 +304,23 @@ def test_a_spent_window_is_waited_out_once(monkeypatch, retry_after):
         client.close()
 
 
+def test_a_window_another_app_spent_over_time_costs_one_429(monkeypatch):
+    """Another app's calls fill the portal's two-second window, spread over its last 1.8 s, so
+    HubSpot's Retry-After (1 s: when the oldest leaves) frees only two places. The limiter counts
+    its own window full from the 429: the calls after it wait for the portal's window to turn
+    over, and meet no second 429 (waiting Retry-After alone, the third call after it met one)."""
+    with HubSpotServer(max_requests=4, interval_seconds=2.0) as hubspot:
+        client = connect(hubspot, monkeypatch, limiter=RateLimiter(4, 2.0))
+        hubspot.use_window(over_seconds=1.8)
+        started = time.monotonic()
+        for _ in range(4):
+            assert client.count(SCORES) == 0
+        assert hubspot.rate_limited == 1 and client.stats.rate_limited == 1
+        assert time.monotonic() - started >= 2.0
+        assert hubspot.violations == []
+        client.close()
+
+
 def test_injected_429s_pause_the_destination_then_it_converges(client, hubspot):
     hubspot.fail(429, 429, route="upsert", retry_after=1)
     started = time.monotonic()
