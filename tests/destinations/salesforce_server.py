@@ -304,6 +304,8 @@ def _handler(server: SalesforceServer) -> type[BaseHTTPRequestHandler]:
                 if isinstance(body, str)
                 else json.dumps(body, default=str).encode()
             )
+            with server.lock:  # counted before the answer leaves: a client reading it sees the count
+                server.traffic.statuses[status] += 1
             self.send_response(status)
             if raw:
                 self.send_header("Content-Type", f"{ctype};charset=UTF-8" if ctype else "application/json")
@@ -312,8 +314,6 @@ def _handler(server: SalesforceServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(raw)
-            with server.lock:
-                server.traffic.statuses[status] += 1
 
         def _drop(self) -> None:
             with server.lock:
