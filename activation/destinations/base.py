@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from activation.syncs.model import MartRelation
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -53,6 +54,8 @@ class Destination(ABC):
         *,
         full_resync: bool = False,
         log: Log = print,
+        plans: Mapping[str, SyncPlan] | None = None,
     ) -> list[SyncResult]:
         """Apply what changed in each spec's mart, parents first; the warehouse state advances only
-        for what the destination accepted. Raises SyncError (nothing written) or GuardTripped."""
+        for what the destination accepted. Raises SyncError (nothing written) or GuardTripped.
+        `plans` (sync -> plan) are the plans the blocking checks judged, where they ran."""

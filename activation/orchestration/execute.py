@@ -37,6 +37,7 @@ from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslat
 from activation.syncs import problems as problem_values
 from activation.syncs.model import MartRelation
 from activation.syncs.outcome import CheckOutcome
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import GuardTripped, SyncError, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -147,13 +148,19 @@ def checked_sync(
         key = translator.get_asset_key(spec)
         return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
 
-    plans = {(unit.day, s.name): planner.describe(s, unit.relations[s.name]) for unit in units for s in unit.specs}
+    # One plan per sync (and day): the checks judge it, the writer completes it with the destination's facts.
+    plans = {
+        (unit.day, s.name): SyncPlan.of(planner.describe(s, unit.relations[s.name]))
+        for unit in units
+        for s in unit.specs
+    }
 
     # 1. before the write
     before = _Outcomes()
     for unit in units:
         for spec in unit.specs:
-            for outcome in suite.before(plans[(unit.day, spec.name)]):
+            outcomes, plans[(unit.day, spec.name)] = suite.judge(plans[(unit.day, spec.name)])
+            for outcome in outcomes:
                 before.add(spec, unit.day, outcome)
     yield from before.results(translator, wanted)
     failed = before.failed()
@@ -176,6 +183,7 @@ def checked_sync(
                 dict(unit.relations),
                 full_resync=full_resync or unit.day is not None,
                 log=context.log.info,
+                plans={s.name: plans[(unit.day, s.name)] for s in unit.specs},
             )
         except Exception as exc:
             record(exc)
@@ -201,7 +209,7 @@ def checked_sync(
             after.add(spec, unit.day, guard_outcomes([spec], [result], None)[spec.table])
             for outcome in suite.decided_by_write(spec, result):
                 after.add(spec, unit.day, outcome)
-            for outcome in suite.after(plans[(unit.day, name)], result, wanted(spec), scope=unit.scope):
+            for outcome in suite.after(plans[(unit.day, name)].mart, result, wanted(spec), scope=unit.scope):
                 after.add(spec, unit.day, outcome)
         yield from after.results(translator, wanted)
 

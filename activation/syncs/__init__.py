@@ -1,3 +1,4 @@
-"""The sync engine: spec (validated config) -> schema (destination tables) -> load (writers), with
-the blocking checks (prechecks) and the dry run (preview). It imports nothing from Dagster; the
-Dagster layer is activation.orchestration."""
+"""The sync engine's core: spec (validated config), model (the warehouse's Plan), plan (SyncPlan,
+one sync's plan as a value, and Strategy), results, guards, problems. It imports nothing from
+Dagster or any database; the Dagster layer is activation.orchestration, the writers are in
+activation.destinations."""

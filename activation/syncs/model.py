@@ -1,13 +1,17 @@
-"""What a sync plan is, whatever the warehouse: the mart's place, its columns, and what changed.
+"""What the warehouse plans for a sync, whatever the warehouse: the mart's place, its columns, and
+what changed.
 
 Warehouse-neutral on purpose: the destination writer, the checks and the dry run read a `Plan`
-without knowing whether DuckDB or BigQuery computed it (`activation.warehouses`).
+without knowing whether DuckDB or BigQuery computed it (`activation.warehouses`). A `Plan` is a
+value: the diff and the destination's column decisions make a new one (`dataclasses.replace`);
+`activation.syncs.plan.SyncPlan` wraps it with what the destination adds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import pyarrow as pa
 
@@ -29,13 +33,13 @@ class MartRelation:
     name: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """What one sync would send, as computed in the warehouse."""
 
     spec: SyncSpec
     relation: MartRelation
-    pairs: list[tuple[str, str]]  # (destination column, mart column)
+    pairs: tuple[tuple[str, str], ...]  # (destination column, mart column)
     arrow_schema: pa.Schema  # destination names, mart types
     mart_rows: int = 0
     new_keys: int = 0
@@ -45,13 +49,22 @@ class Plan:
     state_rows: int = 0  # keys in the state the incremental plan compared with
     reason: str = ""
     # destination column -> portable type ("integer") the values are cast to on the way out (after they were checked)
-    casts: dict[str, str] = field(default_factory=dict)
+    casts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # destination columns the warehouse sends as their text form (BigQuery GEOGRAPHY, INTERVAL)
     as_text: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:  # read-only, whatever the caller passed
+        object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
+        object.__setattr__(self, "casts", MappingProxyType(dict(self.casts)))
 
     @property
     def columns(self) -> list[str]:
         return [d for d, _ in self.pairs]
+
+    @property
+    def changes(self) -> int:
+        """Keys an incremental plan found new, changed or gone (a full plan: every mart row)."""
+        return self.new_keys + self.changed_keys + self.deleted_keys
 
 
 class PlanError(RuntimeError):

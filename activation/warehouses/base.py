@@ -18,6 +18,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -149,7 +150,7 @@ class Warehouse(MartChecks, ABC):
             else:
                 fields.append(pa.field(d, column.type))
         return Plan(
-            spec=spec, relation=relation, pairs=pairs, arrow_schema=pa.schema(fields), as_text=frozenset(as_text)
+            spec=spec, relation=relation, pairs=tuple(pairs), arrow_schema=pa.schema(fields), as_text=frozenset(as_text)
         )
 
     def source(self, plan: Plan) -> str:
@@ -208,31 +209,32 @@ class Warehouse(MartChecks, ABC):
         return self.recorded_signature(plan.spec) == self.signature_record(plan)
 
     def plan(self, plan: Plan, *, full_resync: bool = False) -> Plan:
-        """Find what changed: hash each mart row and full-join (key, hash) with the state, then fetch
-        only the changed rows whole (with their new hash and operation), so reading the rows to
-        send, the keys to delete and advancing the state cost as much as the change. The join
+        """A new plan with what changed (`plan` is a value, left as it is). Hash each mart row and
+        full-join (key, hash) with the state, then fetch only the changed rows whole (with their new
+        hash and operation), so reading the rows to send, the keys to delete and advancing the
+        state cost as much as the change. The join
         carries keys and hashes only: joining whole rows spills them to disk under DuckDB's memory
         cap (4M rows, 1% changed: 2.1-2.7 s at 128MB against 1.3-1.4 s this way)."""
         f, spec = self.flavour, plan.spec
         value_cols = [c for c in plan.columns if c not in spec.primary_key]
         hash_expr = f.row_hash([f.quote(c) for c in value_cols])
         cur, delta = self.work_table(spec, "current"), self.work_table(spec, "delta")
-        plan.mart_rows = self.mart_rows(plan)
+        mart_rows = self.mart_rows(plan)
         recorded = self.recorded_signature(spec)
         if full_resync:
-            plan.full, plan.reason = True, "full resync requested"
+            full, reason = True, "full resync requested"
         elif recorded is None:
-            plan.full, plan.reason = True, "first sync: no state yet"
+            full, reason = True, "first sync: no state yet"
         elif recorded != self.signature_record(plan):
-            plan.full, plan.reason = True, "columns, key, destination or engine changed since the last sync"
+            full, reason = True, "columns, key, destination or engine changed since the last sync"
         else:
-            plan.full, plan.reason = False, "incremental"
+            full, reason = False, "incremental"
+        diff = {"mart_rows": mart_rows, "full": full, "reason": reason}
         self.drop_work(cur)
         self.drop_work(delta)
-        if plan.full:  # every row is sent; the hashes become the next state
+        if full:  # every row is sent; the hashes become the next state
             self.create_work(cur, f"SELECT {self.keys(plan)}, {hash_expr} AS {f.quote(HASH)} FROM {self.source(plan)}")
-            plan.new_keys, plan.changed_keys, plan.deleted_keys = plan.mart_rows, 0, 0
-            return plan
+            return replace(plan, **diff, new_keys=mart_rows, changed_keys=0, deleted_keys=0)
         h, op = f.quote(HASH), f.quote(OP)
         hashed = f"(SELECT {self.keys(plan)}, {hash_expr} AS {h} FROM {self.source(plan)} x)"
         keys = ", ".join(f"coalesce(c.{f.quote(k)}, s.{f.quote(k)}) AS {f.quote(k)}" for k in spec.primary_key)
@@ -252,10 +254,9 @@ class Warehouse(MartChecks, ABC):
         )
         self.drop_work(changes)
         counts = dict(self.query(f"SELECT {op}, count(*) FROM {delta} GROUP BY 1"))
-        plan.new_keys, plan.changed_keys = counts.get("insert", 0), counts.get("update", 0)
-        plan.deleted_keys = counts.get("delete", 0)
-        plan.state_rows = self.query(f"SELECT count(*) FROM {self.state_table(spec)}")[0][0]
-        return plan
+        new, changed, gone = (counts.get(op, 0) for op in ("insert", "update", "delete"))
+        state_rows = self.query(f"SELECT count(*) FROM {self.state_table(spec)}")[0][0]
+        return replace(plan, **diff, new_keys=new, changed_keys=changed, deleted_keys=gone, state_rows=state_rows)
 
     def key_problems(self, plan: Plan) -> str | None:
         """`null_and_duplicate_keys` after `plan`, at the cost of the change when the plan is

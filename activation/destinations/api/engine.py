@@ -25,6 +25,7 @@ from activation.destinations.api.send import Tally, record_refusals, result_of, 
 from activation.destinations.base import Capabilities, Destination, Log
 from activation.syncs import guards
 from activation.syncs.model import MartRelation
+from activation.syncs.plan import SyncPlan
 from activation.syncs.problems import Problem
 from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
 from activation.syncs.spec import DestinationSpec, SyncSpec
@@ -66,6 +67,7 @@ class ApiDestination(Destination):
         *,
         full_resync: bool = False,
         log: Log = print,
+        plans: Mapping[str, SyncPlan] | None = None,  # an API object is planned here (plan.py), judged by its describe
     ) -> list[SyncResult]:
         self.within_guards, self.fitted = {}, {}
         jobs = [plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync) for spec in specs]

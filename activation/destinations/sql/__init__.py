@@ -1,6 +1,6 @@
-"""SQL databases as destinations: `SqlDestination` runs the phases (prepare.py, apply.py), and
-one module per dialect (mysql.py, postgres.py, sqlite.py) holds everything particular to its
-database, behind `SqlDialect` (dialect.py)."""
+"""SQL databases as destinations: `SqlDestination` runs the phases (phases.py over prepare.py and
+apply.py; the dry run is the same phases, rolled back), and one module per dialect (mysql.py,
+postgres.py, sqlite.py) holds everything particular to its database, behind `SqlDialect`."""
 
 from activation.destinations.sql.destination import SqlDestination
 from activation.destinations.sql.dialect import SqlDialect, sql_dialect

@@ -17,88 +17,88 @@ from activation.destinations.sql import collisions, foreign_keys
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.prepare import OLD
 from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause, short_name
+from activation.syncs.guards import check_guards
 from activation.syncs.options import Mode
+from activation.syncs.plan import Counts, Strategy
 from activation.syncs.results import SwapNotPossible, SyncError
+from activation.syncs.spec import SyncSpec
 
 # A swap waits this long for readers' locks, then steps back and retries (with growing pauses).
 SWAP_LOCK_WAIT_SECONDS = 1
 SWAP_ATTEMPTS = 8
 
 
-def sending(job: Job) -> int:
-    """How many rows the plan sends to be staged."""
-    plan = job.plan
-    return plan.mart_rows if plan.full or job.strategy != "diff" else plan.new_keys + plan.changed_keys
-
-
 def stage(run: Run, conn: sa.Connection, job: Job) -> None:
-    """Load what the plan sends (a staging table, or the shadow table) and count what would change
-    (`job.planned`), for the guards to judge."""
-    plan, t, wh = job.plan, job.target, run.warehouse
+    """Load what the plan sends (a staging table, or the shadow table; a dry run stages a shadow's
+    rows in a temporary table instead) and count what would change (`planned`), for the guards."""
+    plan, mart, t, wh = job.plan, job.mart, job.target, run.warehouse
+    if job.strategy is Strategy.BULK:
+        job.update(planned=Counts(insert=mart.mart_rows))
+        return
+    if job.strategy is Strategy.UNCHANGED or job.virtual:  # nothing changed; or a table not created (update)
+        job.update(planned=Counts())
+        return
     owned = scope_clause(job, t)
-    if job.strategy == "bulk":
-        job.planned = {"insert": plan.mart_rows, "update": 0, "delete": 0}
+    if job.strategy is Strategy.SHADOW and not run.dry_run:
+        rows = wh.rows(mart, job.spec.batch_size, everything=True)
+        job.result.rows_sent = run.load(conn, job, job.shadow, rows, mart.mart_rows)
+        job.update(planned=compare(run, conn, job, job.shadow, t, owned))
         return
-    if job.strategy == "shadow":
-        if not plan.full and plan.new_keys + plan.changed_keys + plan.deleted_keys == 0:
-            job.strategy = "unchanged"
-            job.planned = {"insert": 0, "update": 0, "delete": 0}
-            return
-        rows = wh.rows(plan, job.spec.batch_size, everything=True)
-        job.result.rows_sent = run.load(conn, job, job.shadow, rows, plan.mart_rows)
-        job.planned = compare(run, conn, job, job.shadow, t, owned)
-        return
-    if job.strategy == "truncate":
-        job.staging = run.temp_table(conn, job, "__stage", plan.columns)
-        rows = wh.rows(plan, job.spec.batch_size, everything=True)
-        job.result.rows_sent = run.load(conn, job, job.staging, rows, plan.mart_rows)
-        job.result.rows_sent -= collisions.check_existing(run, conn, job)
-        # Guards judge the net effect; the result reports the physical delete + insert.
-        job.planned = compare(run, conn, job, job.staging, t, owned)
-        return
-    # diff
-    job.staging = run.temp_table(conn, job, "__stage", plan.columns)
-    batches = wh.rows(plan, job.spec.batch_size)
-    job.result.rows_sent = run.load(conn, job, job.staging, batches, sending(job))
-    aside = collisions.check_existing(run, conn, job)
+    job.staging = run.temp_table(conn, job, "__stage", mart.columns)
+    rows = wh.rows(mart, job.spec.batch_size, everything=plan.sends_everything())
+    job.result.rows_sent = run.load(conn, job, job.staging, rows, plan.sending())
+    aside = 0
+    with run.refusals(job):
+        aside = collisions.check_existing(run, conn, job)
     job.result.rows_sent -= aside
-    if plan.full:
-        job.planned = compare(run, conn, job, job.staging, t, owned)
+    if plan.sends_everything():
+        # Every row staged (a full plan, truncate, a dry run's shadow): compared with the table.
+        # Truncate's guards judge the net effect; its result reports the physical delete + insert.
+        planned = compare(run, conn, job, job.staging, t, owned)
     else:
         # The warehouse already counted the changes; the guards judge that plan.
         # (Rows set aside as colliding with the table are new keys: a synced key is held in its own bytes.)
-        job.planned = {"insert": plan.new_keys - aside, "update": plan.changed_keys, "delete": plan.deleted_keys}
-        if job.spec.mode.deletes and plan.deleted_keys:
+        planned = Counts(mart.new_keys - aside, mart.changed_keys, mart.deleted_keys)
+        if job.spec.mode.deletes and mart.deleted_keys:
             stage_deleted_keys(run, conn, job)
-    restrict_to_mode(job)
+    job.update(planned=restrict_to_mode(job.spec, planned))
 
 
 def stage_deleted_keys(run: Run, conn: sa.Connection, job: Job) -> None:
     """The keys an incremental plan found gone from the mart, in a temporary table."""
     job.deleted_keys = run.temp_table(conn, job, "__gone", job.spec.primary_key)
-    gone = run.warehouse.deleted(job.plan, job.spec.batch_size)
-    run.load(conn, job, job.deleted_keys, gone, job.plan.deleted_keys)
+    gone = run.warehouse.deleted(job.mart, job.spec.batch_size)
+    run.load(conn, job, job.deleted_keys, gone, job.mart.deleted_keys)
 
 
-def restrict_to_mode(job: Job) -> None:
+def restrict_to_mode(spec: SyncSpec, counts: Counts) -> Counts:
     """What the sync's mode never does is planned as nothing."""
-    if not job.spec.mode.deletes:
-        job.planned["delete"] = 0
-    if job.spec.mode is Mode.INSERT:
-        job.planned["update"] = 0
-    if job.spec.mode is Mode.UPDATE:
-        job.planned["insert"] = 0
+    return Counts(
+        insert=0 if spec.mode is Mode.UPDATE else counts.insert,
+        update=0 if spec.mode is Mode.INSERT else counts.update,
+        delete=counts.delete if spec.mode.deletes else 0,
+    )
 
 
-def compare(run: Run, conn: sa.Connection, job: Job, new: sa.Table, old: sa.Table, owned) -> dict[str, int]:
+def judge_guards(run: Run, job: Job) -> None:
+    """The guards judge the planned counts: a tripped guard refuses the sync before any write."""
+    plan = job.plan
+    if plan.blocked:  # a dry run's plan already refused
+        return
+    with run.refusals(job):
+        check_guards(plan.spec, plan.planned.as_dict(), rows_before=plan.rows_before, mart_rows=plan.mart.mart_rows)
+        run.within_guards[plan.spec.table] = plan.planned.as_dict()
+
+
+def compare(run: Run, conn: sa.Connection, job: Job, new: sa.Table, old: sa.Table, owned) -> Counts:
     """Rows of `new` to insert and update into `old`, and rows of `old` to delete."""
     on = on_key(job, old, new)
-    return {
-        "insert": count(conn, sa.select(sa.func.count()).select_from(new).where(~sa.exists().where(on, owned))),
-        "update": count(
+    return Counts(
+        insert=count(conn, sa.select(sa.func.count()).select_from(new).where(~sa.exists().where(on, owned))),
+        update=count(
             conn, sa.select(sa.func.count()).select_from(new.join(old, on)).where(owned, run.differs(job, old, new))
         ),
-        "delete": count(
+        delete=count(
             conn,
             sa.select(sa.func.count())
             .select_from(old)
@@ -106,33 +106,33 @@ def compare(run: Run, conn: sa.Connection, job: Job, new: sa.Table, old: sa.Tabl
         )
         if job.spec.mode.deletes
         else 0,
-    }
+    )
 
 
 def kept(run: Run, conn: sa.Connection, job: Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
     """A row set aside as a reject keeps its older version in the destination: not deleted."""
-    if not job.result.rejected or job.strategy != "diff":
+    if not job.plan.rejected or job.strategy is not Strategy.DIFF:
         return []
     if job.rejected_keys is None:
         # Keys set aside as collisions are equal under the table's comparison: no unique key then.
         keyed = not collisions.loose_key(run, conn, job)
         job.rejected_keys = run.temp_table(conn, job, "__rejected", job.spec.primary_key, keyed=keyed)
-        keys = run.warehouse.rejects.keys(job.plan, job.spec.batch_size)
-        run.load(conn, job, job.rejected_keys, keys, job.result.rejected)
+        keys = run.warehouse.rejects.keys(job.mart, job.spec.batch_size)
+        run.load(conn, job, job.rejected_keys, keys, job.plan.rejected)
     return [~sa.exists().where(on_key(job, table, job.rejected_keys))]
 
 
 def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
     """Insert and update what was staged (a shadow table is swapped in later instead)."""
-    if job.strategy in ("shadow", "unchanged"):
+    if job.strategy in (Strategy.SHADOW, Strategy.UNCHANGED):
         return
     t, s, spec = job.target, job.staging, job.spec
-    if job.strategy == "bulk":
-        rows = run.warehouse.rows(job.plan, spec.batch_size, everything=True)
-        job.result.inserted = job.result.rows_sent = run.load(conn, job, t, rows, job.plan.mart_rows)
+    if job.strategy is Strategy.BULK:
+        rows = run.warehouse.rows(job.mart, spec.batch_size, everything=True)
+        job.result.inserted = job.result.rows_sent = run.load(conn, job, t, rows, job.mart.mart_rows)
         return
     owned = scope_clause(job, t)
-    if job.strategy == "truncate":
+    if job.strategy is Strategy.TRUNCATE:
         try:
             job.result.deleted = conn.execute(sa.delete(t).where(owned)).rowcount
         except sa.exc.IntegrityError as exc:
@@ -140,10 +140,10 @@ def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
                 f"{spec.table}: truncate_insert cannot delete rows other tables still reference; use mirror. "
                 "Nothing was written."
             ) from exc
-        cols = job.plan.columns
+        cols = job.mart.columns
         job.result.inserted = conn.execute(sa.insert(t).from_select(cols, sa.select(*[s.c[c] for c in cols]))).rowcount
         return
-    values = [c for c in job.plan.columns if c not in spec.primary_key]
+    values = [c for c in job.mart.columns if c not in spec.primary_key]
     soft = spec.soft_delete_column
     if spec.mode is not Mode.INSERT and (values or soft):
         dialect = run.dialect
@@ -163,7 +163,7 @@ def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
 
 
 def _insert_new_keys(job: Job) -> sa.Insert:
-    t, s, cols = job.target, job.staging, job.plan.columns
+    t, s, cols = job.target, job.staging, job.mart.columns
     return sa.insert(t).from_select(
         cols,
         sa.select(*[s.c[c] for c in cols])
@@ -174,11 +174,11 @@ def _insert_new_keys(job: Job) -> sa.Insert:
 
 def leaving(run: Run, conn: sa.Connection, job: Job, *, join: bool = True) -> sa.ColumnElement[bool] | None:
     """The destination rows this run deletes (None: none)."""
-    if job.strategy != "diff" or not job.spec.mode.deletes:
+    if job.strategy is not Strategy.DIFF or not job.spec.mode.deletes:
         return None  # bulk: the table was empty; shadow and truncate delete by replacing
     t = job.target
     owned = scope_clause(job, t)
-    if job.plan.full:
+    if job.mart.full:
         return sa.and_(owned, ~sa.exists().where(on_key(job, t, job.staging)), *kept(run, conn, job, t))
     if job.deleted_keys is not None:
         gone = job.deleted_keys
@@ -223,9 +223,9 @@ def naming_foreign_key_violations(
                 problems = [] if rows is None else foreign_keys.still_referenced(conn, job.target, rows, fks)
                 advice = "Sync the tables that point at it in the same run, so their rows go first"
             else:
-                sent = job.sent_rows = run.temp_table(conn, job, "__fk", job.plan.columns)
-                rows = run.warehouse.rows(job.plan, spec.batch_size, everything=job.strategy != "diff")
-                run.load(conn, job, sent, rows, job.plan.mart_rows)
+                sent = job.sent_rows = run.temp_table(conn, job, "__fk", job.mart.columns)
+                rows = run.warehouse.rows(job.mart, spec.batch_size, everything=job.strategy.sends_everything)
+                run.load(conn, job, sent, rows, job.mart.mart_rows)
                 problems = foreign_keys.orphans(conn, spec.table, sent, spec.primary_key, fks.get(spec.table, []))
                 advice = "Sync the parent tables in the same run (or first), or fix the mart"
         except sa.exc.DBAPIError as unexplained:  # the database's own words, then
@@ -269,8 +269,8 @@ def swap(run: Run, conn: sa.Connection, job: Job) -> None:
             )
             time.sleep(pause)
     run.dialect.after_swap(conn, old)
-    p = job.planned
-    job.result.inserted, job.result.updated, job.result.deleted = p["insert"], p["update"], p["delete"]
+    p = job.plan.planned
+    job.result.inserted, job.result.updated, job.result.deleted = p.insert, p.update, p.delete
     job.shadow = None
 
 
@@ -281,4 +281,4 @@ def written(job: Job) -> sa.Table | None:
         return job.staging
     if job.shadow is not None:
         return job.shadow
-    return job.target if job.strategy == "bulk" else None
+    return job.target if job.strategy is Strategy.BULK else None

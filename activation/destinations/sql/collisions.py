@@ -34,6 +34,7 @@ from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.key_rules import Rule, pairs
 from activation.destinations.sql.run import Job, Run, short_name
 from activation.syncs.options import Mode
+from activation.syncs.plan import Strategy
 from activation.syncs.results import SyncError
 
 SAMPLE = 5
@@ -108,7 +109,7 @@ def _may_pad(run: Run, job: Job, loose: dict[str, Rule], everything: bool) -> bo
         return job.sends_trailing_space
     wh = run.warehouse
     cond = " OR ".join(f"ends_with({wh.flavour.cast('m.' + wh.flavour.quote(c), 'text')}, ' ')" for c in loose)
-    plan = dataclasses.replace(job.plan, full=True) if everything else job.plan
+    plan = dataclasses.replace(job.mart, full=True) if everything else job.mart
     job.sends_trailing_space = wh.count_where(plan, [cond])[0] > 0
     return job.sends_trailing_space
 
@@ -116,16 +117,13 @@ def _may_pad(run: Run, job: Job, loose: dict[str, Rule], everything: bool) -> bo
 def check_sent(run: Run, conn: sa.Connection, job: Job) -> None:
     """Keys about to be sent that the destination would hold as one: refused, or set aside under
     max_rejects before anything is staged."""
-    if job.target is None or job.strategy == "unchanged":
-        return
+    if job.target is None or job.virtual or job.strategy is Strategy.UNCHANGED:
+        return  # no table yet (a dry run's), or nothing changed: the table stays as it is
     loose = _loose(run, conn, job)
     if not loose:
         return
-    plan, keys = job.plan, job.spec.primary_key
-    everything = plan.full or job.strategy != "diff"
-    total = plan.mart_rows if everything else plan.new_keys + plan.changed_keys
-    if job.strategy == "shadow" and not plan.full and not plan.new_keys + plan.changed_keys + plan.deleted_keys:
-        return  # nothing changed: the table stays as it is
+    plan, keys = job.mart, job.spec.primary_key
+    everything, total = job.plan.sends_everything(), job.plan.sending()
     if not total or not _may_pad(run, job, loose, everything):
         return
     table = _key_table(run, conn, job, loose)
@@ -176,7 +174,7 @@ def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
     loose = _loose(run, conn, job)
     if not loose:
         return 0
-    everything = job.plan.full or job.strategy != "diff"
+    everything = job.plan.sends_everything()
     if _pads_only(loose) and job.spec.max_rejects is None and not _may_pad(run, job, loose, everything):
         # A binary PAD SPACE key (the tables the tool creates on MySQL): only a key in the table with
         # trailing spaces can meet these; check_written finds it after the write, which then rolls
@@ -185,7 +183,7 @@ def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
     keys = job.spec.primary_key
     on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), "s", keys, "t", keys)
     stays = "1 = 1"
-    if job.strategy == "truncate":  # the sync's own rows go before the insert: only the others stay
+    if job.strategy is Strategy.TRUNCATE:  # the sync's own rows go before the insert: only the others stay
         if not job.spec.scope:
             return 0
         stays = " OR ".join(f"t.{quoted(conn, c)} <> :scope_{i}" for i, c in enumerate(job.spec.scope))
@@ -196,7 +194,7 @@ def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
     if not rows:
         return 0
     allowed = job.spec.max_rejects
-    limit = "" if allowed is not None and allowed.allows(rows, job.plan.mart_rows) else f"LIMIT {SAMPLE}"
+    limit = "" if allowed is not None and allowed.allows(rows, job.mart.mart_rows) else f"LIMIT {SAMPLE}"
     found = conn.execute(
         sa.text(
             f"SELECT {', '.join('s.' + q(k) for k in keys)}, {', '.join('t.' + q(k) for k in keys)} {joined} "
@@ -243,7 +241,7 @@ def check_parents(run: Run, conn: sa.Connection, job: Job, written: sa.Table | N
     q = lambda c: quoted(conn, c)  # noqa: E731
     problems = []
     for columns, parent, parent_columns in references:
-        if any(c not in job.plan.columns for c in columns):
+        if any(c not in job.mart.columns for c in columns):
             continue
         parent_rules = run.dialect.key_rules(conn, parent, parent_columns)
         loose = {c: r for c, r in parent_rules.items() if r.loose}
@@ -323,14 +321,13 @@ def _set_aside_or_refuse(run: Run, conn: sa.Connection, job: Job, keys: list[tup
             "give the key column a binary collation, or set max_rejects to set such rows aside."
         )
     rejects = run.warehouse.rejects
-    already = rejects.count(job.plan)
-    if not allowed.allows(already + rows, run.warehouse.mart_rows(job.plan)):
+    already = rejects.count(job.mart)
+    if not allowed.allows(already + rows, run.warehouse.mart_rows(job.mart)):
         raise SyncError(f"{problem}\nThat is over max_rejects {allowed}. Nothing was written.")
     reason = "key equal to another under the destination's comparison"
-    rejects.add_keys(job.plan, ", ".join(job.spec.primary_key), reason, keys)
-    job.result.rejected = rejects.count(job.plan)
+    rejects.add_keys(job.mart, ", ".join(job.spec.primary_key), reason, keys)
+    job.update(rejected=rejects.count(job.mart))
     if job.rejected_keys is not None:  # loaded before these were added: load it again when needed
         run.dialect.drop_temporary(conn, job.rejected_keys)
         job.rejected_keys = None
-    job.result.warnings.append(f"{rows:,} rows set aside as rejects: {reason}; they are sent again next run")
-    run.log(f"{job.spec.table}: {job.result.warnings[-1]}")
+    job.warn(run, f"{rows:,} rows set aside as rejects: {reason}; they are sent again next run")

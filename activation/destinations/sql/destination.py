@@ -1,23 +1,12 @@
 """A SQL database as a destination: apply sync plans to it, parents before children.
 
-Order of work for the selected tables of one destination:
-1. DDL (MySQL commits implicitly on it, so it runs before any data transaction): create
-   missing tables with their keys, and the shadow tables of `replace` syncs (prepare.py).
-2. One transaction, table by table, parents first: stage what the plan sends (only changed
-   rows for an incremental plan) into a temporary table, or load the shadow table; count what
-   would change; check the guards (a tripped guard rolls the whole transaction back, so
-   nothing is written); insert and update (apply.py). Without shadow tables the deletes
-   (children-first) join this transaction.
-3. Shadow swaps, each atomic (RENAME TABLE on MySQL, transactional DDL elsewhere): readers
-   see the old table or the new one, never an empty or partial one.
-4. A transaction with the deletes, children-first, once no swapped-out table references a parent.
-Around it: one writer per table (advisory locks, where the database has them), and retries of
-the whole run after transient errors. Everything particular to one database is its dialect's.
+The phases of a run, and how a dry run runs the same ones, are in phases.py. Around them: one
+writer per table (advisory locks, where the database has them), and retries of the whole run
+after transient errors. Everything particular to one database is its dialect's.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,12 +14,11 @@ from collections.abc import Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from activation.destinations.base import Capabilities, Destination, Log
-from activation.destinations.sql import apply, collisions, prepare, values
 from activation.destinations.sql.dialect import SqlDialect, sql_dialect
-from activation.destinations.sql.foreign_keys import all_foreign_keys
-from activation.destinations.sql.run import Job, Run, cleanup, count
-from activation.syncs.guards import check_guards
+from activation.destinations.sql.phases import run_phases
+from activation.destinations.sql.run import Run
 from activation.syncs.model import MartRelation, PlanError
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import SwapNotPossible, SyncError, SyncPreview, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -66,9 +54,11 @@ class SqlDestination(Destination):
         *,
         full_resync: bool = False,
         log: Log = print,
+        plans: Mapping[str, SyncPlan] | None = None,
     ) -> list[SyncResult]:
-        """Sync `specs` into this destination, parents first. Transient errors (a lost connection, a
-        restarted server, a deadlock, a lock wait timeout) roll back and retry the whole run with
+        """Sync `specs` into this destination, parents first, from `plans` (sync -> the plan the
+        blocking checks judged; described here where missing). Transient errors (a lost connection,
+        a restarted server, a deadlock, a lock wait timeout) roll back and retry the whole run with
         backoff: the state advances only after the destination committed, so a retry plans again
         from the same point and nothing is skipped or applied twice."""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
@@ -76,7 +66,8 @@ class SqlDestination(Destination):
             run = Run(self.engine, self.dialect, warehouse, log, self.within_guards)
             try:
                 with self._exclusive(specs):
-                    return self._run_once(run, specs, relations, full_resync=full_resync)
+                    jobs = run_phases(run, specs, relations, plans or {}, full_resync=full_resync)
+                    return [job.result for job in jobs]
             except Exception as exc:
                 cause = self.transient_cause(exc)
                 if cause is None or attempt == RETRY_ATTEMPTS:
@@ -100,11 +91,20 @@ class SqlDestination(Destination):
         sample: int = 5,
         log: Log = lambda _msg: None,
     ) -> list[SyncPreview]:
-        """What `sync` would do, writing nothing (preview.py)."""
-        from activation.destinations.sql.preview import DryRun
+        """What `sync` would do, writing nothing: the blocking checks judge each plan, then the run's
+        own phases run as a dry run (phases.py), in a transaction that is rolled back."""
+        from activation.destinations.sql.prechecks import PreWriteChecks
 
-        run = Run(self.engine, self.dialect, warehouse, log)
-        return DryRun(run, sample).preview(specs, relations, full_resync=full_resync)
+        plans = {}
+        for spec in specs:
+            try:
+                mart = warehouse.describe(spec, relations[spec.name])
+            except PlanError as exc:
+                raise SyncError(str(exc)) from exc
+            _, plans[spec.name] = PreWriteChecks(warehouse, self.engine).judge(SyncPlan.of(mart))
+        run = Run(self.engine, self.dialect, warehouse, log, dry_run=True)
+        jobs = run_phases(run, specs, relations, plans, full_resync=full_resync, sample=sample)
+        return [job.plan.preview() for job in jobs]
 
     def transient_cause(self, exc: BaseException) -> str | None:
         """Why `exc` (or what caused it) is worth a retry, or None."""
@@ -141,122 +141,3 @@ class SqlDestination(Destination):
             finally:
                 for name in reversed(held):
                     self.dialect.unlock(conn, name)
-
-    def _run_once(
-        self, run: Run, specs: Sequence[SyncSpec], relations: Mapping[str, MartRelation], *, full_resync: bool
-    ) -> list[SyncResult]:
-        started = time.monotonic()
-        wh = run.warehouse
-        jobs = [_job(wh, spec, relations) for spec in specs]
-        metadata = sa.MetaData()
-        with self.engine.connect() as conn:
-            conn.execution_options(preserve_rowcount=True)  # counts are measured on every dialect
-            with conn.begin():
-                fks = all_foreign_keys(conn)
-            jobs = prepare.order(jobs, fks)
-            with conn.begin():  # DDL: MySQL commits implicitly on it anyway
-                prepare.reflect_parents(conn, metadata, jobs)
-                for job in jobs:
-                    prepare.prepare(run, conn, metadata, job)
-                    prepare.remove_leftovers(run, conn, job)
-            with conn.begin():
-                fks = all_foreign_keys(conn)  # again: tables created just now have keys too
-            for job in jobs:
-                prepare.choose_strategy(run, job, fks)
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                # The destination counts its rows while the warehouse finds the changes: both scan.
-                counting = pool.submit(prepare.count_rows_before, run, jobs)
-                for job in jobs:
-                    values.check_lengths(run, job)
-                    wh.plan(job.plan, full_resync=full_resync or job.result.created_table)
-                    if job.result.created_table and not full_resync:
-                        job.plan.reason = "first sync into a new table"
-                    problem = None if job.keys_checked else wh.key_problems(job.plan)
-                    if problem:
-                        raise SyncError(problem)
-                counting.result()
-            with conn.begin():
-                for job in jobs:
-                    prepare.distrust_state(run, job)
-                    values.check_values(run, conn, job)
-                    prepare.load_directly_if_empty(conn, job)
-                    collisions.check_sent(run, conn, job)
-            for job in jobs:
-                if prepare.needs_shadow(job):
-                    with conn.begin():
-                        prepare.create_shadow(run, conn, job)
-            shadows = [j for j in jobs if j.shadow is not None]
-            try:
-                self._write(run, conn, jobs, shadows, fks)
-            except sa.exc.DBAPIError as exc:
-                raise SyncError(f"destination write failed and was rolled back: {exc.orig!r}") from exc
-            finally:
-                cleanup(conn, jobs)
-            for job in jobs:
-                wh.commit(job.plan)
-                _finish(run, conn, job, time.monotonic() - started)
-        return [job.result for job in jobs]
-
-    def _write(self, run: Run, conn: sa.Connection, jobs: list[Job], shadows: list[Job], fks: dict) -> None:
-        with conn.begin():
-            # Parents first: a child's shadow table checks its foreign keys as it loads.
-            # A guard tripping on any table rolls back this whole transaction.
-            for job in jobs:
-                with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=False):
-                    apply.stage(run, conn, job)
-                    job.result.strategy = job.strategy
-                    check_guards(job.spec, job.planned, rows_before=job.rows_before, mart_rows=job.plan.mart_rows)
-                    run.within_guards[job.spec.table] = dict(job.planned)
-                    apply.upsert(run, conn, job)
-                collisions.check_written(run, conn, job)
-                collisions.check_parents(run, conn, job, apply.written(job))
-            if not shadows:
-                for job in reversed(jobs):  # children first
-                    with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=True):
-                        apply.delete(run, conn, job)
-        for job in shadows:
-            apply.swap(run, conn, job)
-        if shadows:
-            with conn.begin():
-                for job in reversed(jobs):
-                    with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=True, swapped=True):
-                        apply.delete(run, conn, job)
-
-
-def _job(wh: Warehouse, spec: SyncSpec, relations: Mapping[str, MartRelation]) -> Job:
-    """A table's job, its plan described; the keys are checked before any DDL when the plan will
-    compare everything anyway (an incremental plan checks them at the cost of the change)."""
-    try:
-        plan = wh.describe(spec, relations[spec.name])
-    except PlanError as exc:
-        raise SyncError(str(exc)) from exc
-    keys_checked = not wh.diffable(plan)
-    if keys_checked:
-        problem = wh.null_and_duplicate_keys(plan)
-        if problem:
-            raise SyncError(problem)
-    if spec.scope:
-        bad = wh.scope_violations(plan, spec.scope, plan.columns)
-        if bad:
-            raise SyncError(f"{spec.table}: {bad} mart row(s) fall outside the sync's scope {spec.scope}")
-    result = SyncResult(sync=spec.name, table=spec.table, mode=spec.mode.value)
-    return Job(plan=plan, result=result, keys_checked=keys_checked)
-
-
-def _finish(run: Run, conn: sa.Connection, job: Job, elapsed: float) -> None:
-    r = job.result
-    r.reason = job.plan.reason
-    r.rows_in_mart = job.plan.mart_rows
-    if job.strategy in ("diff", "bulk", "unchanged") and not job.spec.scope and not job.spec.soft_delete_column:
-        # From the rows the server reported, in the run's own transactions: a second COUNT(*)
-        # over a large InnoDB table costs as much as a small incremental sync.
-        r.rows_in_destination = job.rows_before + r.inserted - r.deleted
-    else:
-        target = sa.Table(job.spec.table, sa.MetaData(), autoload_with=conn)
-        r.rows_in_destination = count(conn, sa.select(sa.func.count()).select_from(target))
-    r.unchanged = max(r.rows_in_mart - r.inserted - r.updated - r.rejected, 0)
-    r.seconds = elapsed
-    run.log(
-        f"{r.table}: {r.inserted:,} inserted, {r.updated:,} updated, {r.deleted:,} deleted, {r.unchanged:,} "
-        f"unchanged ({r.strategy}, {r.reason}); {r.rows_in_destination:,} rows now"
-    )

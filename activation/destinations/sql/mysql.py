@@ -315,7 +315,7 @@ def _lock_key(name: str) -> str:
 def _staged_columns(job: Job) -> tuple[list[str], list[sa.ColumnElement]]:
     """The columns an upsert writes and what it selects from the staging table for them: a
     soft-delete column is cleared, so a row that comes back is no longer deleted."""
-    columns = list(job.plan.columns)
+    columns = list(job.mart.columns)
     selected: list[sa.ColumnElement] = [job.staging.c[c] for c in columns]
     if job.spec.soft_delete_column:
         columns.append(job.spec.soft_delete_column)

@@ -6,13 +6,15 @@
   within `max_rejects` pass it.
 
 The verdicts come from the engine's own refusals (`Warehouse.null_and_duplicate_keys`,
-`Warehouse.too_long`, `values.find`), so a check and the write never disagree.
+`Warehouse.too_long`, `values.find`), so a check and the write never disagree; `judge` puts them
+in the sync's plan, and the writer does not search again for what they ruled out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +24,7 @@ from activation.destinations.sql import schema, values
 from activation.destinations.sql.dialect import sql_dialect
 from activation.syncs.model import Plan
 from activation.syncs.outcome import FITS, KEYS, SAMPLE, CheckOutcome, markdown_table
+from activation.syncs.plan import SyncPlan, Verdict
 from activation.syncs.problems import FIX_VALUE, Problem
 from activation.warehouses.base import Warehouse
 
@@ -89,6 +92,10 @@ class PreWriteChecks:
         return CheckOutcome(KEYS, passed, summary, metadata, found)
 
     def fits(self, plan: Plan) -> CheckOutcome:
+        return self._fits(plan)[0]
+
+    def _fits(self, plan: Plan) -> tuple[CheckOutcome, frozenset[str]]:
+        """The outcome, and the columns whose every value it checked."""
         spec = plan.spec
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table(spec.table):
@@ -97,7 +104,7 @@ class PreWriteChecks:
                     True,
                     f"{spec.table} does not exist yet: it will be created from the mart's schema",
                     {"columns_checked": 0},
-                )
+                ), frozenset()
             target = sa.Table(spec.table, sa.MetaData(), autoload_with=conn)
             dialect = sql_dialect(conn)
             charsets = dialect.character_sets(conn, spec.table)
@@ -160,7 +167,7 @@ class PreWriteChecks:
                     f"{bad:,} of {total:,} mart rows do not fit {spec.table}; within max_rejects "
                     f"{spec.max_rejects}, they are set aside as rejects"
                 )
-                return CheckOutcome(FITS, True, summary, metadata)
+                return CheckOutcome(FITS, True, summary, metadata), frozenset(checkable)
         if problems:
             metadata["problems"] = markdown_table(
                 ["column", "problem", "rows", "sample keys"],
@@ -172,8 +179,23 @@ class PreWriteChecks:
                 f"{spec.table}: {len(problems)} column problem(s), e.g. {first[0]} {first[1]}; "
                 "fix the mart or the destination column. Nothing was written."
             )
-            return CheckOutcome(FITS, False, summary, metadata, found)
-        return CheckOutcome(FITS, True, f"all {len(plan.columns)} mart columns fit {spec.table}", metadata)
+            return CheckOutcome(FITS, False, summary, metadata, found), frozenset(checkable)
+        fit = CheckOutcome(FITS, True, f"all {len(plan.columns)} mart columns fit {spec.table}", metadata)
+        return fit, frozenset(checkable)
 
     def run(self, plan: Plan) -> list[CheckOutcome]:
         return [self.keys(plan), self.fits(plan)]
+
+    def judge(self, plan: SyncPlan) -> tuple[list[CheckOutcome], SyncPlan]:
+        """Both checks' outcomes, and the plan carrying their verdicts and what refuses it."""
+        keys, (fits, checked) = self.keys(plan.mart), self._fits(plan.mart)
+        for outcome in (keys, fits):
+            if not outcome.passed:
+                plan = plan.refused(outcome.problems, outcome.summary)
+        # Clean: nothing found at all (rows within max_rejects are found, and set aside by the writer).
+        clean_fit = fits.passed and not fits.metadata.get("columns_failing")
+        return [keys, fits], replace(
+            plan,
+            keys=Verdict(clean=keys.passed, summary=keys.summary),
+            fits=Verdict(clean=clean_fit, summary=fits.summary, columns=checked),
+        )

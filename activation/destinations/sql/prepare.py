@@ -5,13 +5,16 @@ strategy each table is written with.
   the sync key, not AUTO_INCREMENT) and reconcile schema drift as `on_schema_change` says.
 - `choose_strategy`: `replace` loads a shadow table and swaps it in, where nothing references the
   table and the sync owns all of it; otherwise changes are applied as a diff.
-- `distrust_state`, `load_directly_if_empty`: a destination that does not hold what the last
-  sync left is compared in full; an empty table is loaded in place.
+- `distrust_state`, `settle_strategy`: a destination that does not hold what the last sync left
+  is compared in full; an empty table is loaded in place; a swap with nothing changed is skipped.
+A dry run runs no DDL (MySQL would commit it): a missing table is planned from the table the sync
+would create, held in memory only, and `evolve` adds no column.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -21,6 +24,7 @@ from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.run import Job, Run, count, scope_clause, short_name
 from activation.syncs.options import Mode
 from activation.syncs.order import parents_first
+from activation.syncs.plan import Strategy, SyncPlan
 from activation.syncs.results import SyncError
 
 SHADOW, OLD = "__activation_new", "__activation_old"
@@ -55,7 +59,7 @@ def reflect_parents(conn: sa.Connection, metadata: sa.MetaData, jobs: Sequence[J
 
 def new_table(run: Run, metadata: sa.MetaData, job: Job) -> sa.Table:
     """The table the sync would create for the mart."""
-    spec, plan = job.spec, job.plan
+    spec, plan = job.spec, job.mart
     return schema.build_table(
         run.dialect,
         metadata,
@@ -69,7 +73,7 @@ def new_table(run: Run, metadata: sa.MetaData, job: Job) -> sa.Table:
 
 
 def prepare(run: Run, conn: sa.Connection, metadata: sa.MetaData, job: Job) -> None:
-    spec, plan = job.spec, job.plan
+    spec, plan = job.spec, job.mart
     inspector = sa.inspect(conn)
     soft = spec.soft_delete_column
     for column in spec.scope:
@@ -98,9 +102,12 @@ def prepare(run: Run, conn: sa.Connection, metadata: sa.MetaData, job: Job) -> N
             raise SyncError(f"{spec.table}: the destination table has no soft-delete column {soft!r}; add it")
     else:
         target = new_table(run, metadata, job)
-        target.create(conn)
-        job.result.created_table = True
-        run.log(f"{spec.table}: created table with {len(target.columns)} columns")
+        job.update(creates_table=True)
+        if run.dry_run:
+            job.virtual = True  # planned against the table it would create, which exists only here
+        else:
+            target.create(conn)
+            run.log(f"{spec.table}: created table with {len(target.columns)} columns")
     job.target = target
     job.result.columns = [(c.name, str(c.type.compile(conn.dialect))) for c in target.columns]
 
@@ -109,7 +116,7 @@ def reconcile_columns(run: Run, conn: sa.Connection, job: Job, target: sa.Table)
     """Schema drift, decided by the sync's `on_schema_change`: mart columns the table lacks (new in
     the mart, or dropped by the application), columns whose kind of value changed, and table
     columns the mart no longer feeds."""
-    spec, plan, policy = job.spec, job.plan, job.spec.on_schema_change
+    spec, plan, policy = job.spec, job.mart, job.spec.on_schema_change
     missing = [c for c in plan.columns if c not in target.columns]
     retyped = [
         f"{c} ({target.c[c].type.compile(conn.dialect)} <- {plan.arrow_schema.field(c).type})"
@@ -134,6 +141,10 @@ def reconcile_columns(run: Run, conn: sa.Connection, job: Job, target: sa.Table)
             f"{spec.table}: column(s) changed kind: {', '.join(retyped)}; evolve only adds columns, it never "
             "retypes the application's. Nothing was written: migrate the column, or set on_schema_change: ignore."
         )
+    if missing and policy == "evolve" and run.dry_run:  # a dry run adds no columns: it plans those both have
+        job.warn(run, f"on_schema_change evolve would add column(s) {missing}; this plan leaves them out")
+        policy = "ignore"
+    casts = dict(plan.casts)
     for c in plan.columns:
         dest_type, mart_type = target.c[c].type if c in target.columns else None, plan.arrow_schema.field(c).type
         if (
@@ -141,13 +152,18 @@ def reconcile_columns(run: Run, conn: sa.Connection, job: Job, target: sa.Table)
             and not isinstance(dest_type, sa.Boolean)
             and (pa.types.is_decimal(mart_type) or pa.types.is_floating(mart_type))
         ):
-            plan.casts[c] = "integer"  # whole numbers in a DECIMAL: validate refuses fractions first
+            casts[c] = "integer"  # whole numbers in a DECIMAL: validate refuses fractions first
     skipped = missing if policy == "ignore" else []
     skipped += [r.split(" (", 1)[0] for r in retyped] if policy == "ignore" else []
-    if skipped:
-        plan.pairs = [(d, s) for d, s in plan.pairs if d not in skipped]
-        plan.arrow_schema = pa.schema([f for f in plan.arrow_schema if f.name not in skipped])
-        job.result.warnings.append(f"schema drift ignored: column(s) {skipped} not synced")
+    plan = replace(
+        plan,
+        casts=casts,
+        pairs=[(d, s) for d, s in plan.pairs if d not in skipped],
+        arrow_schema=pa.schema([f for f in plan.arrow_schema if f.name not in skipped]),
+    )
+    job.update(mart=plan)
+    if skipped and spec.on_schema_change == "ignore":
+        job.warn(run, f"schema drift ignored: column(s) {skipped} not synced")
     if missing and policy == "evolve":
         lengths = run.warehouse.string_lengths(plan)
         for name in missing:
@@ -162,7 +178,7 @@ def reconcile_columns(run: Run, conn: sa.Connection, job: Job, target: sa.Table)
                 )
             )
             target.append_column(sa.Column(name, column.type, nullable=True))
-        job.result.warnings.append(f"schema drift: added column(s) {missing} from mart {spec.source}")
+        job.warn(run, f"schema drift: added column(s) {missing} from mart {spec.source}")
     unfed = [
         c.name
         for c in target.columns
@@ -180,7 +196,7 @@ def reconcile_columns(run: Run, conn: sa.Connection, job: Job, target: sa.Table)
             "to the mart."
         )
     if unfed:
-        job.result.warnings.append(f"column(s) {unfed} are not in mart {spec.source}: left as they are")
+        job.warn(run, f"column(s) {unfed} are not in mart {spec.source}: left as they are")
 
 
 def choose_strategy(run: Run, job: Job, fks: dict[str, list[dict]]) -> None:
@@ -201,25 +217,18 @@ def choose_strategy(run: Run, job: Job, fks: dict[str, list[dict]]) -> None:
         if soft:
             why.append("it soft-deletes")
         if why:
-            job.strategy = "diff"
-            job.result.warnings.append(f"replace applied as a diff because {' and '.join(why)}")
+            job.update(strategy=Strategy.DIFF)
+            job.warn(run, f"replace applied as a diff because {' and '.join(why)}")
         else:
-            job.strategy = "shadow"
+            job.update(strategy=Strategy.SHADOW)
     elif spec.mode is Mode.TRUNCATE_INSERT:
-        job.strategy = "truncate"
+        job.update(strategy=Strategy.TRUNCATE)
         if referenced_by:
-            job.result.warnings.append(
+            job.warn(
+                run,
                 f"truncate_insert on a table referenced by {referenced_by}: deleting rows they still reference "
-                "fails the sync; prefer mirror"
+                "fails the sync; prefer mirror",
             )
-    for warning in job.result.warnings:
-        run.log(f"{spec.table}: {warning}")
-
-
-def needs_shadow(job: Job) -> bool:
-    """A shadow table is loaded unless an incremental plan found nothing changed."""
-    plan = job.plan
-    return job.strategy == "shadow" and (plan.full or plan.new_keys + plan.changed_keys + plan.deleted_keys > 0)
 
 
 def create_shadow(run: Run, conn: sa.Connection, job: Job) -> None:
@@ -262,43 +271,50 @@ def remove_leftovers(run: Run, conn: sa.Connection, job: Job) -> None:
             run.log(f"{job.spec.table}: dropped {name}, left by an interrupted run")
 
 
-def count_rows_before(run: Run, jobs: Sequence[Job]) -> None:
-    """The rows each sync owns in the destination now, on a connection of its own."""
+def count_rows_before(run: Run, jobs: Sequence[Job]) -> list[int]:
+    """The rows each sync owns in the destination now, on a connection of its own (a table a dry
+    run would create holds none)."""
     with run.engine.connect() as conn:
-        for job in jobs:
-            owned = scope_clause(job, job.target)
-            job.rows_before = count(conn, sa.select(sa.func.count()).select_from(job.target).where(owned))
+        return [
+            0
+            if job.virtual
+            else count(conn, sa.select(sa.func.count()).select_from(job.target).where(scope_clause(job, job.target)))
+            for job in jobs
+        ]
 
 
-def distrust_state(run: Run, job: Job) -> None:
+def distrust_state(run: Run, plan: SyncPlan) -> SyncPlan:
     """An incremental plan assumes the destination still holds what the last sync wrote.
-    When its row count says otherwise (a restore, a truncate, rows deleted by hand),
-    compare everything instead of sending only the changes."""
-    plan = job.plan
-    if plan.full:
-        return
-    have = job.rows_before
-    expected = plan.mart_rows - plan.new_keys + plan.deleted_keys  # the mart as of the last sync
-    drifted = have < expected if not job.spec.mode.deletes else have != expected
-    if job.spec.soft_delete_column:
+    When its row count says otherwise (a restore, a truncate, rows deleted by hand), the plan
+    compares everything instead of sending only the changes: a new plan, with its reason."""
+    mart, spec = plan.mart, plan.spec
+    if mart.full:
+        return plan
+    have = plan.rows_before
+    expected = mart.mart_rows - mart.new_keys + mart.deleted_keys  # the mart as of the last sync
+    drifted = have < expected if not spec.mode.deletes else have != expected
+    if spec.soft_delete_column:
         drifted = have < expected  # soft-deleted rows stay
-    if job.spec.mode in (Mode.INSERT, Mode.UPDATE):
+    if spec.mode in (Mode.INSERT, Mode.UPDATE):
         drifted = have == 0 and expected > 0
-    if drifted:
-        run.warehouse.plan(plan, full_resync=True)
-        plan.reason = f"destination holds {have:,} rows where the last sync left {expected:,}: comparing all"
-        run.log(f"{job.spec.table}: {plan.reason}")
+    if not drifted:
+        return plan
+    reason = f"destination holds {have:,} rows where the last sync left {expected:,}: comparing all"
+    run.log(f"{spec.table}: {reason}")
+    return replace(plan, mart=replace(run.warehouse.plan(mart, full_resync=True), reason=reason))
 
 
-def load_directly_if_empty(conn: sa.Connection, job: Job) -> None:
-    """An empty table (a first sync) is bulk-loaded in place: there is nothing to compare
-    with, and staging first would write every row twice."""
-    if job.spec.mode is Mode.UPDATE or job.strategy == "unchanged":
-        return
-    empty = (
-        job.rows_before == 0
-        if not job.spec.scope
-        else not count(conn, sa.select(sa.func.count()).select_from(job.target))
-    )
-    if empty:
-        job.strategy = "bulk"
+def settle_strategy(conn: sa.Connection, job: Job) -> None:
+    """An empty table (a first sync) is bulk-loaded in place: there is nothing to compare with,
+    and staging first would write every row twice. A swap with nothing changed since the last
+    sync is skipped."""
+    if job.spec.mode is not Mode.UPDATE and job.strategy is not Strategy.UNCHANGED:
+        if job.virtual or not job.spec.scope:
+            empty = job.plan.rows_before == 0
+        else:
+            empty = not count(conn, sa.select(sa.func.count()).select_from(job.target))
+        if empty:
+            job.update(strategy=Strategy.BULK)
+    mart = job.mart
+    if job.strategy is Strategy.SHADOW and not mart.full and not mart.changes:
+        job.update(strategy=Strategy.UNCHANGED)

@@ -1,12 +1,14 @@
 """One run of the SQL destination: each table's work (`Job`) and what every phase works with (`Run`:
-the engine, its dialect, the warehouse that plans, the log), with the helpers the phases share:
-temporary tables, loads with progress, counts and the key and change conditions.
+the engine, its dialect, the warehouse that plans, the log, whether it is a dry run), with the
+helpers the phases share: temporary tables, loads with progress, counts, the key and change
+conditions, and the refusals a dry run collects where the run raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -14,7 +16,8 @@ import sqlalchemy as sa
 from activation.destinations.sql.bulk import bulk_insert
 from activation.destinations.sql.dialect import SqlDialect
 from activation.syncs.model import Plan
-from activation.syncs.results import SyncResult
+from activation.syncs.plan import Strategy, SyncPlan
+from activation.syncs.results import SyncError, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
 
@@ -29,26 +32,40 @@ def short_name(name: str, suffix: str) -> str:
 
 @dataclass
 class Job:
-    """One table's work in a run."""
+    """One table's work in a run: its plan (a value, replaced as the phases complete it, never
+    changed in place), what the run measured, and the destination tables the phases work with."""
 
-    plan: Plan
+    plan: SyncPlan
     result: SyncResult
     target: sa.Table | None = None
-    strategy: str = "diff"  # diff | shadow | truncate, then bulk (an empty table) or unchanged
     staging: sa.Table | None = None
     deleted_keys: sa.Table | None = None
     rejected_keys: sa.Table | None = None  # rows set aside, whose older version must not be deleted
     sent_rows: sa.Table | None = None  # the rows to write, staged again to explain a foreign-key violation
     shadow: sa.Table | None = None
-    planned: dict[str, int] = field(default_factory=dict)
-    rows_before: int = 0  # rows this sync owns in the destination before the run
-    keys_checked: bool = False  # null and duplicate keys ruled out before the plan
+    virtual: bool = False  # `target` is the table a dry run would create, never created
     key_rules: dict | None = None  # how the destination compares the text key columns (collisions.py)
     sends_trailing_space: bool | None = None  # a key to send ends with a space (collisions.py)
 
     @property
     def spec(self) -> SyncSpec:
         return self.plan.spec
+
+    @property
+    def mart(self) -> Plan:
+        return self.plan.mart
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.plan.strategy
+
+    def update(self, **changes) -> None:
+        """Move on to the plan with these fields replaced."""
+        self.plan = replace(self.plan, **changes)
+
+    def warn(self, run: Run, warning: str) -> None:
+        self.plan = self.plan.warned(warning)
+        run.log(f"{self.spec.table}: {warning}")
 
 
 def scope_clause(job: Job, table: sa.Table) -> sa.ColumnElement[bool]:
@@ -85,11 +102,16 @@ class Run:
         warehouse: Warehouse,
         log: Log,
         within_guards: dict[str, dict[str, int]] | None = None,
+        *,
+        dry_run: bool = False,
     ):
         self.engine = engine
         self.dialect = dialect
         self.warehouse = warehouse
         self.log = log
+        # A dry run writes nothing to the app's tables (its transaction is rolled back) and collects
+        # every refusal in the plans instead of raising at the first.
+        self.dry_run = dry_run
         # table -> planned counts of each table whose plan passed the guards
         self.within_guards = within_guards if within_guards is not None else {}
 
@@ -128,10 +150,21 @@ class Run:
             if close is not None:
                 close()
 
+    @contextlib.contextmanager
+    def refusals(self, job: Job) -> Iterator[None]:
+        """A refusal (SyncError) raised inside: the run stops with it; a dry run records it in the
+        job's plan and goes on."""
+        try:
+            yield
+        except SyncError as exc:
+            if not self.dry_run:
+                raise
+            job.plan = job.plan.refused(exc.problems, str(exc))
+
     def differs(self, job: Job, a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
         """The row of `a` differs from its row in `b` (compared as the dialect tells every change)."""
         exact = self.dialect.exact
-        values = [c for c in job.plan.columns if c not in job.spec.primary_key]
+        values = [c for c in job.mart.columns if c not in job.spec.primary_key]
         cond = [exact(a.c[c]).is_distinct_from(exact(b.c[c])) for c in values]
         soft = job.spec.soft_delete_column
         if soft:

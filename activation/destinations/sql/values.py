@@ -128,56 +128,73 @@ def find(
 # -- the writer's checks ----------------------------------------------------------------------------
 
 
+def _verified(job: Job, columns) -> bool:
+    """The blocking checks found every value of these columns fits (over every mart row, a superset
+    of the rows to send): the writer does not search them again."""
+    fits = job.plan.fits
+    return fits is not None and fits.clean and all(c in fits.columns for c in columns)
+
+
 def check_lengths(run: Run, job: Job) -> None:
     """A value longer than its VARCHAR would be cut or rejected mid-load; name it up front.
     With `max_rejects`, such rows, and rows with any value the value checks refuse, are set
     aside as rejects instead (warehouses/rejects.py)."""
-    wh = run.warehouse
+    wh, mart = run.warehouse, job.mart
     allowed, rejects = job.spec.max_rejects, wh.rejects
     if allowed is not None:
-        rejects.reset(job.plan)
+        rejects.reset(mart)
     too_long: list[tuple[str, Problem]] = []
     for column in job.target.columns:
         limit = getattr(column.type, "length", None)
-        if not isinstance(column.type, sa.String) or not limit or column.name not in job.plan.columns:
+        if not isinstance(column.type, sa.String) or not limit or column.name not in mart.columns:
             continue
-        rows = wh.too_long(job.plan, column.name, limit)
+        if _verified(job, [column.name]):
+            continue
+        rows = wh.too_long(mart, column.name, limit)
         if rows and allowed is None:
             shown = ", ".join(f"key {k!r} ({n} chars)" for k, n in rows)
             line = f"{job.spec.table}.{column.name}: value longer than the destination's {limit} characters in {shown}"
-            too_long.append((line, validate.too_long_problem(wh, job.plan, column.name, limit, rows)))
+            too_long.append((line, validate.too_long_problem(wh, mart, column.name, limit, rows)))
             continue
         if rows:
             reason = f"value longer than the destination's {limit} characters"
-            rejects.add(job.plan, column.name, reason, wh.longer_than(column.name, limit))
+            rejects.add(mart, column.name, reason, wh.longer_than(column.name, limit))
     if too_long:
         raise SyncError(
             "\n".join(line for line, _ in too_long) + "; widen the column or trim it in the mart. Nothing was written.",
             [problem for _, problem in too_long],
         )
-    if allowed is not None:  # every value the destination would refuse or alter
-        with run.engine.connect() as conn:
-            charsets = run.dialect.character_sets(conn, job.spec.table)
-        for check in value_checks(job.plan, job.target, run.dialect, charsets, wh.flavour):
-            rejects.add(job.plan, check.column, check.problem, check.condition)
-    count = rejects.count(job.plan) if allowed is not None else 0
+    if allowed is not None and not _verified(job, mart.columns):  # every value the destination would refuse or alter
+        for check in value_checks(mart, job.target, run.dialect, _charsets(run, job), wh.flavour):
+            rejects.add(mart, check.column, check.problem, check.condition)
+    count = rejects.count(mart) if allowed is not None else 0
     if count:
-        total = wh.mart_rows(job.plan)
-        why = rejects.summary(job.plan)
+        total = wh.mart_rows(mart)
+        why = rejects.summary(mart)
         if not allowed.allows(count, total):
             raise SyncError(
                 f"{job.spec.table}: {count:,} of {total:,} rows cannot be written ({why}), over max_rejects "
                 f"{allowed}; fix them in the mart or widen the columns. Nothing was written."
             )
-        job.result.rejected = count
-        job.result.warnings.append(f"{count:,} rows set aside as rejects ({why}); they are sent again next run")
-        run.log(f"{job.spec.table}: {job.result.warnings[-1]}")
+        job.update(rejected=count)
+        job.warn(run, f"{count:,} rows set aside as rejects ({why}); they are sent again next run")
+
+
+def _charsets(run: Run, job: Job, conn: sa.Connection | None = None) -> Mapping[str, str]:
+    """The character sets of the target's columns (a table a dry run would create: none to read)."""
+    if job.virtual:
+        return {}
+    if conn is not None:
+        return run.dialect.character_sets(conn, job.spec.table)
+    with run.engine.connect() as own:
+        return run.dialect.character_sets(own, job.spec.table)
 
 
 def check_values(run: Run, conn: sa.Connection, job: Job) -> None:
     """Refuse values the destination would reject or silently alter, naming column and keys."""
-    charsets = run.dialect.character_sets(conn, job.spec.table)
-    problems = find(run.warehouse, job.plan, job.target, run.dialect, charsets)
+    if _verified(job, job.mart.columns):
+        return
+    problems = find(run.warehouse, job.mart, job.target, run.dialect, _charsets(run, job, conn))
     if problems:
         raise SyncError(
             f"{job.spec.source} -> {job.spec.table}: {len(problems)} problem(s) in the rows to send; nothing "

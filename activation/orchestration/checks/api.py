@@ -24,6 +24,7 @@ from activation.destinations.sql.prechecks import PreWriteChecks
 from activation.orchestration.checks.post_write import rejects, unavailable
 from activation.syncs.model import Plan
 from activation.syncs.outcome import ACCEPTED, FITS, REJECTS, ROW_COUNT, SAMPLE, CheckOutcome, markdown_table
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import ApiCalls, SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -43,6 +44,9 @@ class ApiChecks:
 
     def before(self, plan: Plan) -> list[CheckOutcome]:
         return [self.keys.keys(plan)]
+
+    def judge(self, plan: SyncPlan) -> tuple[list[CheckOutcome], SyncPlan]:
+        return self.before(plan.mart), plan  # the API engine plans its objects itself (destinations/api/plan.py)
 
     def decided_by_write(self, spec: SyncSpec, result: SyncResult | None) -> list[CheckOutcome]:
         found = self.destination.fitted.get(spec.table)

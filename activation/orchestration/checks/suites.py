@@ -18,6 +18,7 @@ from activation.destinations.sql.prechecks import PreWriteChecks
 from activation.orchestration.checks.post_write import PostWriteChecks
 from activation.syncs.model import Plan
 from activation.syncs.outcome import CheckOutcome
+from activation.syncs.plan import SyncPlan
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import Warehouse
@@ -26,6 +27,9 @@ from activation.warehouses.base import Warehouse
 class CheckSuite(Protocol):
     def before(self, plan: Plan) -> list[CheckOutcome]:
         """The blocking checks that need no write: a failure stops the step before the write."""
+
+    def judge(self, plan: SyncPlan) -> tuple[list[CheckOutcome], SyncPlan]:
+        """`before`, and the plan carrying its verdicts, for the writer not to search again."""
 
     def decided_by_write(self, spec: SyncSpec, result: SyncResult | None) -> list[CheckOutcome]:
         """Verdicts the write reached before its first write call (None: the write failed)."""
@@ -46,6 +50,9 @@ class SqlChecks:
 
     def before(self, plan: Plan) -> list[CheckOutcome]:
         return self.pre.run(plan)
+
+    def judge(self, plan: SyncPlan) -> tuple[list[CheckOutcome], SyncPlan]:
+        return self.pre.judge(plan)
 
     def decided_by_write(self, spec: SyncSpec, result: SyncResult | None) -> list[CheckOutcome]:
         return []  # the guards' verdict comes from the write for every destination (checks/guards.py)
