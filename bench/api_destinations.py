@@ -7,8 +7,13 @@ the registry's one limiter per destination), each under a rate limit the server 
     uv run python bench/api_destinations.py --only hubspot --only http
 
 Per destination: a mart of 2 x ROWS rows, sent whole (the initial load), then a change of ROWS
-rows (80% updated, 10% inserted, 10% deleted: mode mirror), then a change of ROWS / 10. So
-the peak memory is measured for ROWS/10, ROWS and 2 x ROWS records sent.
+rows (80% updated, 10% inserted, 10% deleted: mode mirror), then a change of ROWS / 10, each
+step one window after the last one's calls (so the server's window holds only its own). So
+the peak memory is measured for ROWS/10, ROWS and 2 x ROWS records sent. Where the window is
+long enough (HubSpot's ten seconds), a last step, "busy start", sends another ROWS / 10 right
+after another client filled the server's window, its calls spread evenly over the last window
+(as another app on the portal, or the same destination's previous run in another process): the
+first call meets a 429, and the target is no second one.
 
 Rate limits. The server enforces X requests per window and the destination's `rate_limit` is set
 to exactly the same X (no headroom), so any gap between the limiter and the server shows up as a
@@ -37,7 +42,6 @@ servers run in processes of their own, so they are not in it.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
@@ -45,6 +49,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +65,9 @@ from activation.destinations.api.engine import ApiDestination  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
 from activation.syncs.spec import SyncConfig  # noqa: E402
+
+# The busy start needs a window longer than a sync process takes to start (~3 s)
+BUSY_WINDOW = 5.0
 
 
 @dataclass(frozen=True)
@@ -247,10 +255,34 @@ def step_sync(dest: Destination, destination: dict[str, Any], warehouse: str, en
     }
 
 
-def run(step, *args) -> dict:
+def _child(conn: Any, step: Callable[..., dict], args: tuple) -> None:
+    """In the fresh process: say it is ready (imports done), wait for the go, run the step."""
+    conn.send("ready")
+    conn.recv()
+    try:
+        conn.send(("ok", step(*args)))
+    except BaseException as exc:  # the parent raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def run(step: Callable[..., dict], *args: Any, before: Callable[[], None] | None = None) -> dict:
+    """One step in a fresh process, so its peak memory is its own; `before` runs in this process
+    once the child has started, just before the step begins."""
     spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        return pool.submit(step, *args).result()
+    conn, theirs = spawn.Pipe()
+    child = spawn.Process(target=_child, args=(theirs, step, args))
+    child.start()
+    try:
+        conn.recv()
+        if before is not None:
+            before()
+        conn.send("go")
+        status, value = conn.recv()
+    finally:
+        child.join()
+    if status != "ok":
+        raise RuntimeError(f"{step.__name__} failed: {value}")
+    return value
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -285,23 +317,29 @@ def line(dest: Destination, step: str, r: dict, server: dict, expected: int) -> 
 
 
 def bench(dest: Destination, rows: int, tmp: Path, tls_dir: str) -> dict[int, float]:
-    """The three steps of one destination; returns the peak RSS (MB) per records sent and deleted."""
+    """The steps of one destination; returns the peak RSS (MB) per records sent and deleted."""
     folder = tmp / dest.name
     folder.mkdir()
     warehouse = str(folder / "warehouse.duckdb")
     build_mart(warehouse, 2 * rows)
+    steps = [("initial", 0), (f"change {rows:,}", rows), (f"change {rows // 10:,}", rows // 10)]
+    if dest.limit.per_seconds >= BUSY_WINDOW:
+        steps.append(("busy start", rows // 10))
     peaks = {}
     with ServerProcess(dest.kind, dest.limit, tls_dir) as server:
         env = {**server.secrets, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
         destination = dest.config(server.url, tls_dir)
-        steps = [("initial", 0), (f"change {rows:,}", rows), (f"change {rows // 10:,}", rows // 10)]
         for seed, (step, changed) in enumerate(steps):
             if changed:
                 change(warehouse, changed, seed)
+            if seed:
+                time.sleep(dest.limit.per_seconds)  # the last step's calls leave the server's window
             server.reset()
-            r = run(step_sync, dest, destination, warehouse, env)
+            busy = server.spend if step == "busy start" else None
+            r = run(step_sync, dest, destination, warehouse, env, before=busy)
             print(line(dest, step, r, server.stats(), mart_rows(warehouse)), flush=True)
-            peaks[r["sent"] + r["deleted"]] = r["peak_mb"]
+            if step != "busy start":
+                peaks[r["sent"] + r["deleted"]] = r["peak_mb"]
     return peaks
 
 

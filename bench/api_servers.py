@@ -27,7 +27,25 @@ class ServerLimit:
     per_seconds: float
 
 
-def _salesforce(limit: ServerLimit, tls_dir: str, admitted: list[float]) -> tuple[Any, dict, Callable, Callable]:
+@dataclass
+class Served:
+    """A started server, and how the child reads and drives it."""
+
+    server: Any
+    secrets: dict[str, str]  # environment variables its client reads
+    refused: Callable[[], int]  # 429s its window has sent
+    records: Callable[[], int]  # records it holds
+    spend: Callable[[], None]  # fill its window as another client would, evenly over the last window
+
+
+def _spread(limit: ServerLimit) -> list[float]:
+    """`requests` call times, evenly over the last window, the last one now."""
+    now, n = time.monotonic(), limit.requests
+    step = limit.per_seconds / n
+    return [now - (n - 1 - i) * step for i in range(n)]
+
+
+def _salesforce(limit: ServerLimit, tls_dir: str, admitted: list[float]) -> Served:
     from tests.destinations.salesforce_server import OrgConfig, SalesforceServer
 
     if limit.per_seconds != 1.0:
@@ -42,33 +60,44 @@ def _salesforce(limit: ServerLimit, tls_dir: str, admitted: list[float]) -> tupl
             admitted.append(time.monotonic())
         return refused
 
+    def spend() -> None:
+        with server.lock:
+            server._window.extend(_spread(limit))
+
     server.admit = counted
     secrets = {"BENCH_SF_CLIENT_ID": config.client_id, "BENCH_SF_CLIENT_SECRET": config.client_secret}
-    return server, secrets, lambda: server.traffic.rate_violations, lambda: len(server.objects["Account"].records)
+    return Served(
+        server,
+        secrets,
+        lambda: server.traffic.rate_violations,
+        lambda: len(server.objects["Account"].records),
+        spend,
+    )
 
 
-def _hubspot(limit: ServerLimit, admitted: list[float]) -> tuple[Any, dict, Callable, Callable]:
+def _hubspot(limit: ServerLimit, admitted: list[float]) -> Served:
     from tests.destinations.hubspot_server import HubSpotServer
 
     server = HubSpotServer(max_requests=limit.requests, interval_seconds=limit.per_seconds)
-    spend = server._spend_window
+    spend_window = server._spend_window
 
     def counted() -> Any:
-        limited = spend()
+        limited = spend_window()
         if limited is None:
             admitted.append(time.monotonic())
         return limited
 
     server._spend_window = counted
-    return (
+    return Served(
         server,
         {"BENCH_HUBSPOT_TOKEN": server.token},
         lambda: server.rate_limited,
         lambda: len(server.portal.records("customer_scores")),
+        lambda: server.use_window(over_seconds=limit.per_seconds * (limit.requests - 1) / limit.requests),
     )
 
 
-def _http(limit: ServerLimit, admitted: list[float]) -> tuple[Any, dict, Callable, Callable]:
+def _http(limit: ServerLimit, admitted: list[float]) -> Served:
     from tests.destinations.conftest import SCHEMA
     from tests.destinations.http_server import StrictApi
 
@@ -81,10 +110,19 @@ def _http(limit: ServerLimit, admitted: list[float]) -> tuple[Any, dict, Callabl
             admitted.append(now)
         return refused
 
+    def spend() -> None:
+        with server.lock:
+            server.arrivals.extend(_spread(limit))
+
     server._too_fast = counted
     server.bodies = _Discard()  # it keeps every raw body for the tests; the benchmark needs none
-    records = lambda: len(server.records["accounts"])  # noqa: E731
-    return server, {"BENCH_HTTP_TOKEN": server.token}, lambda: server.rate_violations, records
+    return Served(
+        server,
+        {"BENCH_HTTP_TOKEN": server.token},
+        lambda: server.rate_violations,
+        lambda: len(server.records["accounts"]),
+        spend,
+    )
 
 
 class _Discard(list):
@@ -96,13 +134,13 @@ def serve(kind: str, limit: ServerLimit, tls_dir: str, conn: Any) -> None:
     """The child: start the server, answer the parent's commands until `stop`."""
     admitted: list[float] = []
     if kind == "salesforce":
-        server, secrets, refused, records = _salesforce(limit, tls_dir, admitted)
+        served = _salesforce(limit, tls_dir, admitted)
     elif kind == "hubspot":
-        server, secrets, refused, records = _hubspot(limit, admitted)
+        served = _hubspot(limit, admitted)
     else:
-        server, secrets, refused, records = _http(limit, admitted)
-    with server:
-        conn.send({"url": server.url, "secrets": secrets})
+        served = _http(limit, admitted)
+    with served.server as server:
+        conn.send({"url": server.url, "secrets": served.secrets})
         refused_before = 0
         while True:
             command = conn.recv()
@@ -110,11 +148,16 @@ def serve(kind: str, limit: ServerLimit, tls_dir: str, conn: Any) -> None:
                 break
             if command == "reset":
                 admitted.clear()
-                refused_before = refused()
-                conn.send(None)
+                refused_before = served.refused()
+            elif command == "spend":
+                served.spend()
             elif command == "stats":
                 times = sorted(admitted)
-                conn.send({"admitted": times, "rate_limited": refused() - refused_before, "records": records()})
+                conn.send(
+                    {"admitted": times, "rate_limited": served.refused() - refused_before, "records": served.records()}
+                )
+                continue
+            conn.send(None)
 
 
 class ServerProcess:
@@ -147,7 +190,13 @@ class ServerProcess:
             self._process.kill()
 
     def reset(self) -> None:
+        """Forget what it admitted and refused so far (its window stays as it is)."""
         self._conn.send("reset")
+        self._conn.recv()
+
+    def spend(self) -> None:
+        """Fill its window with calls spread evenly over the last window, as another client's."""
+        self._conn.send("spend")
         self._conn.recv()
 
     def stats(self) -> dict[str, Any]:
