@@ -13,7 +13,8 @@ the peak memory is measured for ROWS/10, ROWS and 2 x ROWS records sent. Where t
 long enough (HubSpot's ten seconds), a last step, "busy start", sends another ROWS / 10 right
 after another client filled the server's window, its calls spread evenly over the last window
 (as another app on the portal, or the same destination's previous run in another process): the
-first call meets a 429, and the target is no second one.
+first call meets a 429, and the target is no second one (with a small --rows its few calls may
+fit in the room the other client left, and meet none).
 
 Rate limits. The server enforces X requests per window and the destination's `rate_limit` is set
 to exactly the same X (no headroom), so any gap between the limiter and the server shows up as a
