@@ -36,13 +36,14 @@ class Violation:
     problem: str
     rows: int
     keys: tuple[str, ...]
+    condition: str  # the check's SQL: rows matching it can be set aside as rejects
 
     def __str__(self) -> str:
         keys = ", ".join(repr(k) for k in self.keys)
         return f"{self.table}.{self.column}: {self.rows:,} row(s) {self.problem} (key {keys})"
 
-    def as_problem(self, spec) -> Problem:
-        fix = "convert the column to utf8mb4" if "utf8mb3" in self.problem else FIX_VALUE
+    def as_problem(self, spec, fix: str = FIX_VALUE) -> Problem:
+        fix = "convert the column to utf8mb4" if "utf8mb3" in self.problem else fix
         return Problem(
             self.table, self.problem, self.column, self.rows, self.keys, tuple(spec.primary_key), fix, spec.destination
         )
@@ -76,6 +77,7 @@ def violations(planner: Warehouse, plan: Plan, checks: Sequence[Check]) -> list[
             check.problem,
             n,
             tuple(planner.keys_where(plan, check.condition, SAMPLE_KEYS)),
+            check.condition,
         )
         for check, n in zip(checks, counts, strict=True)
         if n

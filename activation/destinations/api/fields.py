@@ -22,18 +22,18 @@ picklist, a number over the field's digits or with more decimals than it keeps, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from activation.destinations.api.client import FieldInfo
+from activation.syncs import validate
 from activation.syncs.model import Plan, is_json
 from activation.syncs.problems import Problem
 from activation.syncs.results import SyncError
+from activation.syncs.validate import Check, Violation
 from activation.warehouses.base import Warehouse
 
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "id"})
-SAMPLE_KEYS = 5
 
 
 def mart_kind(field: pa.Field) -> str:
@@ -120,38 +120,29 @@ def check_mapping(
     return problems
 
 
-@dataclass(frozen=True)
-class ValueCheck:
-    field: str
-    condition: str  # warehouse SQL over a row to send, true when the API would refuse the value
-    problem: str  # reads after a count: "3 rows are longer than ..."
-
-
-def value_checks(
-    wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None
-) -> list[ValueCheck]:
+def value_checks(wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None) -> list[Check]:
     f = wh.flavour
-    found: list[ValueCheck] = []
+    found: list[Check] = []
     for name in plan.columns:
         column, info = plan.arrow_schema.field(name), (fields or {}).get(name)
         kind, c = mart_kind(column), f.quote(name)
         if kind == "float":  # JSON has no NaN or infinity; APIs refuse them
             nan, inf = f.value_checks["nan"].format(c=c), f.value_checks["inf"].format(c=c)
-            found.append(ValueCheck(name, f"({nan} OR {inf})", "hold NaN or infinity, which an API cannot take"))
+            found.append(Check(name, f"({nan} OR {inf})", "hold NaN or infinity, which an API cannot take"))
         if info is None:
             continue
         where = f"{object_name}.{name}"
         if info.required and name not in plan.spec.primary_key:
             empty = f"{c} IS NULL" + (f" OR {c} = ''" if kind == "text" else "")
-            found.append(ValueCheck(name, f"({empty})", f"are empty but {where} is required"))
+            found.append(Check(name, f"({empty})", f"are empty but {where} is required"))
         if kind == "text" and info.length:
             reason = f"are longer than {where}'s {info.length} characters"
-            found.append(ValueCheck(name, wh.longer_than(name, info.length), reason))
+            found.append(Check(name, wh.longer_than(name, info.length), reason))
         if kind == "text" and info.picklist is not None:
             allowed = ", ".join(f.text_literal(v) for v in info.picklist) or "NULL"
             shown = ", ".join(info.picklist[:8]) + (", ..." if len(info.picklist) > 8 else "")
             found.append(
-                ValueCheck(
+                Check(
                     name,
                     f"({c} IS NOT NULL AND {c} <> '' AND {c} NOT IN ({allowed}))",
                     f"are not among the values of the picklist {where} ({shown})",
@@ -166,7 +157,7 @@ def value_checks(
                 nan, inf = f.value_checks["nan"].format(c=c), f.value_checks["inf"].format(c=c)
                 finite = f"NOT {nan} AND NOT {inf} AND "
             found.append(
-                ValueCheck(
+                Check(
                     name,
                     f"({finite}abs({double}) >= {limit})",
                     f"exceed {where}'s {info.precision} digits ({scale} after the point)",
@@ -174,7 +165,7 @@ def value_checks(
             )
         if kind == "decimal" and info.scale is not None and column.type.scale > info.scale:
             found.append(
-                ValueCheck(
+                Check(
                     name,
                     f"({c} <> round({c}, {info.scale}))",
                     f"have more than {info.scale} decimal places, which {where} would round",
@@ -183,25 +174,13 @@ def value_checks(
     return found
 
 
-def find_problems(
-    wh: Warehouse, plan: Plan, object_name: str, checks: list[ValueCheck], destination: str
-) -> list[tuple[ValueCheck, Problem]]:
-    """Evaluate every check in one scan of the rows to send; name count and first keys of each."""
-    if not checks:
-        return []
-    counts = wh.count_where(plan, [check.condition for check in checks])
-    found = []
-    for check, n in zip(checks, counts, strict=True):
-        if not n:
-            continue
-        keys = tuple(wh.keys_where(plan, check.condition, SAMPLE_KEYS))
-        fix = "fix the values in the mart, or widen the field in the API"
-        key_columns = tuple(plan.spec.primary_key)
-        found.append((check, Problem(object_name, check.problem, check.field, n, keys, key_columns, fix, destination)))
-    return found
+def find_problems(wh: Warehouse, plan: Plan, checks: list[Check]) -> list[tuple[Violation, Problem]]:
+    """Every check in one scan of the rows to send (syncs/validate.py), each named as a Problem."""
+    fix = "fix the values in the mart, or widen the field in the API"
+    return [(v, v.as_problem(plan.spec, fix)) for v in validate.violations(wh, plan, checks)]
 
 
-def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list[tuple[ValueCheck, Problem]]) -> int:
+def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list[tuple[Violation, Problem]]) -> int:
     """Without `max_rejects`, any value problem refuses the sync (SyncError, nothing sent). With it,
     the rows are set aside as rejects while their count stays within the limit; returns the count."""
     spec = plan.spec
@@ -214,8 +193,8 @@ def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list
             "refuse; nothing was sent:\n" + "\n".join(f"- {p}" for p in problems),
             problems,
         )
-    for check, _ in found:
-        wh.rejects.add(plan, check.field, check.problem, check.condition)
+    for violation, _ in found:
+        wh.rejects.add(plan, violation.column, violation.problem, violation.condition)
     count = wh.rejects.count(plan)
     total = wh.mart_rows(plan)
     if not spec.max_rejects.allows(count, total):

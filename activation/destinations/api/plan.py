@@ -108,7 +108,7 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
             raise SyncError(f"{spec.name}: {problem}; nothing was sent", [problem])
         return [problem]
     checks = mapping.value_checks(wh, plan, object_name, job.fields)
-    found = mapping.find_problems(wh, plan, object_name, checks, spec.destination)
+    found = mapping.find_problems(wh, plan, checks)
     if not refuse and spec.max_rejects is None:
         return [p for _, p in found]
     try:
