@@ -322,3 +322,46 @@ def test_a_value_the_object_would_refuse_is_found_before_any_write_call(api_proj
     [run] = instance.get_runs(limit=1)
     found = {e.check_name: e for e in _checks(instance, run.run_id)}
     assert not found[checks.FITS].passed and found[checks.KEYS].passed and found[checks.GUARDS].passed
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["collections", "bulk"])
+def test_counts_come_from_the_apis_answers_after_the_org_was_emptied(api_project, capsys, bulk):
+    """The state says every record exists; the org was emptied behind the tool's back. A full resync
+    sends every row: the API answers created for each (Collections `created`, Bulk 2.0 `sf__Created`),
+    and the counts say inserted, not what the state expected."""
+    if bulk:
+        config = yaml.safe_load(api_project.syncs.read_text())
+        config["destinations"]["salesforce"]["settings"].update(bulk_threshold=1, bulk_job_records=10_000)
+        api_project.syncs.write_text(yaml.safe_dump(config, sort_keys=False))
+    rows = len(api_project.mart())
+    assert main(["sync", "account_scores"]) == EXIT_OK
+    account = api_project.org.objects["Account"]
+    half = sorted(account.records)[: rows // 2]
+    for record_id in half:  # half of them deleted in the org; the rest stay and are updated
+        account.unstore(record_id)
+    capsys.readouterr()
+
+    assert main(["sync", "account_scores", "--full-resync"]) == EXIT_OK
+    out = capsys.readouterr().out
+    row = next(r for r in out.splitlines() if r.startswith("salesforce/Account "))
+    assert row.split()[1:6] == ["upsert", f"{len(half)}", f"{rows - len(half)}", "0", "0"], row
+    assert sorted(api_project.accounts()) == [r["account_id"] for r in api_project.mart()]
+    bulk_jobs = [p for m, p in api_project.write_calls() if m == "POST" and p.endswith("/jobs/ingest")]
+    assert bool(bulk_jobs) is bulk
+
+
+def test_hubspot_counts_come_from_its_new_flag_after_the_portal_was_emptied(api_project, capsys):
+    """HubSpot's batch upsert answers `new` per record: records archived behind the tool's back and
+    sent again on a full resync count as inserted, the others as updated."""
+    rows = len(api_project.mart())
+    assert main(["sync", "company_scores"]) == EXIT_OK
+    companies = api_project.hubspot.portal.object("companies")
+    half = sorted(companies.records)[: rows // 2]
+    for record_id in half:
+        companies.archive(record_id)
+    capsys.readouterr()
+
+    assert main(["sync", "company_scores", "--full-resync"]) == EXIT_OK
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("hubspot/companies "))
+    assert row.split()[1:6] == ["mirror", f"{len(half)}", f"{rows - len(half)}", "0", "0"], row
+    assert len(api_project.hubspot.portal.records("companies")) == rows
