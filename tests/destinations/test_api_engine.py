@@ -363,3 +363,21 @@ def test_a_sync_reports_its_progress_in_the_lines_the_command_line_draws_bars_fr
     progress = [(m["table"], m["done"], m["total"]) for m in bars if m]
     # one line per answered batch: the upsert, then the deletes, counted against the whole change
     assert progress == [("accounts", "1", "3"), ("accounts", "3", "3")]
+
+
+def test_counts_come_from_the_answers_created_flag_and_from_the_plan_where_it_has_none(harness):
+    """Records removed from the API behind the tool's back and sent again on a full resync: with
+    the answer's `created` they count as inserted; configured without it, the plan's operation
+    counts (a full resync plans every row as an insert), as docs/api_destinations.md says."""
+    harness.mart(account_rows(range(1, 11)))
+    harness.run()
+    for key in ("A0001", "A0002", "A0003"):
+        del harness.api.records["accounts"][key]
+    answered = harness.run(full_resync=True)
+    assert (answered.inserted, answered.updated, answered.rows_sent) == (3, 7, 10)
+
+    harness.settings["response"] = {"created": None}
+    del harness.api.records["accounts"]["A0004"]
+    planned = harness.run(full_resync=True)
+    assert (planned.inserted, planned.updated, planned.rows_sent) == (10, 0, 10)
+    assert len(harness.records()) == 10
