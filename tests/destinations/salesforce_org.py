@@ -66,6 +66,7 @@ class Field:
     unique: bool = False
     picklist: tuple[str, ...] = ()
     restricted: bool = False
+    case_sensitive: bool = False  # Salesforce's default for an external ID text field
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,8 @@ class Field:
             "defaultedOnCreate": self.defaulted,
             "externalId": self.external_id,
             "unique": self.unique,
+            "caseSensitive": self.case_sensitive if self.type in TEXT else False,
+            "idLookup": self.external_id or self.type == "id",
             "calculated": not (self.createable or self.updateable) and self.type != "id",
             "restrictedPicklist": self.restricted,
             "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False} for v in self.picklist],

@@ -36,6 +36,8 @@ class FieldInfo:
     writable: bool = True  # createable and updateable
     precision: int | None = None  # digits in all, for numbers
     scale: int | None = None  # digits after the point
+    external_id: bool = False  # the API finds records by it (Salesforce externalId, HubSpot unique value)
+    case_sensitive: bool = True  # False: the API holds values differing only in case as one (api/twins.py)
 
 
 @dataclass(frozen=True)

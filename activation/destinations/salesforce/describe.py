@@ -48,6 +48,10 @@ def field_info(field: dict[str, Any]) -> FieldInfo:
         writable=createable and updateable,
         precision=precision,
         scale=scale,
+        external_id=bool(field.get("externalId")) or bool(field.get("idLookup")),
+        # describe gives caseSensitive for every field: false for a text field unless created
+        # "case sensitive", so an external ID upsert finds 'ABC' and 'abc' as one record
+        case_sensitive=bool(field.get("caseSensitive", False)),
     )
 
 
