@@ -363,3 +363,28 @@ def test_a_sync_reports_its_progress_in_the_lines_the_command_line_draws_bars_fr
     progress = [(m["table"], m["done"], m["total"]) for m in bars if m]
     # one line per answered batch: the upsert, then the deletes, counted against the whole change
     assert progress == [("accounts", "1", "3"), ("accounts", "3", "3")]
+
+
+def test_key_comparison_case_insensitive_makes_keys_differing_in_case_twins(harness):
+    """`key_comparison: case_insensitive` (api/twins.py): 'A0001' and 'a0001' are one record to the
+    endpoint, so they are refused before any call; under max_rejects the second is set aside."""
+    harness.mart(
+        f"{account_rows([1, 2])} UNION ALL SELECT * REPLACE ('a0001' AS account_id) FROM ({account_rows([1])})"
+    )
+    harness.settings = {"key_comparison": "case_insensitive"}
+    [preview] = harness.preview()
+    assert any("external_id=A0001, a0001" in str(p) for p in preview.problems), preview.problems
+    with pytest.raises(SyncError, match=r"key_comparison: case_insensitive.*external_id=A0001, a0001"):
+        harness.run()
+    assert posts(harness.api) == [] and harness.records() == {}
+    harness.sync = {"max_rejects": 1}
+    result = harness.run()
+    assert sorted(harness.records()) == ["A0001", "A0002"] and (result.inserted, result.rejected) == (2, 1)
+    rejects = harness.state("sync_rejects")
+    assert any("a0001" in row for row in rejects) and not any("A0001" in row for row in rejects)
+
+
+def test_key_comparison_exact_by_default_sends_both_spellings(harness):
+    harness.mart(f"{account_rows([1])} UNION ALL SELECT * REPLACE ('a0001' AS account_id) FROM ({account_rows([1])})")
+    harness.run()
+    assert sorted(harness.records()) == ["A0001", "a0001"]

@@ -33,7 +33,8 @@ def why(kind: str, object_name: str, info: FieldInfo | None, key: str) -> str | 
     if info is not None and not info.case_sensitive and info.type in ("string", "textarea", "id", "other"):
         if kind == "salesforce":
             return f"Salesforce compares external ID {key} case-insensitively (describe caseSensitive: false)"
-        return f"{kind} compares {object_name}.{key} case-insensitively"
+        vendor = {"hubspot": "HubSpot"}.get(kind, kind)
+        return f"{vendor} compares {object_name}.{key} case-insensitively"
     return None
 
 
