@@ -24,7 +24,7 @@ def writes(org) -> list[tuple[str, str]]:
     return [(m, p) for m, p in org.traffic.requests if m in ("POST", "PATCH", "PUT", "DELETE")]
 
 
-def sync(org, keys, tmp_path, monkeypatch, **extra):
+def sync(org, keys, tmp_path, monkeypatch, key: str = KEY, **extra):
     monkeypatch.setenv("SF_CLIENT_ID", org.config.client_id)
     monkeypatch.setenv("SF_CLIENT_SECRET", org.config.client_secret)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
@@ -47,9 +47,9 @@ def sync(org, keys, tmp_path, monkeypatch, **extra):
         "source": "accounts",
         "destination": name,
         "table": "Account",
-        "primary_key": KEY,
+        "primary_key": key,
         "mode": "upsert",
-        "columns": {KEY: "account_id", "Name": "name"},
+        "columns": {KEY: "account_id", "Name": "name"} if key == KEY else {key: "account_id"},
         **extra,
     }
     config = SyncConfig.model_validate(
@@ -88,3 +88,10 @@ def test_under_max_rejects_all_but_the_first_twin_are_set_aside_and_the_rest_sen
     records = org.objects["Account"].records.values()
     assert sorted((r[KEY], r["Name"]) for r in records) == [(TWINS[0], "First"), ("0015g00000B0020AAB", "Third")]
     assert (result.inserted, result.rejected) == (2, 1)
+
+
+def test_a_key_field_salesforce_cannot_upsert_by_is_refused_before_any_call(org, keys, tmp_path, monkeypatch):
+    _, outcome = sync(org, keys, tmp_path, monkeypatch, key="Name")
+    assert isinstance(outcome, SyncError)
+    assert "Account.Name" in str(outcome) and "not an external ID field" in str(outcome)
+    assert writes(org) == []

@@ -90,6 +90,7 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     spec, plan, object_name = job.spec, job.plan, job.spec.table
     job.fields = client.describe(object_name)
     problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination)
+    problems += filter(None, [twins.key_problem(client.kind, plan, object_name, job.fields)])
     if problems:
         if refuse:
             raise SyncError(

@@ -38,6 +38,26 @@ def why(kind: str, object_name: str, info: FieldInfo | None, key: str) -> str | 
     return None
 
 
+def key_problem(kind: str, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None) -> Problem | None:
+    """A Salesforce upsert finds records by an external ID (or idLookup) field only: any other key
+    would fail every record of every call, so it is refused before the first."""
+    spec = plan.spec
+    if kind != "salesforce" or len(spec.primary_key) != 1 or fields is None:
+        return None
+    [key] = spec.primary_key
+    info = fields.get(key)
+    if info is None or info.external_id:
+        return None
+    return Problem(
+        object_name,
+        f"is not an external ID field of {object_name} (describe externalId: false, idLookup: false), "
+        "so Salesforce cannot upsert by it",
+        key,
+        fix="make the field an External ID in Salesforce, or key the sync by one that is",
+        destination=spec.destination,
+    )
+
+
 def find(
     wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None, kind: str, setting: str
 ) -> list[tuple[Violation, Problem]]:
