@@ -195,12 +195,4 @@ def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list
         )
     for violation, _ in found:
         wh.rejects.add(plan, violation.column, violation.problem, violation.condition)
-    count = wh.rejects.count(plan)
-    total = wh.mart_rows(plan)
-    if not spec.max_rejects.allows(count, total):
-        raise SyncError(
-            f"{object_name}: {count:,} of {total:,} rows cannot be sent ({wh.rejects.summary(plan)}), over "
-            f"max_rejects {spec.max_rejects}; fix them in the mart. Nothing was sent.",
-            [p for _, p in found],
-        )
-    return count
+    return wh.rejects.verdict(plan, "fix them in the mart", [p for _, p in found])
