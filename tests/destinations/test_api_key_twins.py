@@ -24,7 +24,7 @@ def writes(org) -> list[tuple[str, str]]:
     return [(m, p) for m, p in org.traffic.requests if m in ("POST", "PATCH", "PUT", "DELETE")]
 
 
-def sync(org, keys, tmp_path, monkeypatch, key: str = KEY, **extra):
+def sync(org, keys, tmp_path, monkeypatch, key: str = KEY, regions: bool = False, **extra):
     monkeypatch.setenv("SF_CLIENT_ID", org.config.client_id)
     monkeypatch.setenv("SF_CLIENT_SECRET", org.config.client_secret)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
@@ -34,6 +34,10 @@ def sync(org, keys, tmp_path, monkeypatch, key: str = KEY, **extra):
             f"CREATE OR REPLACE TABLE accounts AS SELECT * FROM (VALUES ('{TWINS[0]}', 'First'), "
             f"('{TWINS[1]}', 'Second'), ('0015g00000B0020AAB', 'Third')) t(account_id, name)"
         )
+        if regions:  # no twins: one spelling each, and a multi-select value per row
+            con.execute("DELETE FROM accounts WHERE name = 'Second'")
+            con.execute("ALTER TABLE accounts ADD COLUMN regions VARCHAR")
+            con.execute("UPDATE accounts SET regions = CASE name WHEN 'First' THEN 'EMEA;APAC' ELSE 'EMEA;Mars' END")
     name = f"sf_{uuid.uuid4().hex[:6]}"
     settings = {
         "login_url": org.url,
@@ -49,7 +53,9 @@ def sync(org, keys, tmp_path, monkeypatch, key: str = KEY, **extra):
         "table": "Account",
         "primary_key": key,
         "mode": "upsert",
-        "columns": {KEY: "account_id", "Name": "name"} if key == KEY else {key: "account_id"},
+        "columns": ({KEY: "account_id", "Name": "name"} | ({"Regions__c": "regions"} if regions else {}))
+        if key == KEY
+        else {key: "account_id"},
         **extra,
     }
     config = SyncConfig.model_validate(
@@ -95,3 +101,14 @@ def test_a_key_field_salesforce_cannot_upsert_by_is_refused_before_any_call(org,
     assert isinstance(outcome, SyncError)
     assert "Account.Name" in str(outcome) and "not an external ID field" in str(outcome)
     assert writes(org) == []
+
+
+def test_a_multi_select_item_outside_the_picklist_is_found_before_any_call(org, keys, tmp_path, monkeypatch):
+    """Regions__c is a restricted multipicklist: 'EMEA;Mars' holds an item Salesforce refuses."""
+    _, outcome = sync(org, keys, tmp_path, monkeypatch, regions=True)
+    assert isinstance(outcome, SyncError)
+    assert "Account.Regions__c" in str(outcome) and "0015g00000B0020AAB" in str(outcome)
+    assert TWINS[0] not in str(outcome) and writes(org) == []
+    _, result = sync(org, keys, tmp_path, monkeypatch, regions=True, max_rejects=1)
+    assert not isinstance(result, SyncError), result
+    assert [r["Regions__c"] for r in org.objects["Account"].records.values()] == ["EMEA;APAC"]
