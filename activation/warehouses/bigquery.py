@@ -110,6 +110,7 @@ class BigQueryFlavour(SqlFlavour):
         "double": "CAST({c} AS FLOAT64)",
         "four_byte": "REGEXP_CONTAINS({c}, r'[\\x{{10000}}-\\x{{10FFFF}}]')",
         "nul": "STRPOS({c}, CODE_POINTS_TO_STRING([0])) > 0",
+        "items_outside": "EXISTS (SELECT 1 FROM UNNEST(SPLIT({c}, ';')) v WHERE v NOT IN ({allowed}))",
     }
 
     def quote(self, name: str) -> str:

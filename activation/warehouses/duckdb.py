@@ -49,6 +49,8 @@ class DuckDBFlavour(SqlFlavour):
         "double": "CAST({c} AS DOUBLE)",
         "four_byte": "regexp_matches({c}, '[\\x{{10000}}-\\x{{10FFFF}}]')",
         "nul": "contains({c}, chr(0))",
+        # a multi-select value ('a;b') holding an item outside {allowed} (a list of literals)
+        "items_outside": "NOT list_has_all([{allowed}], string_split({c}, ';'))",
     }
 
     def quote(self, name: str) -> str:

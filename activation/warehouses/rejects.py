@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from activation.syncs.model import Plan
+from activation.syncs.problems import Problem
+from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncSpec
 
 if TYPE_CHECKING:
@@ -131,6 +133,22 @@ class RejectStore:
                 f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._tables[name]}) x"
             )[0][0]
         return self._counts[name]
+
+    def verdict(self, plan: Plan, fix: str, problems: list[Problem] | None = None) -> int:
+        """The `max_rejects` verdict, written once for the SQL and the API paths: the rows set aside
+        so far, or SyncError (nothing written) when they are over the limit."""
+        count = self.count(plan)
+        allowed = plan.spec.max_rejects
+        if not count or allowed is None:
+            return count
+        total = self.wh.mart_rows(plan)
+        if not allowed.allows(count, total):
+            raise SyncError(
+                f"{plan.spec.table}: {count:,} of {total:,} rows cannot be written ({self.summary(plan)}), over "
+                f"max_rejects {allowed}; {fix}. Nothing was written.",
+                problems or [],
+            )
+        return count
 
     def summary(self, plan: Plan, sample: int = 5) -> str:
         rows = self.wh.query(

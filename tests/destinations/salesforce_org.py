@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-TEXT = {"string", "textarea", "email", "phone", "url", "picklist"}
+TEXT = {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist"}
 NUMBER = {"double", "currency", "percent"}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,3})?(Z|[+-]\d{2}:?\d{2})$")
@@ -66,6 +66,7 @@ class Field:
     unique: bool = False
     picklist: tuple[str, ...] = ()
     restricted: bool = False
+    case_sensitive: bool = False  # Salesforce's default for an external ID text field
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,8 @@ class Field:
             "defaultedOnCreate": self.defaulted,
             "externalId": self.external_id,
             "unique": self.unique,
+            "caseSensitive": self.case_sensitive if self.type in TEXT else False,
+            "idLookup": self.external_id or self.type == "id",
             "calculated": not (self.createable or self.updateable) and self.type != "id",
             "restrictedPicklist": self.restricted,
             "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False} for v in self.picklist],
@@ -152,6 +155,11 @@ class Field:
             shown = value if len(value) <= 40 else value[:37] + "(...)"
             message = f"{label}: data value too large: {shown} (max length={self.length})"
             return None, RecordError("STRING_TOO_LONG", message, (self.name,))
+        if self.type == "multipicklist" and self.restricted:
+            bad = [item for item in value.split(";") if item not in self.picklist]
+            if bad:
+                message = f"{label}: bad value for restricted picklist field: {bad[0]}"
+                return None, RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message, (self.name,))
         if self.type == "picklist" and self.restricted and value not in self.picklist:
             message = f"{label}: bad value for restricted picklist field: {value}"
             return None, RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message, (self.name,))
@@ -296,6 +304,7 @@ def account() -> SObject:
         Field("Legacy_Key__c", "string", length=40, external_id=True),  # not unique: duplicates can exist
         Field("Segment__c", "picklist", length=255, picklist=("Enterprise", "Mid-Market", "SMB"), restricted=True),
         Field("Source__c", "picklist", length=40, picklist=("Web", "Partner")),  # unrestricted
+        Field("Regions__c", "multipicklist", length=4099, picklist=("EMEA", "APAC", "AMER"), restricted=True),
         Field("Lifetime_Value__c", "currency", precision=16, scale=2),
         Field("Churn_Risk__c", "percent", precision=5, scale=2),
         Field("Score__c", "double", precision=18, scale=6),

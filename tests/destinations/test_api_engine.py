@@ -381,3 +381,28 @@ def test_counts_come_from_the_answers_created_flag_and_from_the_plan_where_it_ha
     planned = harness.run(full_resync=True)
     assert (planned.inserted, planned.updated, planned.rows_sent) == (10, 0, 10)
     assert len(harness.records()) == 10
+
+
+def test_key_comparison_case_insensitive_makes_keys_differing_in_case_twins(harness):
+    """`key_comparison: case_insensitive` (api/twins.py): 'A0001' and 'a0001' are one record to the
+    endpoint, so they are refused before any call; under max_rejects the second is set aside."""
+    harness.mart(
+        f"{account_rows([1, 2])} UNION ALL SELECT * REPLACE ('a0001' AS account_id) FROM ({account_rows([1])})"
+    )
+    harness.settings = {"key_comparison": "case_insensitive"}
+    [preview] = harness.preview()
+    assert any("external_id=A0001, a0001" in str(p) for p in preview.problems), preview.problems
+    with pytest.raises(SyncError, match=r"key_comparison: case_insensitive.*external_id=A0001, a0001"):
+        harness.run()
+    assert posts(harness.api) == [] and harness.records() == {}
+    harness.sync = {"max_rejects": 1}
+    result = harness.run()
+    assert sorted(harness.records()) == ["A0001", "A0002"] and (result.inserted, result.rejected) == (2, 1)
+    rejects = harness.state("sync_rejects")
+    assert any("a0001" in row for row in rejects) and not any("A0001" in row for row in rejects)
+
+
+def test_key_comparison_exact_by_default_sends_both_spellings(harness):
+    harness.mart(f"{account_rows([1])} UNION ALL SELECT * REPLACE ('a0001' AS account_id) FROM ({account_rows([1])})")
+    harness.run()
+    assert sorted(harness.records()) == ["A0001", "a0001"]

@@ -110,6 +110,7 @@ def test_describe_maps_salesforce_types_to_field_info(org, connect):
         "Legacy_Key__c": ("string", 40, None, None, False, True),
         "Segment__c": ("picklist", 255, None, None, False, True),
         "Source__c": ("picklist", 40, None, None, False, True),
+        "Regions__c": ("string", 4099, None, None, False, True),
         "Lifetime_Value__c": ("number", None, 16, 2, False, True),
         "Churn_Risk__c": ("number", None, 5, 2, False, True),
         "Score__c": ("number", None, 18, 6, False, True),
@@ -329,3 +330,14 @@ def test_lookups_are_split_so_no_query_url_passes_the_limit(org, connect):
     assert all(o.ok for o in outcomes) and client.count("Account") == 0
     queries = [p for m, p in org.traffic.requests if p.endswith("/query/")]
     assert len(queries) >= 3  # several IN lists; the org answers 414 past 16,384 bytes of URL
+
+
+def test_the_org_refuses_a_multi_select_item_outside_its_restricted_values(org, connect):
+    client = connect(org)
+    outcomes = client.upsert(
+        "Account", KEY, accounts(2, Regions__c="EMEA;AMER") + accounts(1, 2, Regions__c="EMEA;Mars")
+    )
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in outcomes[2].error and "Mars" in outcomes[2].error
+    fields = client.describe("Account")
+    assert fields["Regions__c"].multi and fields["Regions__c"].picklist == ("EMEA", "APAC", "AMER")

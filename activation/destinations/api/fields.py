@@ -16,7 +16,8 @@ object, field and both types; cast in the mart to send another):
 
 Values the API would refuse are found with one warehouse scan over the rows to send: NULL (or
 empty text) in a required field, text longer than the field, a value outside a restricted
-picklist, a number over the field's digits or with more decimals than it keeps, NaN or infinity.
+picklist, an item of a multi-select ('a;b') outside its values,
+a number over the field's digits or with more decimals than it keeps, NaN or infinity.
 """
 
 from __future__ import annotations
@@ -138,7 +139,18 @@ def value_checks(wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[st
         if kind == "text" and info.length:
             reason = f"are longer than {where}'s {info.length} characters"
             found.append(Check(name, wh.longer_than(name, info.length), reason))
-        if kind == "text" and info.picklist is not None:
+        if kind == "text" and info.picklist is not None and info.multi:
+            allowed = ", ".join(f.text_literal(v) for v in info.picklist) or "NULL"
+            shown = ", ".join(info.picklist[:8]) + (", ..." if len(info.picklist) > 8 else "")
+            outside = f.value_checks["items_outside"].format(c=c, allowed=allowed)
+            found.append(
+                Check(
+                    name,
+                    f"({c} IS NOT NULL AND {c} <> '' AND {outside})",
+                    f"hold an item (between ';') that is not among the values of the multi-select {where} ({shown})",
+                )
+            )
+        elif kind == "text" and info.picklist is not None:
             allowed = ", ".join(f.text_literal(v) for v in info.picklist) or "NULL"
             shown = ", ".join(info.picklist[:8]) + (", ..." if len(info.picklist) > 8 else "")
             found.append(
@@ -195,12 +207,4 @@ def refuse_or_set_aside(wh: Warehouse, plan: Plan, object_name: str, found: list
         )
     for violation, _ in found:
         wh.rejects.add(plan, violation.column, violation.problem, violation.condition)
-    count = wh.rejects.count(plan)
-    total = wh.mart_rows(plan)
-    if not spec.max_rejects.allows(count, total):
-        raise SyncError(
-            f"{object_name}: {count:,} of {total:,} rows cannot be sent ({wh.rejects.summary(plan)}), over "
-            f"max_rejects {spec.max_rejects}; fix them in the mart. Nothing was sent.",
-            [p for _, p in found],
-        )
-    return count
+    return wh.rejects.verdict(plan, "fix them in the mart", [p for _, p in found])

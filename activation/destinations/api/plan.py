@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from activation.destinations.api import fields as mapping
+from activation.destinations.api import twins
 from activation.destinations.api.client import FieldInfo, ObjectClient
 from activation.syncs.guards import GuardedPlan
 from activation.syncs.model import MartRelation, Plan, PlanError
@@ -89,6 +90,7 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     spec, plan, object_name = job.spec, job.plan, job.spec.table
     job.fields = client.describe(object_name)
     problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination)
+    problems += filter(None, [twins.key_problem(client.kind, plan, object_name, job.fields)])
     if problems:
         if refuse:
             raise SyncError(
@@ -108,7 +110,8 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
             raise SyncError(f"{spec.name}: {problem}; nothing was sent", [problem])
         return [problem]
     checks = mapping.value_checks(wh, plan, object_name, job.fields)
-    found = mapping.find_problems(wh, plan, checks)
+    found = twins.find(wh, plan, object_name, job.fields, client.kind, getattr(client, "key_comparison", "exact"))
+    found += mapping.find_problems(wh, plan, checks)
     if not refuse and spec.max_rejects is None:
         return [p for _, p in found]
     try:

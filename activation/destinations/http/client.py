@@ -60,6 +60,7 @@ class HttpClient:
         self.stats = CallStats()
         self.deletes = settings.delete_url is not None  # mirror needs somewhere to send deletes
         self.scope = "unscoped"
+        self.key_comparison = settings.key_comparison  # read by api/twins.py
         self._pool = httpx.HTTPTransport()  # keep-alive connections
         self._http = httpx.Client(timeout=settings.timeout_seconds, headers=headers, transport=self._pool)
         retry = settings.retry

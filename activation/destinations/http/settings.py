@@ -94,6 +94,9 @@ class Settings(BaseModel):
     fields: dict[str, FieldRule] | None = None  # declared rules instead of a schema endpoint
     count_url: str | None = None  # GET -> {"count": n}: a read-back count for the checks
     count_path: str = "count"
+    # how the endpoint compares the sync's key: case_insensitive makes keys differing only in case
+    # twins (api/twins.py), refused before any call or set aside under max_rejects
+    key_comparison: Literal["exact", "case_insensitive"] = "exact"
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: Retry = Field(default_factory=Retry)
 

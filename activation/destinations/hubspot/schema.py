@@ -27,6 +27,14 @@ _SINGLE_CHOICE = frozenset({"select", "radio"})
 _ALWAYS_KEYS = {"hs_object_id"}
 _OBJECT_KEYS = {"contacts": {"email"}, "0-1": {"email"}}
 
+# How HubSpot compares a key (api/twins.py). A contact's `email` is its de-duplication key, and
+# "the Contacts API automatically de-duplicates email addresses" (knowledge.hubspot.com,
+# how-to-integrate-other-software-with-contacts); email addresses are matched without regard to
+# case, so 'Ann@x.com' and 'ann@x.com' are one contact. Custom unique-value properties
+# (`hasUniqueValue`) are matched exactly (HubSpot's own CLI skills: "CRM match is exact", hence
+# "always lowercase the natural key"), so they have no twins but identical values.
+_CASE_INSENSITIVE = frozenset({"email"})
+
 
 def field_info(prop: dict[str, Any]) -> FieldInfo:
     name, kind, field_type = prop["name"], prop.get("type", ""), prop.get("fieldType", "")
@@ -43,7 +51,14 @@ def field_info(prop: dict[str, Any]) -> FieldInfo:
     if mapped == "string" and field_type == "textarea":
         mapped = "textarea"
     length = STRING_LIMIT if mapped in ("string", "textarea") else None
-    return FieldInfo(name=name, type=mapped, length=length, writable=writable)
+    return FieldInfo(
+        name=name,
+        type=mapped,
+        length=length,
+        writable=writable,
+        external_id=bool(prop.get("hasUniqueValue")) or name in _CASE_INSENSITIVE,
+        case_sensitive=name not in _CASE_INSENSITIVE,
+    )
 
 
 def key_problem(object_name: str, key_field: str, properties: dict[str, dict[str, Any]]) -> str | None:

@@ -30,7 +30,7 @@ def field_info(field: dict[str, Any]) -> FieldInfo:
     sf_type = field["type"]
     kind = _KINDS.get(sf_type, "other")
     picklist = None
-    if sf_type == "picklist" and field.get("restrictedPicklist"):
+    if sf_type in ("picklist", "multipicklist") and field.get("restrictedPicklist"):
         picklist = tuple(v["value"] for v in field.get("picklistValues", []) if v.get("active", True))
     precision = scale = None
     if kind == "number":
@@ -48,6 +48,11 @@ def field_info(field: dict[str, Any]) -> FieldInfo:
         writable=createable and updateable,
         precision=precision,
         scale=scale,
+        multi=sf_type == "multipicklist",  # values joined by ';' (the field's length counts them all)
+        external_id=bool(field.get("externalId")) or bool(field.get("idLookup")),
+        # describe gives caseSensitive for every field: false for a text field unless created
+        # "case sensitive", so an external ID upsert finds 'ABC' and 'abc' as one record
+        case_sensitive=bool(field.get("caseSensitive", False)),
     )
 
 
