@@ -9,6 +9,10 @@ A run of one API destination's selected syncs:
    refused (nothing sent) or set aside under `max_rejects`, for every sync before any write.
 3. Per sync (api/send.py): upserts, then deletes, in the client's batches; per-record refusals
    kept as rejects; then `Warehouse.commit` advances the state for what the API accepted.
+Objects fail on their own: one object's describe that does not fit, or its failed call, stops that
+sync only; the others are sent and committed, then the run raises one SyncError naming every
+failure (`results` holds what was written). A failure of the whole destination (DestinationDown:
+its login, its daily API limit) stops every sync not yet sent and says so.
 Every call goes through the destination's one RateLimiter and the retry Transport (limits.py).
 """
 
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from activation.destinations import registry
-from activation.destinations.api.client import CallStats, ObjectClient
+from activation.destinations.api.client import CallStats, DestinationDown, ObjectClient
 from activation.destinations.api.plan import ApiJob, check_fields, plan_job
 from activation.destinations.api.send import Tally, record_refusals, result_of, send_deletes, send_upserts
 from activation.destinations.base import Capabilities, Destination, Log
@@ -80,28 +84,54 @@ class ApiDestination(Destination):
         except Exception as exc:
             raise SyncError(f"destination {self.name}: could not open its {self.kind} client: {exc}") from exc
         calls: dict[str, ApiCalls] = {}
+        results: list[SyncResult] = []
+        failures: list[SyncError] = []
         try:
+            fitting = []
             for job in jobs:
-                before = _snapshot(client.stats)
                 try:
-                    check_fields(warehouse, client, job)
-                    self.fitted[job.spec.table] = []
+                    self._check(warehouse, client, job, calls)
+                    fitting.append(job)
+                except SyncError as exc:  # this object only: the others go on
+                    if isinstance(exc.__cause__, DestinationDown):
+                        raise
+                    failures.append(exc)
+            for job in fitting:
+                try:
+                    results.append(self._send(warehouse, client, job, calls, log))
                 except SyncError as exc:
-                    self.fitted[job.spec.table] = exc.problems or [
-                        Problem(job.spec.table, str(exc), destination=job.spec.destination)
-                    ]
-                    raise
-                except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
-                    message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
-                    raise SyncError(message) from exc
-                finally:
-                    calls[job.spec.name] = _calls_since(client.stats, before, [])
-            return [self._send(warehouse, client, job, calls, log) for job in jobs]
+                    if isinstance(exc.__cause__, DestinationDown):
+                        raise
+                    failures.append(exc)
+            if failures:
+                raise _failed(failures, results, jobs)
+            return results
         except SyncError as exc:
-            exc.api_calls = calls
-            raise
+            if isinstance(exc.__cause__, DestinationDown):
+                exc = _down(self.name, exc.__cause__, failures, results, jobs)
+            exc.api_calls, exc.results = calls, results
+            raise exc from exc.__cause__
         finally:
             client.close()
+
+    def _check(self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls]) -> None:
+        """The object's describe against the mapping and the values in the warehouse (no write call)."""
+        before = _snapshot(client.stats)
+        try:
+            check_fields(wh, client, job)
+            self.fitted[job.spec.table] = []
+        except SyncError as exc:
+            self.fitted[job.spec.table] = exc.problems or [
+                Problem(job.spec.table, str(exc), destination=job.spec.destination)
+            ]
+            raise
+        except DestinationDown as exc:
+            raise SyncError(f"{job.spec.name}: describing {job.spec.table} failed: {exc}") from exc
+        except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
+            message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
+            raise SyncError(message) from exc
+        finally:
+            calls[job.spec.name] = _calls_since(client.stats, before, [])
 
     def _send(
         self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls], log: Log
@@ -124,6 +154,8 @@ class ApiDestination(Destination):
             calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
             if isinstance(exc, SyncError):
                 raise
+            if isinstance(exc, DestinationDown):
+                raise SyncError(f"{spec.name} -> {spec.table}: {exc}") from exc
             raise SyncError(
                 f"{spec.name} -> {spec.table}: the API call failed after {tally.sent:,} record(s) and "
                 f"{tally.deleted:,} delete(s) were answered: {exc}. The sync state did not advance: the next run "
@@ -214,6 +246,28 @@ class ApiDestination(Destination):
             return client.count(object_name, key_field)
         finally:
             client.close()
+
+
+def _failed(failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]) -> SyncError:
+    """The run's verdict when some objects failed on their own: every failure, and what was written."""
+    done = ", ".join(r.sync for r in results) or "none"
+    message = f"{len(failures)} of {len(jobs)} sync(s) failed: " + " | ".join(str(e) for e in failures)
+    problems = [p for e in failures for p in e.problems]
+    return SyncError(f"{message}. Written and committed all the same: {done}", problems)
+
+
+def _down(
+    name: str, cause: BaseException, failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]
+) -> SyncError:
+    """The whole destination refused (auth, the daily limit): every sync not yet done stops."""
+    done = {r.sync for r in results}
+    stopped = ", ".join(j.spec.name for j in jobs if j.spec.name not in done)
+    others = "".join(f" | {e}" for e in failures)
+    message = (
+        f"destination {name} stopped every sync: {cause}. Not sent: {stopped}; written and committed "
+        f"before it: {', '.join(sorted(done)) or 'none'}{others}"
+    )
+    return SyncError(message, [p for e in failures for p in e.problems])
 
 
 def _samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:
