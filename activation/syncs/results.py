@@ -25,6 +25,7 @@ class SyncError(RuntimeError):
         # the syncs of the same run that were written and committed all the same (an API
         # destination's objects fail on their own): the run fails, but these are done
         self.results: list = []
+        self.sync: str | None = None  # the one sync this error is about, when it is about one
 
 
 class SwapNotPossible(SyncError):

@@ -95,14 +95,9 @@ class ApiDestination(Destination):
                 except SyncError as exc:  # this object only: the others go on
                     if isinstance(exc.__cause__, DestinationDown):
                         raise
+                    exc.sync = job.spec.name
                     failures.append(exc)
-            for job in fitting:
-                try:
-                    results.append(self._send(warehouse, client, job, calls, log))
-                except SyncError as exc:
-                    if isinstance(exc.__cause__, DestinationDown):
-                        raise
-                    failures.append(exc)
+            self._send_all(warehouse, client, fitting, jobs, calls, failures, results, log)
             if failures:
                 raise _failed(failures, results, jobs)
             return results
@@ -133,25 +128,107 @@ class ApiDestination(Destination):
         finally:
             calls[job.spec.name] = _calls_since(client.stats, before, [])
 
-    def _send(
-        self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls], log: Log
-    ) -> SyncResult:
-        spec, started = job.spec, time.monotonic()
+    def _send_all(
+        self,
+        wh: Warehouse,
+        client: ObjectClient,
+        jobs: list[ApiJob],
+        everyone: list[ApiJob],
+        calls: dict[str, ApiCalls],
+        failures: list[SyncError],
+        results: list[SyncResult],
+        log: Log,
+    ) -> None:
+        """Every sync's upserts, parents before children; then every sync's deletes, children
+        before parents; then each sync that went through is committed (into `results`). A child whose parent sync
+        failed is not sent; a parent whose child sync failed keeps its deletes back (a delete could
+        cascade to children the child sync still holds)."""
+        failed = {e.sync for e in failures if getattr(e, "sync", None)}
+        order = parents_first(jobs)
+        tallies: dict[str, Tally] = {}
+        started: dict[str, float] = {}
+
+        def fail(job: ApiJob, exc: SyncError) -> None:
+            if isinstance(exc.__cause__, DestinationDown):
+                raise exc
+            exc.sync = job.spec.name
+            failures.append(exc)
+            failed.add(job.spec.name)
+
+        if not any(parents_of(job, everyone) for job in jobs):  # unrelated objects: each done and committed in turn
+            for job in order:
+                tally, begun = Tally(), time.monotonic()
+                try:
+                    self._step(wh, client, job, calls, tally, send_upserts, log)
+                    self._step(wh, client, job, calls, tally, send_deletes, log)
+                except SyncError as exc:
+                    fail(job, exc)
+                    continue
+                results.append(self._commit(wh, job, tally, calls[job.spec.name], begun, log))
+            return
+        for job in order:
+            blocked = [p for p in parents_of(job, everyone) if p in failed]
+            if blocked:
+                fail(
+                    job,
+                    SyncError(
+                        f"{job.spec.name} -> {job.spec.table}: not sent: its parent sync(s) "
+                        f"{', '.join(blocked)} failed, and a child waits for its parents"
+                    ),
+                )
+                continue
+            tallies[job.spec.name], started[job.spec.name] = Tally(), time.monotonic()
+            try:
+                self._step(wh, client, job, calls, tallies[job.spec.name], send_upserts, log)
+            except SyncError as exc:
+                fail(job, exc)
+        for job in reversed(order):
+            if job.spec.name in failed:
+                continue
+            children = [c for c in children_of(job, everyone) if c in failed]
+            if children and job.to_delete:
+                fail(
+                    job,
+                    SyncError(
+                        f"{job.spec.name} -> {job.spec.table}: its {job.to_delete:,} delete(s) were "
+                        f"held back: the child sync(s) {', '.join(children)} failed, and deleting a "
+                        f"parent can delete the children they still hold (cascade)"
+                    ),
+                )
+                continue
+            try:
+                self._step(wh, client, job, calls, tallies[job.spec.name], send_deletes, log)
+            except SyncError as exc:
+                fail(job, exc)
+        for job in order:
+            if job.spec.name not in failed:
+                name = job.spec.name
+                results.append(self._commit(wh, job, tallies[name], calls[name], started[name], log))
+
+    def _step(
+        self,
+        wh: Warehouse,
+        client: ObjectClient,
+        job: ApiJob,
+        calls: dict[str, ApiCalls],
+        tally: Tally,
+        step: Callable[..., None],
+        log: Log,
+    ) -> None:
+        """One sync's upserts or its deletes; a failed call raises SyncError naming the sync."""
+        spec = job.spec
         before = _snapshot(client.stats)
         scope = getattr(client, "set_idempotency_scope", None)
         if scope is not None:  # the same change against the same state is the same request
             scope(f"{spec.name}@{wh.state_version(spec) or 'new'}")
-        tally = Tally()
         try:
             total = job.to_send + job.to_delete
 
             def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
                 log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
 
-            send_upserts(wh, client, job, tally, progress)
-            send_deletes(wh, client, job, tally, progress)
+            step(wh, client, job, tally, progress)
         except Exception as exc:
-            calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
             if isinstance(exc, SyncError):
                 raise
             if isinstance(exc, DestinationDown):
@@ -161,12 +238,12 @@ class ApiDestination(Destination):
                 f"{tally.deleted:,} delete(s) were answered: {exc}. The sync state did not advance: the next run "
                 f"sends the same change again (the upsert by {spec.primary_key[0]} absorbs what already arrived)"
             ) from exc
-        calls[spec.name] = dataclasses.replace(
-            _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
-            records_refused=len(tally.refused),
-            deletes_refused=len(tally.refused_deletes),
-        )
-        return self._commit(wh, job, tally, calls[spec.name], started, log)
+        finally:
+            calls[spec.name] = dataclasses.replace(
+                _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
+                records_refused=len(tally.refused),
+                deletes_refused=len(tally.refused_deletes),
+            )
 
     def _commit(
         self, wh: Warehouse, job: ApiJob, tally: Tally, calls: ApiCalls, started: float, log: Log
@@ -246,6 +323,33 @@ class ApiDestination(Destination):
             return client.count(object_name, key_field)
         finally:
             client.close()
+
+
+def parents_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
+    """The syncs of this run whose objects this sync's foreign keys point at (itself excluded)."""
+    by_table = {j.spec.table: j.spec.name for j in jobs}
+    names = [by_table.get(fk.references_table) for fk in job.spec.parsed_foreign_keys]
+    return list(dict.fromkeys(n for n in names if n and n != job.spec.name))
+
+
+def children_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
+    return [j.spec.name for j in jobs if job.spec.name in parents_of(j, jobs)]
+
+
+def parents_first(jobs: Sequence[ApiJob]) -> list[ApiJob]:
+    """The jobs in topological order over their foreign keys (syncs/spec.py refuses cycles at load)."""
+    by_name = {j.spec.name: j for j in jobs}
+    done: dict[str, ApiJob] = {}
+
+    def visit(job: ApiJob) -> None:
+        if job.spec.name not in done:
+            for parent in parents_of(job, jobs):
+                visit(by_name[parent])
+            done[job.spec.name] = job
+
+    for job in jobs:
+        visit(job)
+    return list(done.values())
 
 
 def _failed(failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]) -> SyncError:
