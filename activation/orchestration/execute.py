@@ -138,7 +138,11 @@ def checked_sync(
             return
         try:
             if error is not None:
-                history.failed(everything, error)
+                done = getattr(error, "results", [])  # an API destination's objects written beside the failure
+                if done:
+                    names = {r.sync for r in done}
+                    history.succeeded([s for s in everything if s.name in names], done)
+                history.failed([s for s in everything if s.name not in {r.sync for r in done}], error)
             else:
                 history.succeeded(everything, results)
         except Exception as unrecorded:  # the sync's own outcome is the one to report
@@ -187,6 +191,9 @@ def checked_sync(
             )
         except Exception as exc:
             record(exc)
+            for result in getattr(exc, "results", []):  # objects of an API destination written beside the failure
+                spec = next(s for s in unit.specs if s.name == result.sync)
+                yield translator.get_materialization(spec, [(unit.day, result)], destination_url)
             yield from _guards_at_failure(translator, wanted, written, unit, exc, writer.within_guards)
             yield from _verdicts_of_failed_write(translator, wanted, suite, unit)
             failure = _step_failure(exc, unit, written)

@@ -22,6 +22,10 @@ class SyncError(RuntimeError):
         super().__init__(message)
         self.problems = list(problems)
         self.api_calls: dict[str, ApiCalls] = {}  # sync -> the calls an API destination made before it failed
+        # the syncs of the same run that were written and committed all the same (an API
+        # destination's objects fail on their own): the run fails, but these are done
+        self.results: list = []
+        self.sync: str | None = None  # the one sync this error is about, when it is about one
 
 
 class SwapNotPossible(SyncError):

@@ -317,3 +317,14 @@ def account() -> SObject:
         Field("Health__c", "string", length=20, createable=False, updateable=False),  # a formula
     ]
     return SObject("Account", "001", {f.name: f for f in fields})
+
+
+def contact() -> SObject:
+    """Contact keyed by an External ID of its own (its AccountId lookup arrives with relationships)."""
+    fields = [
+        Field("Id", "id", length=18, nillable=False, createable=False, updateable=False, defaulted=True),
+        Field("LastName", "string", length=80, nillable=False),
+        Field("Email", "email", length=80),
+        Field("Activation_Key__c", "string", length=40, external_id=True, unique=True),
+    ]
+    return SObject("Contact", "003", {f.name: f for f in fields})

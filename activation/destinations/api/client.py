@@ -23,6 +23,12 @@ from typing import Any, Protocol
 Record = dict[str, Any]
 
 
+class DestinationDown(RuntimeError):
+    """The whole destination refused, not one object: its login, an expired session it could not
+    renew, its daily API limit. No object of the destination can be synced until that is fixed, so
+    the engine stops them all (one object's failure stops only that object)."""
+
+
 @dataclass(frozen=True)
 class FieldInfo:
     """One field of an API object, as its describe / schema endpoint tells it."""

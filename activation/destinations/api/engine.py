@@ -9,6 +9,10 @@ A run of one API destination's selected syncs:
    refused (nothing sent) or set aside under `max_rejects`, for every sync before any write.
 3. Per sync (api/send.py): upserts, then deletes, in the client's batches; per-record refusals
    kept as rejects; then `Warehouse.commit` advances the state for what the API accepted.
+Objects fail on their own: one object's describe that does not fit, or its failed call, stops that
+sync only; the others are sent and committed, then the run raises one SyncError naming every
+failure (`results` holds what was written). A failure of the whole destination (DestinationDown:
+its login, its daily API limit) stops every sync not yet sent and says so.
 Every call goes through the destination's one RateLimiter and the retry Transport (limits.py).
 """
 
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from activation.destinations import registry
-from activation.destinations.api.client import CallStats, ObjectClient
+from activation.destinations.api.client import CallStats, DestinationDown, ObjectClient
 from activation.destinations.api.plan import ApiJob, check_fields, plan_job
 from activation.destinations.api.send import Tally, record_refusals, result_of, send_deletes, send_upserts
 from activation.destinations.base import Capabilities, Destination, Log
@@ -80,61 +84,166 @@ class ApiDestination(Destination):
         except Exception as exc:
             raise SyncError(f"destination {self.name}: could not open its {self.kind} client: {exc}") from exc
         calls: dict[str, ApiCalls] = {}
+        results: list[SyncResult] = []
+        failures: list[SyncError] = []
         try:
+            fitting = []
             for job in jobs:
-                before = _snapshot(client.stats)
                 try:
-                    check_fields(warehouse, client, job)
-                    self.fitted[job.spec.table] = []
-                except SyncError as exc:
-                    self.fitted[job.spec.table] = exc.problems or [
-                        Problem(job.spec.table, str(exc), destination=job.spec.destination)
-                    ]
-                    raise
-                except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
-                    message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
-                    raise SyncError(message) from exc
-                finally:
-                    calls[job.spec.name] = _calls_since(client.stats, before, [])
-            return [self._send(warehouse, client, job, calls, log) for job in jobs]
+                    self._check(warehouse, client, job, calls)
+                    fitting.append(job)
+                except SyncError as exc:  # this object only: the others go on
+                    if isinstance(exc.__cause__, DestinationDown):
+                        raise
+                    exc.sync = job.spec.name
+                    failures.append(exc)
+            self._send_all(warehouse, client, fitting, jobs, calls, failures, results, log)
+            if failures:
+                raise _failed(failures, results, jobs)
+            return results
         except SyncError as exc:
-            exc.api_calls = calls
-            raise
+            if isinstance(exc.__cause__, DestinationDown):
+                exc = _down(self.name, exc.__cause__, failures, results, jobs)
+            exc.api_calls, exc.results = calls, results
+            raise exc from exc.__cause__
         finally:
             client.close()
 
-    def _send(
-        self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls], log: Log
-    ) -> SyncResult:
-        spec, started = job.spec, time.monotonic()
+    def _check(self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls]) -> None:
+        """The object's describe against the mapping and the values in the warehouse (no write call)."""
+        before = _snapshot(client.stats)
+        try:
+            check_fields(wh, client, job)
+            self.fitted[job.spec.table] = []
+        except SyncError as exc:
+            self.fitted[job.spec.table] = exc.problems or [
+                Problem(job.spec.table, str(exc), destination=job.spec.destination)
+            ]
+            raise
+        except DestinationDown as exc:
+            raise SyncError(f"{job.spec.name}: describing {job.spec.table} failed: {exc}") from exc
+        except Exception as exc:  # the describe call failed (retries exhausted, a vendor error)
+            message = f"{job.spec.name}: describing {job.spec.table} failed: {exc}; nothing was sent"
+            raise SyncError(message) from exc
+        finally:
+            calls[job.spec.name] = _calls_since(client.stats, before, [])
+
+    def _send_all(
+        self,
+        wh: Warehouse,
+        client: ObjectClient,
+        jobs: list[ApiJob],
+        everyone: list[ApiJob],
+        calls: dict[str, ApiCalls],
+        failures: list[SyncError],
+        results: list[SyncResult],
+        log: Log,
+    ) -> None:
+        """Every sync's upserts, parents before children; then every sync's deletes, children
+        before parents; then each sync that went through is committed (into `results`). A child whose parent sync
+        failed is not sent; a parent whose child sync failed keeps its deletes back (a delete could
+        cascade to children the child sync still holds)."""
+        failed = {e.sync for e in failures if getattr(e, "sync", None)}
+        order = parents_first(jobs)
+        tallies: dict[str, Tally] = {}
+        started: dict[str, float] = {}
+
+        def fail(job: ApiJob, exc: SyncError) -> None:
+            if isinstance(exc.__cause__, DestinationDown):
+                raise exc
+            exc.sync = job.spec.name
+            failures.append(exc)
+            failed.add(job.spec.name)
+
+        if not any(parents_of(job, everyone) for job in jobs):  # unrelated objects: each done and committed in turn
+            for job in order:
+                tally, begun = Tally(), time.monotonic()
+                try:
+                    self._step(wh, client, job, calls, tally, send_upserts, log)
+                    self._step(wh, client, job, calls, tally, send_deletes, log)
+                except SyncError as exc:
+                    fail(job, exc)
+                    continue
+                results.append(self._commit(wh, job, tally, calls[job.spec.name], begun, log))
+            return
+        for job in order:
+            blocked = [p for p in parents_of(job, everyone) if p in failed]
+            if blocked:
+                fail(
+                    job,
+                    SyncError(
+                        f"{job.spec.name} -> {job.spec.table}: not sent: its parent sync(s) "
+                        f"{', '.join(blocked)} failed, and a child waits for its parents"
+                    ),
+                )
+                continue
+            tallies[job.spec.name], started[job.spec.name] = Tally(), time.monotonic()
+            try:
+                self._step(wh, client, job, calls, tallies[job.spec.name], send_upserts, log)
+            except SyncError as exc:
+                fail(job, exc)
+        for job in reversed(order):
+            if job.spec.name in failed:
+                continue
+            children = [c for c in children_of(job, everyone) if c in failed]
+            if children and job.to_delete:
+                fail(
+                    job,
+                    SyncError(
+                        f"{job.spec.name} -> {job.spec.table}: its {job.to_delete:,} delete(s) were "
+                        f"held back: the child sync(s) {', '.join(children)} failed, and deleting a "
+                        f"parent can delete the children they still hold (cascade)"
+                    ),
+                )
+                continue
+            try:
+                self._step(wh, client, job, calls, tallies[job.spec.name], send_deletes, log)
+            except SyncError as exc:
+                fail(job, exc)
+        for job in order:
+            if job.spec.name not in failed:
+                name = job.spec.name
+                results.append(self._commit(wh, job, tallies[name], calls[name], started[name], log))
+
+    def _step(
+        self,
+        wh: Warehouse,
+        client: ObjectClient,
+        job: ApiJob,
+        calls: dict[str, ApiCalls],
+        tally: Tally,
+        step: Callable[..., None],
+        log: Log,
+    ) -> None:
+        """One sync's upserts or its deletes; a failed call raises SyncError naming the sync."""
+        spec = job.spec
         before = _snapshot(client.stats)
         scope = getattr(client, "set_idempotency_scope", None)
         if scope is not None:  # the same change against the same state is the same request
             scope(f"{spec.name}@{wh.state_version(spec) or 'new'}")
-        tally = Tally()
         try:
             total = job.to_send + job.to_delete
 
             def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
                 log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
 
-            send_upserts(wh, client, job, tally, progress)
-            send_deletes(wh, client, job, tally, progress)
+            step(wh, client, job, tally, progress)
         except Exception as exc:
-            calls[spec.name] = _calls_since(client.stats, before, tally.errors, calls.get(spec.name))
             if isinstance(exc, SyncError):
                 raise
+            if isinstance(exc, DestinationDown):
+                raise SyncError(f"{spec.name} -> {spec.table}: {exc}") from exc
             raise SyncError(
                 f"{spec.name} -> {spec.table}: the API call failed after {tally.sent:,} record(s) and "
                 f"{tally.deleted:,} delete(s) were answered: {exc}. The sync state did not advance: the next run "
                 f"sends the same change again (the upsert by {spec.primary_key[0]} absorbs what already arrived)"
             ) from exc
-        calls[spec.name] = dataclasses.replace(
-            _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
-            records_refused=len(tally.refused),
-            deletes_refused=len(tally.refused_deletes),
-        )
-        return self._commit(wh, job, tally, calls[spec.name], started, log)
+        finally:
+            calls[spec.name] = dataclasses.replace(
+                _calls_since(client.stats, before, tally.errors, calls.get(spec.name)),
+                records_refused=len(tally.refused),
+                deletes_refused=len(tally.refused_deletes),
+            )
 
     def _commit(
         self, wh: Warehouse, job: ApiJob, tally: Tally, calls: ApiCalls, started: float, log: Log
@@ -214,6 +323,55 @@ class ApiDestination(Destination):
             return client.count(object_name, key_field)
         finally:
             client.close()
+
+
+def parents_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
+    """The syncs of this run whose objects this sync's foreign keys point at (itself excluded)."""
+    by_table = {j.spec.table: j.spec.name for j in jobs}
+    names = [by_table.get(fk.references_table) for fk in job.spec.parsed_foreign_keys]
+    return list(dict.fromkeys(n for n in names if n and n != job.spec.name))
+
+
+def children_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
+    return [j.spec.name for j in jobs if job.spec.name in parents_of(j, jobs)]
+
+
+def parents_first(jobs: Sequence[ApiJob]) -> list[ApiJob]:
+    """The jobs in topological order over their foreign keys (syncs/spec.py refuses cycles at load)."""
+    by_name = {j.spec.name: j for j in jobs}
+    done: dict[str, ApiJob] = {}
+
+    def visit(job: ApiJob) -> None:
+        if job.spec.name not in done:
+            for parent in parents_of(job, jobs):
+                visit(by_name[parent])
+            done[job.spec.name] = job
+
+    for job in jobs:
+        visit(job)
+    return list(done.values())
+
+
+def _failed(failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]) -> SyncError:
+    """The run's verdict when some objects failed on their own: every failure, and what was written."""
+    done = ", ".join(r.sync for r in results) or "none"
+    message = f"{len(failures)} of {len(jobs)} sync(s) failed: " + " | ".join(str(e) for e in failures)
+    problems = [p for e in failures for p in e.problems]
+    return SyncError(f"{message}. Written and committed all the same: {done}", problems)
+
+
+def _down(
+    name: str, cause: BaseException, failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]
+) -> SyncError:
+    """The whole destination refused (auth, the daily limit): every sync not yet done stops."""
+    done = {r.sync for r in results}
+    stopped = ", ".join(j.spec.name for j in jobs if j.spec.name not in done)
+    others = "".join(f" | {e}" for e in failures)
+    message = (
+        f"destination {name} stopped every sync: {cause}. Not sent: {stopped}; written and committed "
+        f"before it: {', '.join(sorted(done)) or 'none'}{others}"
+    )
+    return SyncError(message, [p for e in failures for p in e.problems])
 
 
 def _samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from activation.destinations.api.client import CallStats, FieldInfo, Outcome, Record
+from activation.destinations.api.client import CallStats, DestinationDown, FieldInfo, Outcome, Record
 from activation.destinations.api.limits import Log, RateLimiter, Transport
 from activation.destinations.hubspot.schema import field_info, key_problem
 from activation.destinations.hubspot.settings import Settings
@@ -28,6 +28,10 @@ _OBJECT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 class HubSpotError(RuntimeError):
     """HubSpot refused a request as a whole (token, scopes, object, limits); nothing to retry."""
+
+
+class HubSpotDown(HubSpotError, DestinationDown):
+    """HubSpot refused the portal as a whole (its token, its daily limit): no object can be synced."""
 
 
 class HubSpotClient:
@@ -251,12 +255,12 @@ class HubSpotClient:
             response = self._http.request(method, path, json=body)
             if response.status_code == 429 and _json(response).get("policyName") == "DAILY":
                 self.stats.rate_limited += 1  # retrying is pointless until the portal's day turns
-                raise HubSpotError(f"HubSpot's daily API limit is used up: {_error_text(response)}")
+                raise HubSpotDown(f"HubSpot's daily API limit is used up: {_error_text(response)}")
             return response
 
         response = self._transport.call(send, lambda r: r.status_code, _header)
         if response.status_code == 401:
-            raise HubSpotError(
+            raise HubSpotDown(
                 f"HubSpot refused the private app token in ${self.settings.token_env} (HTTP 401: "
                 f"{_error_text(response)}); private app tokens are not refreshed: put a valid token there"
             )

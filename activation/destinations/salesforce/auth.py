@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 
+from activation.destinations.api.client import DestinationDown
 from activation.destinations.salesforce.settings import Settings
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -22,8 +23,20 @@ class SalesforceError(RuntimeError):
     """Salesforce answered something a sync cannot go on from; the message says what and where."""
 
 
-class SalesforceLoginError(SalesforceError):
+class SalesforceLoginError(SalesforceError, DestinationDown):
     """The token endpoint refused the connected app's credentials."""
+
+
+class SalesforceDown(SalesforceError, DestinationDown):
+    """The org refused the destination as a whole: HTTP 401 (a session that a new login did not
+    mend) or 403 REQUEST_LIMIT_EXCEEDED (the org's daily API requests are used up)."""
+
+
+def refusal(message: str, status: int, reason: str) -> SalesforceError:
+    """An HTTP error as the error it is: one object's (a SalesforceError) or the whole org's."""
+    if status == 401 or (status == 403 and "REQUEST_LIMIT_EXCEEDED" in reason):
+        return SalesforceDown(message)
+    return SalesforceError(message)
 
 
 @dataclass(frozen=True)

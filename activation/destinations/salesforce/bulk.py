@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from activation.destinations.api.client import Outcome
-from activation.destinations.salesforce.auth import SalesforceError
+from activation.destinations.salesforce.auth import SalesforceError, refusal
 from activation.destinations.salesforce.rest import ALREADY_DONE
 from activation.destinations.salesforce.settings import Settings
 
@@ -72,7 +72,8 @@ class BulkIngest:
     def _call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
         response = self.session.request(method, url, **kwargs)
         if response.status_code >= 300:
-            raise SalesforceError(f"Salesforce Bulk API 2.0: {what} failed: {api_error(response)}")
+            reason = api_error(response)
+            raise refusal(f"Salesforce Bulk API 2.0: {what} failed: {reason}", response.status_code, reason)
         return response
 
     def _create(self, object_name: str, operation: str, external_id_field: str | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError as LibraryError
 
 from activation.destinations.api.client import Outcome
-from activation.destinations.salesforce.auth import SalesforceError
+from activation.destinations.salesforce.auth import SalesforceError, refusal
 from activation.destinations.salesforce.settings import COLLECTION_LIMIT
 from activation.destinations.salesforce.wire import number_text
 
@@ -42,7 +42,7 @@ def rest(what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             reason = "; ".join(f"{e.get('errorCode', '?')}: {e.get('message', '')}" for e in content)
         else:
             reason = str(content)[:300]
-        raise SalesforceError(f"Salesforce: {what} failed (HTTP {exc.status}): {reason}") from None
+        raise refusal(f"Salesforce: {what} failed (HTTP {exc.status}): {reason}", exc.status, reason) from None
 
 
 def record_errors(errors: Sequence[dict[str, Any]]) -> str:

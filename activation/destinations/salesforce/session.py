@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from activation.destinations.api.client import DestinationDown
 from activation.destinations.api.limits import RetriesExhausted, Transport
 from activation.destinations.salesforce.auth import (
     Credentials,
@@ -30,7 +31,7 @@ Log = Callable[[str], None]
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
-class ApiShareExceeded(SalesforceError):
+class ApiShareExceeded(SalesforceError, DestinationDown):
     """The next call would take the org past the share of its daily API requests it allows us."""
 
 
