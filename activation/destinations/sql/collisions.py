@@ -15,13 +15,13 @@ collations are never re-implemented here; each dialect reads them from its catal
 - `check_written`, after the write and inside its transaction: the keys sent are in the table in
   their own bytes and the counts add up, or the write rolls back.
 A collision refuses the sync, or with `max_rejects` sets every member of a colliding group aside
-(which spelling the app means is not the tool's guess to make; sending one would pick a winner
-by row order). Key columns compared byte for byte cannot collide, so for them only
-`check_written` runs, and it joins the change with the table only when a trigger or another
-unique key could merge rows (integer keys of a plain table: counts only). A binary PAD SPACE
-collation (MySQL's `utf8mb4_bin`, the tables the tool creates) only ignores trailing spaces: its checks before the write run only when a key to send
-ends with a space (or the sync has max_rejects); an app key with trailing spaces is left to
-`check_written`.
+(which spelling the app means is not the tool's guess to make; sending one would pick a winner by
+row order). Key columns compared byte for byte cannot collide, so for them only `check_written`
+runs, and it joins the change with the table only when a trigger or another unique key could merge
+rows (integer keys of a plain table: counts only). A binary PAD SPACE collation (MySQL's
+`utf8mb4_bin`, the tables the tool creates) only ignores trailing spaces: its checks before the
+write run only when a key to send ends with a space (or the sync has max_rejects); an app key with
+trailing spaces is left to `check_written`.
 """
 
 from __future__ import annotations
