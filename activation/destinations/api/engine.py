@@ -29,6 +29,7 @@ from activation.destinations.api.send import Tally, record_refusals, result_of, 
 from activation.destinations.base import Capabilities, Destination, Log
 from activation.syncs import guards
 from activation.syncs.model import MartRelation
+from activation.syncs.order import parents_first as tables_parents_first
 from activation.syncs.plan import SyncPlan
 from activation.syncs.problems import Problem
 from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
@@ -337,19 +338,10 @@ def children_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
 
 
 def parents_first(jobs: Sequence[ApiJob]) -> list[ApiJob]:
-    """The jobs in topological order over their foreign keys (syncs/spec.py refuses cycles at load)."""
+    """The jobs in topological order over their foreign keys (syncs/order.py, as the SQL path)."""
     by_name = {j.spec.name: j for j in jobs}
-    done: dict[str, ApiJob] = {}
-
-    def visit(job: ApiJob) -> None:
-        if job.spec.name not in done:
-            for parent in parents_of(job, jobs):
-                visit(by_name[parent])
-            done[job.spec.name] = job
-
-    for job in jobs:
-        visit(job)
-    return list(done.values())
+    names = tables_parents_first(list(by_name), {j.spec.name: parents_of(j, jobs) for j in jobs})
+    return [by_name[n] for n in names]
 
 
 def _failed(failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]) -> SyncError:
