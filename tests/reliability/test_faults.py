@@ -137,23 +137,23 @@ def test_lock_wait_timeout_on_rows_the_app_holds_retries_until_they_are_free(mar
     monkeypatch.setattr(destination, "RETRY_FIRST_PAUSE_SECONDS", 0.25)
 
     app_engine = engine_for(url)
-    holding, released = threading.Event(), threading.Event()
-    held_for: list[float] = []
+    holding, released, waited = threading.Event(), threading.Event(), threading.Event()
+    log = Log(on_line=lambda line: "1205" in line and waited.set())
 
     def app() -> None:
+        # Hold the rows until the sync has waited on them at least once (a loaded host may take
+        # longer than any fixed hold to reach the write), then a little longer, then commit.
         with app_engine.connect() as conn, conn.begin():
             conn.execute(sa.text("SELECT * FROM items WHERE id BETWEEN 100 AND 109 FOR UPDATE")).all()
-            started = time.monotonic()
             holding.set()
-            time.sleep(3)
-            held_for.append(time.monotonic() - started)
+            waited.wait(60)
+            time.sleep(1)
         released.set()
 
     thread = threading.Thread(target=app, daemon=True)
     thread.start()
     try:
         assert holding.wait(10)
-        log = Log()
         started = time.monotonic()
         result = run(
             url,
@@ -168,7 +168,8 @@ def test_lock_wait_timeout_on_rows_the_app_holds_retries_until_they_are_free(mar
         app_engine.dispose()
     retries = log.retries()
     assert retries and all("1205" in r for r in retries), log.lines
-    assert released.is_set() and elapsed >= 2.5, "the sync cannot have written before the app committed"
+    assert waited.is_set() and released.is_set(), "the sync cannot have written before the app committed"
+    assert elapsed >= 2.0, "at least one 1 s lock wait, then the 1 s the app kept its lock after it"
     assert (result.inserted, result.updated, result.deleted) == (0, 10, 0)
     assert_same_rows(url, duck)
 
