@@ -178,7 +178,8 @@ def test_describe_maps_hubspot_properties(client):
         "datetime",
     ]
     assert fields["tier"].type == "picklist" and fields["tier"].picklist == ("bronze", "silver", "gold")
-    assert fields["channels"].type == "other" and fields["channels"].picklist is None  # multiple checkboxes
+    assert fields["channels"].type == "picklist" and fields["channels"].multi  # multiple checkboxes: 'a;b'
+    assert fields["channels"].picklist == ("email", "phone", "sms") and not fields["tier"].multi
     assert not fields["score_band"].writable and not fields["createdate"].writable
     assert fields["hs_object_id"].type == "id" and not fields["hs_object_id"].writable
 

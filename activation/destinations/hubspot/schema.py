@@ -10,8 +10,10 @@ from activation.destinations.api.client import FieldInfo
 # HubSpot's limit for a string property's value (single-line and multi-line text alike).
 STRING_LIMIT = 65_536
 
-# HubSpot's property `type` -> FieldInfo.type. Enumerations are picklists only when one option is
-# chosen (select, radio); a multiple checkbox holds `a;b`, which no picklist check can judge.
+# HubSpot's property `type` -> FieldInfo.type. Enumerations are picklists: one option chosen
+# (select, radio), or several (a multiple checkbox, `fieldType: checkbox`) sent as one string with
+# the options separated by ';' ("value1;value2", HubSpot's FAQ on checkbox properties), each item
+# checked against the options in the warehouse (api/fields.py, as a Salesforce multipicklist).
 _TYPES = {
     "string": "string",
     "phone_number": "string",
@@ -21,6 +23,7 @@ _TYPES = {
     "datetime": "datetime",
 }
 _SINGLE_CHOICE = frozenset({"select", "radio"})
+_MULTIPLE_CHOICE = frozenset({"checkbox"})
 
 # Properties every object can be upserted by besides its unique ones: the record id, and a
 # contact's email (HubSpot's own de-duplication key, not flagged hasUniqueValue).
@@ -44,8 +47,10 @@ def field_info(prop: dict[str, Any]) -> FieldInfo:
         return FieldInfo(name=name, type="id", writable=False)
     if kind == "enumeration":
         options = tuple(str(o["value"]) for o in prop.get("options") or ())
-        if field_type in _SINGLE_CHOICE and not prop.get("externalOptions", False):
-            return FieldInfo(name=name, type="picklist", picklist=options, writable=writable)
+        choice = field_type in _SINGLE_CHOICE | _MULTIPLE_CHOICE
+        if choice and not prop.get("externalOptions", False):
+            multi = field_type in _MULTIPLE_CHOICE
+            return FieldInfo(name=name, type="picklist", picklist=options, multi=multi, writable=writable)
         return FieldInfo(name=name, type="other", writable=writable)
     mapped = _TYPES.get(kind, "other")
     if mapped == "string" and field_type == "textarea":
