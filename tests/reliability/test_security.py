@@ -21,7 +21,7 @@ from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
-from tests.databases import MYSQL_SERVER_URL, destination_database
+from tests.databases import MYSQL_SERVER_URL, destination_database, mariadb_server
 from tests.reliability.support import Log, dest_rows, make_mart, mart_rows
 from tests.syncs.test_load import engine_for, items_config, items_spec
 
@@ -309,3 +309,32 @@ def sync_odd_names(kind, tmp_path, table: str, columns: dict[str, str]) -> None:
         assert len(have) == len(want) == 295
         for h, w in zip(have, want, strict=True):
             assert (h[0], h[1], h[2], float(h[3]), h[4], bool(h[5])) == (w[0], w[1], w[2], float(w[3]), w[4], w[5])
+
+
+def test_mysql_connections_share_one_preferred_tls_context_and_keep_explicit_tls():
+    """No TLS option: every connection reuses one PREFERRED-mode context (built once, not per
+    connection). An explicit TLS option keeps PyMySQL's own, required TLS: the local server offers
+    none, so the connection is refused rather than silently sent in the clear."""
+    from activation.destinations.sql import create_engine
+
+    with mariadb_server():
+        _check_tls_contexts(create_engine)
+
+
+def _check_tls_contexts(create_engine) -> None:
+    engine = create_engine(f"{MYSQL_SERVER_URL}/mysql")
+    try:
+        first, second = engine.raw_connection(), engine.raw_connection()
+        contexts = [c.dbapi_connection.ctx for c in (first, second)]
+        assert contexts[0] is contexts[1] and contexts[0].verify_mode.name == "CERT_NONE"
+        first.close()
+        second.close()
+    finally:
+        engine.dispose()
+    ca = "/etc/ssl/certs/ca-certificates.crt"
+    strict = create_engine(f"{MYSQL_SERVER_URL}/mysql?ssl_ca={ca}")
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="(?i)ssl|tls"):
+            strict.connect().close()
+    finally:
+        strict.dispose()

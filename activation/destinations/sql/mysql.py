@@ -28,6 +28,7 @@ from activation.destinations.sql import mysql_load
 from activation.destinations.sql.bulk import insert_rows
 from activation.destinations.sql.dialect import Report, SqlDialect, quoted
 from activation.destinations.sql.key_rules import Rule
+from activation.destinations.sql.mysql_connect import share_tls_context
 from activation.destinations.sql.run import Job, Run, on_key, scope_clause
 from activation.syncs.results import SyncError
 from activation.syncs.validate import Check
@@ -72,6 +73,9 @@ class MySQL(SqlDialect):
 
     def connect_args(self) -> dict[str, Any]:
         return {"local_infile": True}  # LOAD DATA LOCAL INFILE
+
+    def prepare_engine(self, engine: sa.Engine) -> None:
+        share_tls_context(engine)
 
     # -- tables and types -----------------------------------------------------------------------
     def table_options(self, *, binary_text: bool = True) -> dict[str, str]:
