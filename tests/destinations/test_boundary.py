@@ -20,7 +20,10 @@ CORE = [f"activation.syncs.{m.name}" for m in pkgutil.iter_modules(activation.sy
 CORE += ["activation.destinations.base"]
 BLOCKED = ["dagster", "duckdb", "google", "sqlalchemy", "pymysql", "psycopg", "MySQLdb", "psycopg2"]
 
-DIALECT_MODULES = {PACKAGE / "destinations" / "sql" / f"{name}.py" for name in ("mysql", "postgres", "sqlite")}
+# mysql_connect.py is the MySQL dialect's connection setup (PyMySQL's TLS context), split from mysql.py.
+DIALECT_MODULES = {
+    PACKAGE / "destinations" / "sql" / f"{name}.py" for name in ("mysql", "mysql_connect", "postgres", "sqlite")
+}
 NAMES = {"mysql", "mariadb", "postgresql", "postgres", "sqlite", "psycopg", "pymysql", "mysqldb"}
 DRIVERS = {"pymysql", "psycopg", "psycopg2", "MySQLdb"}
 
