@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from activation.destinations.sql import SqlDestination
+from activation.destinations.sql import SqlDestination, create_engine
 from activation.destinations.urls import masked_url
 from activation.orchestration.assets import build_sync_assets
 from activation.orchestration.resources import DuckDBWarehouse, SQLDestination
@@ -315,26 +315,20 @@ def test_mysql_connections_share_one_preferred_tls_context_and_keep_explicit_tls
     """No TLS option: every connection reuses one PREFERRED-mode context (built once, not per
     connection). An explicit TLS option keeps PyMySQL's own, required TLS: the local server offers
     none, so the connection is refused rather than silently sent in the clear."""
-    from activation.destinations.sql import create_engine
-
     with mariadb_server():
-        _check_tls_contexts(create_engine)
-
-
-def _check_tls_contexts(create_engine) -> None:
-    engine = create_engine(f"{MYSQL_SERVER_URL}/mysql")
-    try:
-        first, second = engine.raw_connection(), engine.raw_connection()
-        contexts = [c.dbapi_connection.ctx for c in (first, second)]
-        assert contexts[0] is contexts[1] and contexts[0].verify_mode.name == "CERT_NONE"
-        first.close()
-        second.close()
-    finally:
-        engine.dispose()
-    ca = "/etc/ssl/certs/ca-certificates.crt"
-    strict = create_engine(f"{MYSQL_SERVER_URL}/mysql?ssl_ca={ca}")
-    try:
-        with pytest.raises(sa.exc.OperationalError, match="(?i)ssl|tls"):
-            strict.connect().close()
-    finally:
-        strict.dispose()
+        engine = create_engine(f"{MYSQL_SERVER_URL}/mysql")
+        try:
+            first, second = engine.raw_connection(), engine.raw_connection()
+            contexts = [c.dbapi_connection.ctx for c in (first, second)]
+            assert contexts[0] is contexts[1] and contexts[0].verify_mode.name == "CERT_NONE"
+            first.close()
+            second.close()
+        finally:
+            engine.dispose()
+        ca = "/etc/ssl/certs/ca-certificates.crt"
+        strict = create_engine(f"{MYSQL_SERVER_URL}/mysql?ssl_ca={ca}")
+        try:
+            with pytest.raises(sa.exc.OperationalError, match="(?i)ssl|tls"):
+                strict.connect().close()
+        finally:
+            strict.dispose()
