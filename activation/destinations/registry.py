@@ -5,6 +5,9 @@ An API destination is one package `activation/destinations/<type>/` exposing
   secrets are NAMES of environment variables (fields ending in `_env`), read at open time;
 - `open_client(settings, limiter, log) -> ObjectClient` (destinations/api/client.py);
 - optionally `can_count(settings) -> bool` (default True): whether its client counts records;
+- optionally `RELATIONSHIPS = True`: its client sets relationships between objects (a record's
+  foreign-key field arrives as an `api.client.Reference` to the parent's key), so syncs into it
+  may declare `foreign_keys`;
 plus one line in `API_PACKAGES` below. The engine (destinations/api/engine.py) does the rest.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from activation.destinations.api.client import ObjectClient
     from activation.destinations.api.engine import ApiDestination
     from activation.destinations.api.limits import RateLimiter
-    from activation.syncs.spec import DestinationSpec
+    from activation.syncs.spec import DestinationSpec, SyncSpec
 
 API_PACKAGES = {
     "salesforce": "activation.destinations.salesforce",
@@ -82,6 +85,12 @@ def can_count(spec: DestinationSpec) -> bool:
     return True if check is None else bool(check(settings(spec)))
 
 
+def relationships(kind: str) -> bool:
+    """Whether destinations of this type relate records of two objects (Salesforce lookups,
+    HubSpot associations): syncs into it may declare `foreign_keys`."""
+    return bool(getattr(vendor(kind), "RELATIONSHIPS", False))
+
+
 def secret_names(spec: DestinationSpec) -> dict[str, str]:
     """The environment variables a destination reads when its client opens, by the setting that
     names each (`client_id_env`, `headers_env.X-Api-Key`): every `*_env` setting that is set."""
@@ -128,8 +137,9 @@ def identity(name: str, spec: DestinationSpec) -> str:
     return f"{spec.type}:{name}@{urlsplit(endpoint(spec)).netloc}"
 
 
-def api_destination(name: str, spec: DestinationSpec) -> ApiDestination:
-    """The destination object the engine syncs through, for a configured API destination."""
+def api_destination(name: str, spec: DestinationSpec, syncs: Sequence[SyncSpec] = ()) -> ApiDestination:
+    """The destination object the engine syncs through, for a configured API destination; `syncs`
+    are the config's (the parents of a run's children may be synced in another run)."""
     from activation.destinations.api.engine import ApiDestination
 
-    return ApiDestination(name, spec)
+    return ApiDestination(name, spec, syncs=syncs)

@@ -79,7 +79,9 @@ def run(
     """A sync step: the selected tables of one destination, or the run's days of one partitioned sync."""
     first = selected[0]
     target = getattr(context.resources, translator.get_resource_key(first))
-    writer = target.destination()  # an API destination whose secret is unset stops here, naming it
+    writer = target.destination(
+        list(translator.config.syncs.values())
+    )  # an API destination whose secret is unset stops here, naming it
     warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
     relations = {s.name: translator.marts[s.source].relation for s in selected}
     window = days(context) if first.partition else []

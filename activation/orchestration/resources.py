@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from activation.destinations.sql.engine import create_engine, resolve_path
 from activation.destinations.sql.engine import kind as sql_kind
 from activation.destinations.urls import destination_identity, masked_url
 from activation.settings import Settings
-from activation.syncs.spec import DestinationSpec, SyncConfigError
+from activation.syncs.spec import DestinationSpec, SyncConfigError, SyncSpec
 from activation.warehouses.duckdb_memory import bound_memory
 
 
@@ -164,7 +164,8 @@ class SQLDestination(dg.ConfigurableResource):
             self._engine = create_engine(self.url)
         return self._engine
 
-    def destination(self):
+    def destination(self, syncs: Sequence[SyncSpec] = ()):
+        """The writer of a step (a database reads its foreign keys from its own schema, not `syncs`)."""
         from activation.destinations.sql import SqlDestination
 
         return SqlDestination(self.engine())
@@ -220,14 +221,15 @@ class ApiDestinationResource(dg.ConfigurableResource):
 
         return registry.missing_secrets(self.name, self.spec)
 
-    def destination(self):
-        """The `ApiDestination` a step writes through; a secret's variable unset fails here, named."""
+    def destination(self, syncs: Sequence[SyncSpec] = ()):
+        """The `ApiDestination` a step writes through; a secret's variable unset fails here, named.
+        `syncs`: the config's, whose relationships the destination checks (api/parents.py)."""
         from activation.destinations import registry
 
         missing = self.missing_secrets()
         if missing:
             raise dg.Failure(description=missing)
-        return registry.api_destination(self.name, self.spec)
+        return registry.api_destination(self.name, self.spec, syncs)
 
     def checks(self, planner, destination):
         from activation.orchestration.checks.api import ApiChecks

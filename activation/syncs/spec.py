@@ -266,6 +266,10 @@ class SyncConfig(BaseModel):
                         f"syncs.{sync.name}.foreign_keys.{fk.column}: no sync writes table "
                         f"{fk.references_table!r} in destination {sync.destination!r}"
                     )
+                if self.destinations[sync.destination].is_api:
+                    from activation.destinations.api.config import check_api_relationship
+
+                    check_api_relationship(sync, fk.column, parent)
         self.load_order()  # raises on cycles
         return self
 

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.destinations.salesforce_org import BadValue, RecordError, RequestError, SObject
+from tests.destinations.salesforce_org import BadValue, RecordError, RequestError, SObject, cascade, resolve
 
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 MULTIPLE = (
@@ -179,7 +179,13 @@ class BulkJobs:
         if not job.header or not rows:
             return self._fail(job, "InvalidBatch : the job has no records", rows)
         for name in job.header:
-            if name not in job.object.fields:
+            relationship, dot, parent_field = name.partition(".")
+            lookup = job.object.lookup(relationship) if dot else None
+            if lookup is not None:  # Account.Customer_Id__c: the lookup set by the parent's external ID
+                parent = self.objects[lookup.reference_to].fields.get(parent_field)
+                if parent is None or not parent.external_id:
+                    return self._fail(job, f"InvalidBatch : Field name not found : {name}", rows)
+            elif name not in job.object.fields:
                 return self._fail(job, f"InvalidBatch : Field name not found : {name}", rows)
         if job.operation in ("delete", "hardDelete") and job.header != ["Id"]:
             return self._fail(job, f"InvalidBatch : The '{job.operation}' batch must contain only 'Id' column", rows)
@@ -197,6 +203,8 @@ class BulkJobs:
                 self._upsert_row(job, row, key_at, seen)
             elif job.operation in ("delete", "hardDelete"):
                 error = job.object.delete(row[0], hard=job.operation == "hardDelete")
+                if not error:
+                    cascade(self.objects, job.object, row[0])
                 if error:
                     job.failures.append((row[0], error.csv(), row))
                 else:
@@ -218,6 +226,11 @@ class BulkJobs:
         for column, (name, cell) in enumerate(zip(job.header, row, strict=True), start=1):
             if cell == "":
                 continue  # an empty cell leaves the field as it is
+            relationship, dot, parent_field = name.partition(".")
+            if dot:
+                lookup = job.object.lookup(relationship)
+                values[lookup.name] = resolve(self.objects, lookup, parent_field, cell)
+                continue
             try:
                 values[name] = None if cell == "#N/A" else job.object.fields[name].from_text(cell)
             except BadValue as exc:

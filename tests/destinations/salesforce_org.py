@@ -67,6 +67,9 @@ class Field:
     picklist: tuple[str, ...] = ()
     restricted: bool = False
     case_sensitive: bool = False  # Salesforce's default for an external ID text field
+    reference_to: str = ""  # a lookup ("reference"): the object it points at
+    relationship: str = ""  # its relationship name (Account for AccountId)
+    cascade_delete: bool = False  # deleting the parent deletes this record (Contact.AccountId)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -88,11 +91,17 @@ class Field:
             "calculated": not (self.createable or self.updateable) and self.type != "id",
             "restrictedPicklist": self.restricted,
             "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False} for v in self.picklist],
+            "referenceTo": [self.reference_to] if self.reference_to else [],
+            "relationshipName": self.relationship or None,
         }
 
     def from_json(self, value: Any) -> Any:
         if value is None or value == "" and self.type in TEXT:
             return None
+        if self.type == "reference":  # an Id; by a parent's external ID only through the relationship
+            if not isinstance(value, str):
+                raise BadValue(f"Cannot deserialize instance of reference from value {value!r}")
+            return value
         if self.type in TEXT:
             if not isinstance(value, str):
                 raise BadValue(f"Cannot deserialize instance of string from {type(value).__name__} value {value}")
@@ -113,7 +122,7 @@ class Field:
 
     def from_text(self, text: str) -> Any:
         """A CSV cell (also a JSON string or number): exactly the formats Salesforce documents."""
-        if self.type in TEXT:
+        if self.type in TEXT or self.type == "reference":
             return text
         if self.type == "boolean":
             if text.lower() not in ("true", "false"):
@@ -208,9 +217,13 @@ class SObject:
             raise RequestError(400, "INVALID_FIELD", message)
         return found
 
+    def lookup(self, relationship: str) -> Field | None:
+        """The lookup field set through `relationship` (Account -> AccountId), if the object has one."""
+        return next((f for f in self.fields.values() if f.type == "reference" and f.relationship == relationship), None)
+
     def matching(self, key_field: str, key: Any) -> list[str]:
         """Ids whose external ID equals `key` (text compared without regard to case, as Salesforce does)."""
-        return sorted(self._index.get(key_field, {}).get(_folded(key), ()))
+        return sorted(self._index.get(key_field, {}).get(folded(key), ()))
 
     def store(self, record: dict[str, Any]) -> str:
         """Put a record in the org as it is (the tests seed with this; upserts end here)."""
@@ -219,14 +232,14 @@ class SObject:
         self.records[record_id] = {**record, "Id": record_id}
         for name, spec in self.fields.items():
             if spec.external_id and record.get(name) is not None:
-                self._index.setdefault(name, {}).setdefault(_folded(record[name]), set()).add(record_id)
+                self._index.setdefault(name, {}).setdefault(folded(record[name]), set()).add(record_id)
         return record_id
 
     def unstore(self, record_id: str) -> dict[str, Any] | None:
         record = self.records.pop(record_id, None)
         for name, index in self._index.items():
             if record is not None and record.get(name) is not None:
-                index.get(_folded(record[name]), set()).discard(record_id)
+                index.get(folded(record[name]), set()).discard(record_id)
         return record
 
     def upsert(self, key_field: str, values: dict[str, Any]) -> tuple[str | None, bool, list[RecordError]]:
@@ -236,6 +249,9 @@ class SObject:
             return None, False, [RecordError("MISSING_ARGUMENT", f"{key_field} not specified", (key_field,))]
         errors, checked = [], {}
         for name, value in values.items():
+            if isinstance(value, RecordError):  # a lookup by external ID that found no parent
+                errors.append(value)
+                continue
             spec = self.fields[name]
             if spec.type == "id" or not (spec.createable and spec.updateable):
                 message = (
@@ -291,7 +307,51 @@ class SObject:
         return RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
 
 
-def _folded(value: Any) -> Any:
+def resolve(objects: dict[str, SObject], lookup: Field, parent_field: str, key: Any) -> str | RecordError | None:
+    """The Id a lookup set by its parent's external ID gets, or the record's error, as Salesforce
+    answers an upsert whose parent is missing. The external ID field must be one (else the whole
+    request is refused)."""
+    parent = objects[lookup.reference_to]
+    spec = parent.external_id(parent_field)
+    value = spec.from_text(key) if isinstance(key, str) and spec.type not in TEXT else key
+    if value is None or value == "":
+        return None
+    ids = parent.matching(parent_field, value)
+    if not ids:
+        message = f"Foreign key external ID: {key} not found for field {parent_field} in entity {parent.name}"
+        return RecordError("INVALID_FIELD", message, (lookup.name,))
+    if len(ids) > 1:
+        message = f"Foreign key external ID: {key} matches more than one record for field {parent_field}"
+        return RecordError("INVALID_FIELD", message, (lookup.name,))
+    return ids[0]
+
+
+def cascade(objects: dict[str, SObject], parent: SObject, record_id: str) -> None:
+    """Deleting a parent deletes the records whose cascading lookup points at it (an Account's
+    Contacts), as Salesforce does, into the Recycle Bin with it."""
+    for child in objects.values():
+        for lookup in child.fields.values():
+            if lookup.type == "reference" and lookup.reference_to == parent.name and lookup.cascade_delete:
+                for child_id in [i for i, r in child.records.items() if r.get(lookup.name) == record_id]:
+                    child.delete(child_id)
+
+
+def child_relationships(objects: dict[str, SObject], parent: SObject) -> list[dict[str, Any]]:
+    """The describe's childRelationships of `parent`: which lookups point at it, and which cascade."""
+    return [
+        {
+            "childSObject": child.name,
+            "field": lookup.name,
+            "cascadeDelete": lookup.cascade_delete,
+            "relationshipName": f"{child.name}s",
+        }
+        for child in objects.values()
+        for lookup in child.fields.values()
+        if lookup.type == "reference" and lookup.reference_to == parent.name
+    ]
+
+
+def folded(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
@@ -320,11 +380,13 @@ def account() -> SObject:
 
 
 def contact() -> SObject:
-    """Contact keyed by an External ID of its own (its AccountId lookup arrives with relationships)."""
+    """Contact keyed by an External ID of its own, with the standard AccountId lookup (deleting the
+    Account deletes its Contacts)."""
     fields = [
         Field("Id", "id", length=18, nillable=False, createable=False, updateable=False, defaulted=True),
         Field("LastName", "string", length=80, nillable=False),
         Field("Email", "email", length=80),
         Field("Activation_Key__c", "string", length=40, external_id=True, unique=True),
+        Field("AccountId", "reference", length=18, reference_to="Account", relationship="Account", cascade_delete=True),
     ]
     return SObject("Contact", "003", {f.name: f for f in fields})

@@ -12,13 +12,25 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from tests.destinations.salesforce_org import BadValue, RecordError, RequestError, SObject
+from tests.destinations.salesforce_org import (
+    BadValue,
+    Field,
+    RecordError,
+    RequestError,
+    SObject,
+    cascade,
+    child_relationships,
+    folded,
+    resolve,
+)
 
 COLLECTION_LIMIT = 200
 PAGE = 2_000
 MAX_SOQL = 100_000
 COUNT = re.compile(r"^\s*SELECT\s+COUNT\(\)\s+FROM\s+(\w+)(?:\s+WHERE\s+(\w+)\s*!=\s*null)?\s*$", re.I)
-SELECT = re.compile(r"^\s*SELECT\s+([\w\s,]+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(\w+)\s+IN\s*\((.*)\))?\s*$", re.I | re.S)
+SELECT = re.compile(
+    r"^\s*SELECT\s+([\w\s,.]+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+([\w.]+)\s+IN\s*\((.*)\))?\s*$", re.I | re.S
+)
 LITERAL = re.compile(r"\s*(?:'((?:[^'\\]|\\.)*)'|(-?\d+(?:\.\d+)?))\s*(,|$)", re.S)
 ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 TOO_MANY = "record limit reached. cannot submit more than 200 records into this call"
@@ -86,6 +98,7 @@ class RestApi:
             "deletable": True,
             "queryable": True,
             "fields": [f.describe() for f in sobject.fields.values()],
+            "childRelationships": child_relationships(self.objects, sobject),
         }
 
     # --- SOQL -------------------------------------------------------------------------------------
@@ -105,20 +118,70 @@ class RestApi:
         sobject = self.sobject_in_query(match.group(2))
         names = [n.strip() for n in match.group(1).split(",")]
         for name in names + ([match.group(3)] if match.group(3) else []):
-            if name not in sobject.fields:
-                raise RequestError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{sobject.name}'")
-        if match.group(3):
-            ids = sorted({i for v in self.literals(match.group(4)) for i in sobject.matching(match.group(3), v)})
+            self.path(sobject, name)
+        where = match.group(3)
+        if where and "." in where:  # a parent's field: WHERE Account.Customer_Id__c IN (...)
+            wanted = {folded(v) for v in self.literals(match.group(4))}
+            ids = sorted(
+                i for i, r in sobject.records.items() if folded(_plain(self.related(sobject, r, where))) in wanted
+            )
+        elif where:
+            ids = sorted({i for v in self.literals(match.group(4)) for i in sobject.matching(where, v)})
         else:
             ids = sorted(sobject.records)
         rows = [
             {
                 "attributes": {"type": sobject.name, "url": f"/services/data/v{version}/sobjects/{sobject.name}/{i}"},
-                **{n: _plain(sobject.records[i].get(n)) for n in names},
+                **self.selected(sobject, sobject.records[i], names, version),
             }
             for i in ids
         ]
         return self.page(rows, len(rows), version)
+
+    def path(self, sobject: SObject, name: str) -> None:
+        """A field of the object, or `Relationship.Field` of its parent's (as SOQL allows)."""
+        relationship, dot, field = name.partition(".")
+        if not dot:
+            if name not in sobject.fields:
+                raise RequestError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{sobject.name}'")
+            return
+        lookup = sobject.lookup(relationship)
+        if lookup is None:
+            message = f"Didn't understand relationship '{relationship}' in field path."
+            raise RequestError(400, "INVALID_FIELD", message)
+        self.path(self.objects[lookup.reference_to], field)
+
+    def related(self, sobject: SObject, record: dict[str, Any], name: str) -> Any:
+        relationship, _, field = name.partition(".")
+        lookup = sobject.lookup(relationship)
+        parent = self.objects[lookup.reference_to].records.get(record.get(lookup.name) or "")
+        return None if parent is None else parent.get(field)
+
+    def selected(self, sobject: SObject, record: dict[str, Any], names: list[str], version: str) -> dict[str, Any]:
+        """A row's fields; a parent's field nested under its relationship, null without a parent."""
+        out: dict[str, Any] = {}
+        for name in names:
+            relationship, dot, field = name.partition(".")
+            if not dot:
+                out[name] = _plain(record.get(name))
+                continue
+            lookup = sobject.lookup(relationship)
+            parent_id = record.get(lookup.name)
+            parent = self.objects[lookup.reference_to].records.get(parent_id or "")
+            if parent is None:
+                out[relationship] = None
+                continue
+            nested = out.setdefault(
+                relationship,
+                {
+                    "attributes": {
+                        "type": lookup.reference_to,
+                        "url": f"/services/data/v{version}/sobjects/{lookup.reference_to}/{parent_id}",
+                    }
+                },
+            )
+            nested[field] = _plain(parent.get(field))
+        return out
 
     def sobject_in_query(self, name: str) -> SObject:
         if name not in self.objects:
@@ -204,12 +267,27 @@ class RestApi:
         for name, value in record.items():
             if name in ("attributes", "Id"):
                 continue
+            lookup = sobject.lookup(name) if name not in sobject.fields else None
+            if lookup is not None:  # "Account": {"attributes": {"type": "Account"}, "Ext__c": "k"}
+                values[lookup.name] = self.by_external_id(lookup, value)
+                continue
             spec = sobject.field_or_error(name)
             try:
                 values[name] = spec.from_json(value)
             except BadValue as exc:
                 raise RequestError(400, "JSON_PARSER_ERROR", f"{exc} (field {name})") from None
         return values
+
+    def by_external_id(self, lookup: Field, value: Any) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get("attributes"), dict):
+            raise RequestError(400, "JSON_PARSER_ERROR", f"{lookup.relationship}: expected an sObject with attributes")
+        if value["attributes"].get("type") != lookup.reference_to:
+            raise RequestError(400, "INVALID_TYPE", f"{lookup.relationship}: must be of type {lookup.reference_to}")
+        keys = [k for k in value if k != "attributes"]
+        if len(keys) != 1:
+            message = f"{lookup.relationship}: a foreign key is set by exactly one external ID field, not {keys}"
+            raise RequestError(400, "INVALID_FIELD", message)
+        return resolve(self.objects, lookup, keys[0], value[keys[0]])
 
     def delete(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         ids = [i for i in (query.get("ids") or [""])[0].split(",") if i]
@@ -223,6 +301,8 @@ class RestApi:
         for record_id in ids:
             sobject = next((o for o in self.objects.values() if record_id.startswith(o.prefix)), None)
             error = sobject.delete(record_id) if sobject else RecordError("MALFORMED_ID", f"malformed id {record_id}")
+            if sobject is not None and error is None:
+                cascade(self.objects, sobject, record_id)
             results.append(
                 {"id": record_id, "success": True, "errors": []}
                 if error is None

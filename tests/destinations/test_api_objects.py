@@ -3,8 +3,8 @@
 Salesforce org in one run, through the real engine, client and warehouse. One object's failure
 stops only that object (the other is written and its state committed, the run still fails naming
 it); a failure of the whole org (its daily API limit) stops both and says so. Related objects
-(Contact's foreign key to Account, set on the spec here: syncs.yml still refuses foreign_keys on
-an API sync until the lookup travels on the wire) go parents first, deletes children first."""
+(Contact.AccountId, a lookup set by Account's external ID) go parents first, deletes children
+first; test_api_relationships.py has the lookups themselves."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Run:
     def warehouse(self) -> Path:
         return self.tmp / "warehouse.duckdb"
 
-    def config(self) -> SyncConfig:
+    def config(self, *, related: bool = False) -> SyncConfig:
         settings = {
             "login_url": self.org.url,
             "auth": "client_credentials",
@@ -75,15 +75,18 @@ class Run:
                 "columns": {"Activation_Key__c": "contact_key", "LastName": "last_name", "Email": "email"},
             },
         }
+        if related:  # Contact's account_key is Account's external ID
+            contact = syncs["contact_sync"]
+            contact["columns"] = {**contact["columns"], "AccountId": "account_key"}
+            contact["foreign_keys"] = {"AccountId": "Account.Customer_Id__c"}
         destination = {"type": "salesforce", "settings": settings, "rate_limit": {"requests": 1000, "per_seconds": 1}}
         return SyncConfig.model_validate({"destinations": {self.name: destination}, "syncs": syncs})
 
     def sync(self, *, related: bool = False):
-        config = self.config()
+        config = self.config(related=related)
         specs = [config.syncs["account_sync"], config.syncs["contact_sync"]]
-        if related:  # Contact's account_key is Account's external ID; handed over child first
-            fks = {"account_key": "Account.Customer_Id__c"}
-            specs = [specs[1].model_copy(update={"foreign_keys": fks}), specs[0]]
+        if related:  # handed over child first: the engine puts parents first
+            specs.reverse()
         relations = {"account_sync": MartRelation("main", "accounts"), "contact_sync": MartRelation("main", "contacts")}
         with DuckDBWarehouse(path=str(self.warehouse)).open(self.name, f"salesforce:{self.name}") as wh:
             return ApiDestination(self.name, config.destinations[self.name]).sync(wh, specs, relations, log=print)

@@ -134,7 +134,7 @@ def test_an_api_destination_loads_with_its_settings_checked(tmp_path):
         (
             "    mode: mirror\n",
             "    mode: mirror\n    foreign_keys: {LTV: other.id}\n",
-            r"syncs\.scores\.foreign_keys: an API object has no foreign keys",
+            r"syncs\.scores\.foreign_keys: the http destination .scoring. cannot relate records",
         ),
         (
             "    mode: mirror\n    delete: {soft: Deleted__c}\n",

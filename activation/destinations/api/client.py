@@ -2,14 +2,16 @@
 endpoint the same way: describe the object, then upsert and delete records in batches, each record
 answered on its own (an API accepts some records of a batch and refuses others).
 
-Records are dicts of Python values (None, str, int, float, Decimal, bool, datetime.date and
-timezone-aware datetime.datetime in UTC); each client turns them into its wire format (JSON, CSV,
-HubSpot's string properties), because "null", "empty" and "unchanged" are spelled differently by
-each API.
+Records are dicts of Python values (None, str, int, float, Decimal, bool, datetime.date,
+timezone-aware datetime.datetime in UTC, and `Reference` for a foreign key); each client turns
+them into its wire format (JSON, CSV, HubSpot's string properties), because "null", "empty" and
+"unchanged" are spelled differently by each API.
 
 Optional, read by the engine where a client has them: `deletes: bool` (False: this destination
 cannot delete, so `mirror` without a soft delete is refused before any write) and
-`set_idempotency_scope(scope: str)` (called before each sync's calls with the sync's name and the
+`associates: bool` (True: a foreign key is no field of the object but a link the client sets
+apart from the record's fields, as HubSpot's associations; else it is a lookup field)
+and `set_idempotency_scope(scope: str)` (called before each sync's calls with the sync's name and the
 state version its change was computed against: a client that sends idempotency keys derives them
 from it, so a change re-sent after a crash carries the same keys and a later one new keys).
 """
@@ -45,6 +47,20 @@ class FieldInfo:
     external_id: bool = False  # the API finds records by it (Salesforce externalId, HubSpot unique value)
     multi: bool = False  # a multi-select: items joined by ';', each one of `picklist` (when given)
     case_sensitive: bool = True  # False: the API holds values differing only in case as one (api/twins.py)
+    reference_to: tuple[str, ...] = ()  # a lookup: the objects its value may point at
+    relationship: str | None = None  # the lookup's relationship name (Salesforce: Account for AccountId)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A foreign-key field's value in a record: the `object` record whose `field` (the key the parent
+    sync upserts it by: an external ID, a unique property) equals `key`. A NULL in the mart arrives
+    as None instead: the link is cleared. Each client spells it (Salesforce: the relationship
+    syntax of REST and of Bulk CSV headers; HubSpot: an association)."""
+
+    object: str
+    field: str
+    key: Any
 
 
 @dataclass(frozen=True)

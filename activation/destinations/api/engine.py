@@ -23,18 +23,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from activation.destinations import registry
+from activation.destinations.api import parents as relationships
 from activation.destinations.api.client import CallStats, DestinationDown, ObjectClient
-from activation.destinations.api.plan import ApiJob, check_fields, plan_job
+from activation.destinations.api.parents import children_of, parents_first, parents_of
+from activation.destinations.api.plan import ApiJob, check_fields, plan_job, samples
 from activation.destinations.api.send import Tally, record_refusals, result_of, send_deletes, send_upserts
 from activation.destinations.base import Capabilities, Destination, Log
 from activation.syncs import guards
 from activation.syncs.model import MartRelation
-from activation.syncs.order import parents_first as tables_parents_first
 from activation.syncs.plan import SyncPlan
 from activation.syncs.problems import Problem
 from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
 from activation.syncs.spec import DestinationSpec, SyncSpec
-from activation.warehouses.base import OP, Warehouse
+from activation.warehouses.base import Warehouse
 
 OpenClient = Callable[[Log], ObjectClient]
 
@@ -53,8 +54,18 @@ class ApiDestination(Destination):
         record_outcomes=True,
     )
 
-    def __init__(self, name: str, spec: DestinationSpec, *, open_client: OpenClient | None = None):
+    def __init__(
+        self,
+        name: str,
+        spec: DestinationSpec,
+        *,
+        open_client: OpenClient | None = None,
+        syncs: Sequence[SyncSpec] = (),
+    ):
         super().__init__()
+        # every sync of this destination in the config: the parents a run's children point at
+        # may be synced in another run (api/parents.py)
+        self.syncs = {s.name: s for s in syncs if s.destination == name}
         # object -> what its describe and the value checks found before any write call ([]: it fits),
         # for each sync whose object was checked in the last run (the `mart_fits_destination` verdict)
         self.fitted: dict[str, list[Problem]] = {}
@@ -76,6 +87,7 @@ class ApiDestination(Destination):
     ) -> list[SyncResult]:
         self.within_guards, self.fitted = {}, {}
         jobs = [plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync) for spec in specs]
+        self._relate(jobs)
         guards.check([job.guarded for job in jobs])
         self.within_guards = {job.spec.table: dict(job.planned) for job in jobs}
         if not any(job.to_send or job.to_delete for job in jobs):  # nothing changed: not a single call
@@ -89,7 +101,7 @@ class ApiDestination(Destination):
         failures: list[SyncError] = []
         try:
             fitting = []
-            for job in jobs:
+            for job in parents_first(jobs):  # a child's check reads its parents' describe
                 try:
                     self._check(warehouse, client, job, calls)
                     fitting.append(job)
@@ -109,6 +121,14 @@ class ApiDestination(Destination):
             raise exc from exc.__cause__
         finally:
             client.close()
+
+    def _relate(self, jobs: Sequence[ApiJob | None]) -> None:
+        """Each job's parents (api/parents.py): the run's own syncs, and the config's for the rest."""
+        known = [j for j in jobs if j is not None]
+        syncs = {**self.syncs, **{j.spec.name: j.spec for j in known}}
+        plans = {j.spec.name: j.plan for j in known}
+        for job in known:
+            job.parents = relationships.links(job.spec, syncs, plans)
 
     def _check(self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls]) -> None:
         """The object's describe against the mapping and the values in the warehouse (no write call)."""
@@ -297,6 +317,7 @@ class ApiDestination(Destination):
                 guards.check([job.guarded])
             except GuardTripped as exc:
                 out.refuse(exc.problems, str(exc))
+        self._relate(jobs)
         try:
             client = self._open(log)
         except Exception as exc:  # a refused login, a secret unset: what the run would fail with
@@ -311,7 +332,7 @@ class ApiDestination(Destination):
                 out.refuse(problems, f"{len(problems)} problem(s) the API would refuse" if problems else "")
                 out.rejected = job.rejected
                 out.warnings += job.warnings
-                _samples(warehouse, job, out, sample)
+                samples(warehouse, job, out, sample)
         finally:
             client.close()
         return previews
@@ -324,24 +345,6 @@ class ApiDestination(Destination):
             return client.count(object_name, key_field)
         finally:
             client.close()
-
-
-def parents_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
-    """The syncs of this run whose objects this sync's foreign keys point at (itself excluded)."""
-    by_table = {j.spec.table: j.spec.name for j in jobs}
-    names = [by_table.get(fk.references_table) for fk in job.spec.parsed_foreign_keys]
-    return list(dict.fromkeys(n for n in names if n and n != job.spec.name))
-
-
-def children_of(job: ApiJob, jobs: Sequence[ApiJob]) -> list[str]:
-    return [j.spec.name for j in jobs if job.spec.name in parents_of(j, jobs)]
-
-
-def parents_first(jobs: Sequence[ApiJob]) -> list[ApiJob]:
-    """The jobs in topological order over their foreign keys (syncs/order.py, as the SQL path)."""
-    by_name = {j.spec.name: j for j in jobs}
-    names = tables_parents_first(list(by_name), {j.spec.name: parents_of(j, jobs) for j in jobs})
-    return [by_name[n] for n in names]
 
 
 def _failed(failures: list[SyncError], results: list[SyncResult], jobs: list[ApiJob]) -> SyncError:
@@ -364,22 +367,6 @@ def _down(
         f"before it: {', '.join(sorted(done)) or 'none'}{others}"
     )
     return SyncError(message, [p for e in failures for p in e.problems])
-
-
-def _samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:
-    plan, q = job.plan, wh.flavour.quote
-    if plan.full:
-        out.samples["insert"] = [{"key": k} for k in wh.keys_where(plan, "TRUE", sample)]
-    else:
-        for op in ("insert", "update"):
-            if job.planned[op]:
-                found = wh.keys_where(plan, f"m.{q(OP)} = '{op}'", sample)
-                out.samples[op] = [{"key": k} for k in found]
-    if job.to_delete:
-        keys: list = []
-        for batch in wh.deleted(plan, 10_000):  # read to the end: a warehouse stream is not left open
-            keys += batch.column(0).to_pylist()[: sample - len(keys)]
-        out.samples["delete"] = [{"key": k} for k in keys]
 
 
 def _snapshot(stats: CallStats) -> tuple[int, int, int, int]:

@@ -80,14 +80,22 @@ def takes(api_type: str, field: pa.Field) -> bool:
 
 
 def check_mapping(
-    plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None, destination: str
+    plan: Plan,
+    object_name: str,
+    fields: Mapping[str, FieldInfo] | None,
+    destination: str,
+    *,
+    associations: bool = False,
 ) -> list[Problem]:
     """Every mapped field exists, is writable and takes its column's type; the soft-delete field
-    exists and is writable. Empty when the API has no describe (generic HTTP without rules)."""
+    exists and is writable; a foreign key is a lookup to its parent object, or (`associations`: the
+    client relates records apart from their fields, as HubSpot does) no field at all. Empty when
+    the API has no describe (generic HTTP without rules)."""
     spec = plan.spec
     if fields is None:
         return []
     problems = []
+    parents = {fk.column: fk.references_table for fk in spec.parsed_foreign_keys}
 
     def refuse(field: str, reason: str, fix: str) -> None:
         problems.append(Problem(object_name, reason, field, fix=fix, destination=destination))
@@ -96,6 +104,17 @@ def check_mapping(
     wanted = [(d, plan.arrow_schema.field(d)) for d in plan.columns]
     for name, column in wanted:
         info = fields.get(name)
+        if name in parents and (info is not None or associations):
+            if info is not None and parents[name] not in info.reference_to:
+                pointed = f"a lookup to {', '.join(info.reference_to)}" if info.reference_to else f"a {info.type} field"
+                refuse(
+                    name,
+                    f"is {pointed}, not a lookup to {parents[name]} (foreign_keys)",
+                    f"map the key of {parents[name]} to a lookup field that points at it",
+                )
+            elif info is not None and not info.writable:
+                refuse(name, f"is read-only in {object_name}", "map the column to a writable lookup field")
+            continue  # its value is the parent's key, checked by the parent's sync, not this field's type
         if info is None:
             near = by_lower.get(name.lower())
             hint = f"; did you mean {near!r}?" if near else ""
@@ -124,14 +143,15 @@ def check_mapping(
 def value_checks(wh: Warehouse, plan: Plan, object_name: str, fields: Mapping[str, FieldInfo] | None) -> list[Check]:
     f = wh.flavour
     found: list[Check] = []
+    foreign = set(plan.spec.foreign_keys)
     for name in plan.columns:
         column, info = plan.arrow_schema.field(name), (fields or {}).get(name)
         kind, c = mart_kind(column), f.quote(name)
         if kind == "float":  # JSON has no NaN or infinity; APIs refuse them
             nan, inf = f.value_checks["nan"].format(c=c), f.value_checks["inf"].format(c=c)
             found.append(Check(name, f"({nan} OR {inf})", "hold NaN or infinity, which an API cannot take"))
-        if info is None:
-            continue
+        if info is None or name in foreign:
+            continue  # a foreign key holds the parent's key: checked as the parent's (plan.py: missing parents)
         where = f"{object_name}.{name}"
         if info.required and name not in plan.spec.primary_key:
             empty = f"{c} IS NULL" + (f" OR {c} = ''" if kind == "text" else "")

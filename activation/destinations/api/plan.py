@@ -5,8 +5,9 @@ Two phases, so the cheap refusals cost no call at all:
    path does (warehouses/base.py), check the key, find the deletes, count the plan. The guards
    are judged on these counts before the client is even opened.
 2. `check_fields` (the API's describe, read-only metadata): every mapped field exists, is
-   writable and takes its column's type; values the API would refuse are counted in the
-   warehouse and refuse the sync, or are set aside under `max_rejects`.
+   writable and takes its column's type; values the API would refuse, key twins and children
+   whose parent the API will not hold (api/parents.py) are counted in the warehouse and refuse
+   the sync, or are set aside under `max_rejects`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from activation.destinations.api import fields as mapping
+from activation.destinations.api import parents as relationships
 from activation.destinations.api import twins
 from activation.destinations.api.client import FieldInfo, ObjectClient
+from activation.destinations.api.parents import Parent
 from activation.syncs.guards import GuardedPlan
 from activation.syncs.model import MartRelation, Plan, PlanError
 from activation.syncs.problems import Problem
-from activation.syncs.results import SyncError
+from activation.syncs.results import SyncError, SyncPreview
 from activation.syncs.spec import SyncSpec
-from activation.warehouses.base import Warehouse
+from activation.warehouses.base import OP, Warehouse
 
 
 @dataclass
@@ -33,6 +36,7 @@ class ApiJob:
     fields: dict[str, FieldInfo] | None = None  # the object's describe (None: the API has none)
     rejected: int = 0  # rows set aside before any call (value problems under max_rejects)
     sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
+    parents: list[Parent] = field(default_factory=list)  # its foreign keys' parent syncs (api/parents.py)
 
     @property
     def spec(self) -> SyncSpec:
@@ -89,7 +93,8 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     Raises SyncError when `refuse` (the real run); returns the problems for a preview."""
     spec, plan, object_name = job.spec, job.plan, job.spec.table
     job.fields = client.describe(object_name)
-    problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination)
+    associations = bool(getattr(client, "associates", False))
+    problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination, associations=associations)
     problems += filter(None, [twins.key_problem(client.kind, plan, object_name, job.fields)])
     if problems:
         if refuse:
@@ -112,6 +117,9 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     checks = mapping.value_checks(wh, plan, object_name, job.fields)
     found = twins.find(wh, plan, object_name, job.fields, client.kind, getattr(client, "key_comparison", "exact"))
     found += mapping.find_problems(wh, plan, checks)
+    if job.parents:
+        described = {p.spec.table: client.describe(p.spec.table) for p in job.parents}
+        found += relationships.missing(wh, plan, job.parents, described)
     if not refuse and spec.max_rejects is None:
         return [p for _, p in found]
     try:
@@ -127,3 +135,20 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
             "they are sent again next run"
         )
     return []
+
+
+def samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:
+    """Sample keys of what a preview would insert, update and delete."""
+    plan, q = job.plan, wh.flavour.quote
+    if plan.full:
+        out.samples["insert"] = [{"key": k} for k in wh.keys_where(plan, "TRUE", sample)]
+    else:
+        for op in ("insert", "update"):
+            if job.planned[op]:
+                found = wh.keys_where(plan, f"m.{q(OP)} = '{op}'", sample)
+                out.samples[op] = [{"key": k} for k in found]
+    if job.to_delete:
+        keys: list = []
+        for batch in wh.deleted(plan, 10_000):  # read to the end: a warehouse stream is not left open
+            keys += batch.column(0).to_pylist()[: sample - len(keys)]
+        out.samples["delete"] = [{"key": k} for k in keys]

@@ -13,6 +13,8 @@ What each mart value becomes (each client then spells it in its wire format):
 - timestamp with a time zone -> datetime in UTC (the same instant); timestamp without one -> read
   as UTC (marts keep UTC), sent as UTC; nanoseconds are cut to microseconds.
 - a picklist value -> str, checked against the picklist in the warehouse first.
+- a foreign-key field (`foreign_keys:` in syncs.yml) -> `Reference(parent object, its key field,
+  the value)`, or None when NULL: the client sets or clears the relationship.
 
 Batches are cut from the warehouse's Arrow stream as they arrive: at most one warehouse batch
 and one API batch are held at a time, however large the change.
@@ -21,12 +23,12 @@ and one API batch are held at a time, however large the change.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from activation.destinations.api.client import Record
+from activation.destinations.api.client import Record, Reference
 from activation.destinations.api.fields import mart_kind
 
 
@@ -74,10 +76,18 @@ def column_values(table: pa.Table, name: str, *, key: bool = False) -> list[Any]
 
 
 def to_records(
-    table: pa.Table, columns: Sequence[str], key: str, extra: Callable[[int], Record] | None = None
+    table: pa.Table,
+    columns: Sequence[str],
+    key: str,
+    extra: Callable[[int], Record] | None = None,
+    references: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Record]:
-    """The table's rows as records of `columns` (API field names); `extra(i)` adds fields to row i."""
+    """The table's rows as records of `columns` (API field names); `extra(i)` adds fields to row i.
+    A foreign-key field (`references`: field -> (parent object, parent key field)) carries a
+    `Reference` to the parent's key, or None (the link cleared)."""
     values = {name: column_values(table, name, key=name == key) for name in columns}
+    for name, (parent, parent_key) in (references or {}).items():
+        values[name] = [None if v is None else Reference(parent, parent_key, v) for v in values[name]]
     records = [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
     if extra is not None:
         for i, record in enumerate(records):

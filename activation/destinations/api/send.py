@@ -23,6 +23,7 @@ from activation.destinations.api.client import FieldInfo, ObjectClient, Outcome,
 from activation.destinations.api.plan import ApiJob
 from activation.destinations.api.records import column_values, rebatch, to_records
 from activation.syncs.results import ApiCalls, SyncResult
+from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import OP, Warehouse
 
 Log = Callable[[str], None]
@@ -83,7 +84,7 @@ def send_upserts(
         def returning(i: int, ops: list[str] = ops) -> Record:
             return {soft: soft_values(soft_info, False)} if ops[i] == "insert" else {}
 
-        records = to_records(table, plan.columns, key, returning if soft else None)
+        records = to_records(table, plan.columns, key, returning if soft else None, references(spec))
         outcomes = _answered(object_name, client.upsert(object_name, key, records), len(records))
         tally.sent += len(records)
         for i, outcome in outcomes.items():
@@ -97,6 +98,11 @@ def send_upserts(
                 tally.refused.append(((keys[i],), outcome.error or "refused without a message"))
                 tally.note_error(outcome.error)
         progress(tally.sent)
+
+
+def references(spec: SyncSpec) -> dict[str, tuple[str, str]]:
+    """Foreign-key field -> (parent object, the parent's key field) of a sync's records."""
+    return {fk.column: (fk.references_table, fk.references_column) for fk in spec.parsed_foreign_keys}
 
 
 def send_deletes(

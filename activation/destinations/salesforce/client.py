@@ -9,7 +9,7 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
-from activation.destinations.api.client import CallStats, FieldInfo, Outcome, Record
+from activation.destinations.api.client import CallStats, FieldInfo, Outcome, Record, Reference
 from activation.destinations.api.limits import RateLimiter, Transport
 from activation.destinations.salesforce.auth import read_credentials
 from activation.destinations.salesforce.bulk import BulkIngest
@@ -27,6 +27,7 @@ from activation.destinations.salesforce.settings import COLLECTION_LIMIT, Settin
 from activation.destinations.salesforce.wire import (
     NotSendable,
     NullLookalike,
+    csv_header,
     csv_row,
     csv_value,
     json_record,
@@ -63,6 +64,7 @@ class SalesforceClient:
             session=session,
         )
         self.bulk = BulkIngest(session, self.sf.base_url, settings, log)
+        self.described: dict[str, dict[str, FieldInfo]] = {}
 
     @property
     def api_usage(self) -> tuple[int | None, int | None]:
@@ -71,7 +73,13 @@ class SalesforceClient:
 
     def describe(self, object_name: str) -> dict[str, FieldInfo]:
         path = f"sobjects/{api_name(object_name, 'object')}/describe"
-        return fields_of(rest(f"describing {object_name}", self.sf.restful, path))
+        self.described[object_name] = fields_of(rest(f"describing {object_name}", self.sf.restful, path))
+        return self.described[object_name]
+
+    def _relationships(self, object_name: str) -> dict[str, str]:
+        """Lookup field -> relationship name, as the object's describe (made before any write) says."""
+        fields = self.described.get(object_name, {})
+        return {name: info.relationship for name, info in fields.items() if info.relationship}
 
     def batch_size(self, changes: int) -> int:
         return self.settings.bulk_job_records if changes >= self.settings.bulk_threshold else COLLECTION_LIMIT
@@ -90,28 +98,33 @@ class SalesforceClient:
         api_name(key_field, "external ID field")
         for name in {name for record in records for name in record}:
             api_name(name, f"{object_name} field")
+        for reference in {v for record in records for v in record.values() if isinstance(v, Reference)}:
+            api_name(reference.object, "parent object")
+            api_name(reference.field, f"{reference.object} external ID field")
+        relationships = self._relationships(object_name)
         done: dict[int, Outcome] = {}
         as_json: list[tuple[int, str]] = []
         as_csv: list[tuple[int, list[str]]] = []
         keys: dict[int, str] = {}
         bulk = len(records) >= self.settings.bulk_threshold
         columns = _columns(key_field, records)
+        header = csv_header(columns, records, relationships) if bulk else columns
         for i, record in enumerate(records):
             try:
                 if record.get(key_field) in (None, ""):
                     raise NotSendable(f"{key_field} is empty, and {object_name} records are upserted by it")
                 if bulk:
                     try:
-                        as_csv.append((i, csv_row(record, columns)))
+                        as_csv.append((i, csv_row(record, columns, header)))
                         keys[i] = csv_value(record[key_field])
                         continue
                     except NullLookalike:
-                        pass  # the text '#N/A' reads as null in CSV; JSON carries it as it is
-                as_json.append((i, json_record(object_name, record)))
+                        pass  # '#N/A' or a lookup to clear: CSV cannot say it, JSON can
+                as_json.append((i, json_record(object_name, record, relationships)))
             except NotSendable as exc:
                 done[i] = Outcome(i, False, error=f"{object_name} {key_field}={record.get(key_field)!r}: {exc}")
         if as_csv:
-            packed, oversized = uploads(columns, as_csv, self.settings.bulk_max_upload_bytes)
+            packed, oversized = uploads(header, as_csv, self.settings.bulk_max_upload_bytes)
             for i in oversized:
                 done[i] = Outcome(i, False, error="the record is larger than one Bulk API 2.0 upload")
             for indices, data in packed:

@@ -53,6 +53,8 @@ def field_info(field: dict[str, Any]) -> FieldInfo:
         # describe gives caseSensitive for every field: false for a text field unless created
         # "case sensitive", so an external ID upsert finds 'ABC' and 'abc' as one record
         case_sensitive=bool(field.get("caseSensitive", False)),
+        reference_to=tuple(field.get("referenceTo") or ()) if sf_type == "reference" else (),
+        relationship=field.get("relationshipName") or None,
     )
 
 

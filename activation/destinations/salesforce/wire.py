@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+
+from activation.destinations.api.client import Reference
 
 CSV_NULL = "#N/A"
 _CSV_SPECIAL = frozenset(',"\r\n')
@@ -24,7 +26,8 @@ class NotSendable(ValueError):
 
 
 class NullLookalike(ValueError):
-    """The text '#N/A', which Bulk CSV can only read as null; such a record goes as JSON instead."""
+    """The text '#N/A', which Bulk CSV can only read as null, or a lookup to clear in a relationship
+    column; such a record goes as JSON instead."""
 
 
 def number_text(value: int | float | Decimal) -> str:
@@ -70,10 +73,41 @@ def json_value(value: Any) -> str:
     return f'"{text}"'
 
 
-def json_record(object_name: str, record: dict[str, Any]) -> str:
-    """One sObject of a Collections request, written by hand so Decimals keep every digit."""
-    fields = "".join(f",{json.dumps(name)}:{_field(name, json_value, value)}" for name, value in record.items())
-    return f'{{"attributes":{{"type":{json.dumps(object_name)}}}{fields}}}'
+def relationship_name(field: str, relationships: Mapping[str, str]) -> str:
+    """The relationship a lookup field is set through: the describe's `relationshipName`, else
+    Salesforce's own convention (AccountId -> Account, Parent__c -> Parent__r)."""
+    if field in relationships:
+        return relationships[field]
+    if field.endswith("__c"):
+        return field[:-3] + "__r"
+    return field[:-2] if field.endswith("Id") else field
+
+
+def json_record(object_name: str, record: dict[str, Any], relationships: Mapping[str, str] | None = None) -> str:
+    """One sObject of a Collections request, written by hand so Decimals keep every digit. A lookup
+    set by its parent's external ID goes in the relationship syntax:
+    `"Account": {"attributes": {"type": "Account"}, "Activation_Key__c": "k"}`."""
+    parts = []
+    for name, value in record.items():
+        if isinstance(value, Reference):
+            parent = f'{{"attributes":{{"type":{json.dumps(value.object)}}},{json.dumps(value.field)}:'
+            parent += f"{_field(name, json_value, value.key)}}}"
+            parts.append(f",{json.dumps(relationship_name(name, relationships or {}))}:{parent}")
+        else:
+            parts.append(f",{json.dumps(name)}:{_field(name, json_value, value)}")
+    return f'{{"attributes":{{"type":{json.dumps(object_name)}}}{"".join(parts)}}}'
+
+
+def csv_header(
+    columns: Sequence[str], records: Sequence[dict[str, Any]], relationships: Mapping[str, str] | None = None
+) -> list[str]:
+    """Bulk CSV column names: a lookup set by its parent's external ID is `Account.Activation_Key__c`."""
+    parents = {}
+    for record in records:
+        for name, value in record.items():
+            if isinstance(value, Reference) and name not in parents:
+                parents[name] = value.field
+    return [f"{relationship_name(c, relationships or {})}.{parents[c]}" if c in parents else c for c in columns]
 
 
 def _field(name: str, encode: Any, value: Any) -> str:
@@ -84,6 +118,8 @@ def _field(name: str, encode: Any, value: Any) -> str:
 
 
 def csv_value(value: Any) -> str:
+    if isinstance(value, Reference):
+        return csv_value(value.key)
     if value is None or value == "":
         return CSV_NULL
     if isinstance(value, str):
@@ -104,9 +140,16 @@ def csv_line(cells: Sequence[str]) -> bytes:
     return (",".join(csv_cell(c) for c in cells) + "\n").encode("utf-8")
 
 
-def csv_row(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
-    """A record's cells; a field the record lacks is an empty cell (left unchanged)."""
-    return [_field(c, csv_value, record[c]) if c in record else "" for c in columns]
+def csv_row(record: dict[str, Any], columns: Sequence[str], header: Sequence[str] | None = None) -> list[str]:
+    """A record's cells; a field the record lacks is an empty cell (left unchanged). A lookup whose
+    column is the relationship (`Account.Ext__c`) cannot be cleared there: such a record (None in
+    it) raises NullLookalike and goes as JSON, where the lookup is set to null."""
+    cells = []
+    for c, title in zip(columns, header or columns, strict=True):
+        if c in record and record[c] is None and title != c:
+            raise NullLookalike(c)
+        cells.append(_field(c, csv_value, record[c]) if c in record else "")
+    return cells
 
 
 def uploads(
