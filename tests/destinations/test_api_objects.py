@@ -37,6 +37,9 @@ class Run:
         self.tmp, self.org, self.name = tmp, org, f"sf_{uuid.uuid4().hex[:6]}"
         self.cert = cert
         self.account_columns = {"Customer_Id__c": "account_key", "Name": "name"}
+        self.logged: list[str] = []
+        self.extra_settings: dict = {}  # e.g. bulk_threshold, to send through Bulk API 2.0
+        self.contact_mode = "mirror"
         monkeypatch.setenv("SF_CLIENT_ID", org.config.client_id)
         monkeypatch.setenv("SF_CLIENT_SECRET", org.config.client_secret)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
@@ -56,6 +59,7 @@ class Run:
             "client_secret_env": "SF_CLIENT_SECRET",
             "ca_bundle": self.cert,
             "max_daily_api_share": 1.0,
+            **self.extra_settings,
         }
         syncs = {
             "account_sync": {
@@ -71,7 +75,7 @@ class Run:
                 "destination": self.name,
                 "table": "Contact",
                 "primary_key": "Activation_Key__c",
-                "mode": "mirror",
+                "mode": self.contact_mode,
                 "columns": {"Activation_Key__c": "contact_key", "LastName": "last_name", "Email": "email"},
             },
         }
@@ -82,14 +86,18 @@ class Run:
         destination = {"type": "salesforce", "settings": settings, "rate_limit": {"requests": 1000, "per_seconds": 1}}
         return SyncConfig.model_validate({"destinations": {self.name: destination}, "syncs": syncs})
 
-    def sync(self, *, related: bool = False):
+    def sync(self, *, related: bool = False, only: str | None = None):
+        """Both syncs in one run (or `only` one of them, the other known from the config)."""
         config = self.config(related=related)
         specs = [config.syncs["account_sync"], config.syncs["contact_sync"]]
         if related:  # handed over child first: the engine puts parents first
             specs.reverse()
+        if only:
+            specs = [config.syncs[only]]
         relations = {"account_sync": MartRelation("main", "accounts"), "contact_sync": MartRelation("main", "contacts")}
+        destination = ApiDestination(self.name, config.destinations[self.name], syncs=list(config.syncs.values()))
         with DuckDBWarehouse(path=str(self.warehouse)).open(self.name, f"salesforce:{self.name}") as wh:
-            return ApiDestination(self.name, config.destinations[self.name]).sync(wh, specs, relations, log=print)
+            return destination.sync(wh, specs, relations, log=self.logged.append)
 
     def state_keys(self, sync: str) -> list[str]:
         path = self.tmp / "activation_state" / f"{self.name}.duckdb"

@@ -7,13 +7,17 @@ timezone-aware datetime.datetime in UTC, and `Reference` for a foreign key); eac
 them into its wire format (JSON, CSV, HubSpot's string properties), because "null", "empty" and
 "unchanged" are spelled differently by each API.
 
-Optional, read by the engine where a client has them: `deletes: bool` (False: this destination
-cannot delete, so `mirror` without a soft delete is refused before any write) and
-`associates: bool` (True: a foreign key is no field of the object but a link the client sets
-apart from the record's fields, as HubSpot's associations; else it is a lookup field)
-and `set_idempotency_scope(scope: str)` (called before each sync's calls with the sync's name and the
-state version its change was computed against: a client that sends idempotency keys derives them
-from it, so a change re-sent after a crash carries the same keys and a later one new keys).
+Optional, read by the engine where a client has them:
+- `deletes: bool` (False: this destination cannot delete, so `mirror` without a soft delete is
+  refused before any write);
+- `associates: bool` (True: a foreign key is no field of the object but a link the client sets
+  apart from the record's fields, as HubSpot's associations; else it is a lookup field);
+- `cascades(object) -> [(child object, lookup field)]` and `referencing(child, lookup, child key,
+  parent key, keys) -> [(child's key, parent's key)]`, where deleting a parent deletes its
+  children (api/cascades.py asks before a parent's delete);
+- `set_idempotency_scope(scope: str)`, called before each sync's calls with the sync's name and
+  the state version its change was computed against: a client that sends idempotency keys derives
+  them from it, so a change re-sent after a crash carries the same keys and a later one new keys.
 """
 
 from __future__ import annotations

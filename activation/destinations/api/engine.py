@@ -129,6 +129,7 @@ class ApiDestination(Destination):
         plans = {j.spec.name: j.plan for j in known}
         for job in known:
             job.parents = relationships.links(job.spec, syncs, plans)
+            job.children = relationships.children(job.spec, syncs)
 
     def _check(self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls]) -> None:
         """The object's describe against the mapping and the values in the warehouse (no write call)."""
@@ -248,7 +249,7 @@ class ApiDestination(Destination):
             def progress(done: int) -> None:  # the line activation/cli/live.py draws its bar from
                 log(f"{spec.table}: sent to {spec.destination} {done:,} / {total:,} rows")
 
-            step(wh, client, job, tally, progress)
+            step(wh, client, job, tally, progress, log)
         except Exception as exc:
             if isinstance(exc, SyncError):
                 raise

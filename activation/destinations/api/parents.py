@@ -43,6 +43,25 @@ class Parent:
     plan: Plan | None  # its plan when it runs with the child (its mart is sent first), else None
 
 
+@dataclass(frozen=True)
+class Child:
+    """A sync whose foreign key points at this sync's object (its records may hold links to ours)."""
+
+    fk: ForeignKey
+    spec: SyncSpec
+
+
+def children(spec: SyncSpec, syncs: Mapping[str, SyncSpec]) -> list[Child]:
+    """The syncs of `spec`'s destination (this run's and the config's) relating records to its object."""
+    return [
+        Child(fk, s)
+        for s in syncs.values()
+        if s.destination == spec.destination
+        for fk in s.parsed_foreign_keys
+        if fk.references_table == spec.table
+    ]
+
+
 def links(spec: SyncSpec, syncs: Mapping[str, SyncSpec], plans: Mapping[str, Plan]) -> list[Parent]:
     """The parents of `spec`'s foreign keys among `syncs` (the destination's syncs), with the plans
     of those in this run. A self-reference is a parent like any other."""

@@ -18,7 +18,7 @@ from activation.destinations.api import fields as mapping
 from activation.destinations.api import parents as relationships
 from activation.destinations.api import twins
 from activation.destinations.api.client import FieldInfo, ObjectClient
-from activation.destinations.api.parents import Parent
+from activation.destinations.api.parents import Child, Parent
 from activation.syncs.guards import GuardedPlan
 from activation.syncs.model import MartRelation, Plan, PlanError
 from activation.syncs.problems import Problem
@@ -37,6 +37,7 @@ class ApiJob:
     rejected: int = 0  # rows set aside before any call (value problems under max_rejects)
     sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
     parents: list[Parent] = field(default_factory=list)  # its foreign keys' parent syncs (api/parents.py)
+    children: list[Child] = field(default_factory=list)  # syncs relating their records to its object
 
     @property
     def spec(self) -> SyncSpec:

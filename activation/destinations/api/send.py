@@ -15,10 +15,13 @@ batches, each record answered on its own; then advance the state for what the AP
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from activation.destinations.api import twins
+from activation.destinations.api.cascades import held_back
 from activation.destinations.api.client import FieldInfo, ObjectClient, Outcome, Record
 from activation.destinations.api.plan import ApiJob
 from activation.destinations.api.records import column_values, rebatch, to_records
@@ -70,7 +73,12 @@ def _answered(object_name: str, outcomes: Sequence[Outcome], sent: int) -> dict[
 
 
 def send_upserts(
-    wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally, progress: Progress = lambda _done: None
+    wh: Warehouse,
+    client: ObjectClient,
+    job: ApiJob,
+    tally: Tally,
+    progress: Progress = lambda _done: None,
+    log: Log = lambda _msg: None,  # noqa: ARG001 - the same signature as send_deletes
 ) -> None:
     spec, plan = job.spec, job.plan
     object_name, key = spec.table, spec.primary_key[0]
@@ -105,21 +113,43 @@ def references(spec: SyncSpec) -> dict[str, tuple[str, str]]:
     return {fk.column: (fk.references_table, fk.references_column) for fk in spec.parsed_foreign_keys}
 
 
+def _delete(wh: Warehouse, client: ObjectClient, job: ApiJob, keys: list[Any], log: Log) -> list[Outcome]:
+    """The deletes of one batch, but those that would cascade to children another sync holds
+    (api/cascades.py): they are answered as refused with the reason, and so kept in the state."""
+    held = held_back(wh, client, job, keys, log)
+    rest = [i for i in range(len(keys)) if i not in held]
+    sent = client.delete(job.spec.table, job.spec.primary_key[0], [keys[i] for i in rest]) if rest else []
+    answered = _answered(job.spec.table, sent, len(rest))
+    return [Outcome(i, False, error=why) for i, why in held.items()] + [
+        dataclasses.replace(o, index=rest[j]) for j, o in answered.items()
+    ]
+
+
 def send_deletes(
-    wh: Warehouse, client: ObjectClient, job: ApiJob, tally: Tally, progress: Progress = lambda _done: None
+    wh: Warehouse,
+    client: ObjectClient,
+    job: ApiJob,
+    tally: Tally,
+    progress: Progress = lambda _done: None,
+    log: Log = lambda _msg: None,
 ) -> None:
     spec, plan = job.spec, job.plan
     if not job.to_delete:
         return
     object_name, key, soft = spec.table, spec.primary_key[0], spec.soft_delete_column
     size = max(client.batch_size(job.to_delete), 1)
+    same = twins.absorbed(wh, plan, job.fields, client.kind, getattr(client, "key_comparison", "exact"))
+    if same:
+        log(f"{object_name}: {len(same):,} delete(s) not sent: the key only changed case, and the upsert updated it")
     for table in rebatch(wh.deleted(plan, spec.batch_size), size):
-        keys = column_values(table, key, key=True)
+        keys = [k for k in column_values(table, key, key=True) if str(k).lower() not in same]
+        if not keys:
+            continue
         if soft:
             value = soft_values((job.fields or {}).get(soft), True)
             outcomes = client.upsert(object_name, key, [{key: k, soft: value} for k in keys])
         else:
-            outcomes = client.delete(object_name, key, keys)
+            outcomes = _delete(wh, client, job, keys, log)
         for i, outcome in _answered(object_name, outcomes, len(keys)).items():
             if outcome.ok:
                 tally.deleted += 1

@@ -19,6 +19,7 @@ from activation.destinations.salesforce.rest import (
     delete_collection,
     key_text,
     lookup_ids,
+    query_in,
     rest,
     upsert_collection,
 )
@@ -31,6 +32,7 @@ from activation.destinations.salesforce.wire import (
     csv_row,
     csv_value,
     json_record,
+    relationship_name,
     uploads,
 )
 
@@ -65,6 +67,7 @@ class SalesforceClient:
         )
         self.bulk = BulkIngest(session, self.sf.base_url, settings, log)
         self.described: dict[str, dict[str, FieldInfo]] = {}
+        self.cascading: dict[str, list[tuple[str, str]]] = {}
 
     @property
     def api_usage(self) -> tuple[int | None, int | None]:
@@ -73,8 +76,38 @@ class SalesforceClient:
 
     def describe(self, object_name: str) -> dict[str, FieldInfo]:
         path = f"sobjects/{api_name(object_name, 'object')}/describe"
-        self.described[object_name] = fields_of(rest(f"describing {object_name}", self.sf.restful, path))
+        answer = rest(f"describing {object_name}", self.sf.restful, path)
+        self.described[object_name] = fields_of(answer)
+        self.cascading[object_name] = [
+            (c["childSObject"], c["field"]) for c in answer.get("childRelationships") or [] if c.get("cascadeDelete")
+        ]
         return self.described[object_name]
+
+    def cascades(self, object_name: str) -> list[tuple[str, str]]:
+        """(child object, lookup field) of each lookup whose records Salesforce deletes with a parent
+        record of `object_name` (describe childRelationships, cascadeDelete: an Account's Contacts)."""
+        if object_name not in self.cascading:
+            self.describe(object_name)
+        return self.cascading[object_name]
+
+    def referencing(
+        self, child: str, lookup: str, child_key: str, parent_key: str, keys: Sequence[Any]
+    ) -> list[tuple[Any, str]]:
+        """(child's key, parent's key) of the `child` records whose `lookup` points at a parent whose
+        `parent_key` is one of `keys`: one SOQL relationship query per URL budget."""
+        for name, what in ((child, "object"), (lookup, "lookup field"), (child_key, "key"), (parent_key, "key")):
+            api_name(name, what)
+        if child not in self.described:
+            self.describe(child)
+        relationship = relationship_name(lookup, self._relationships(child))
+        wanted = {key_text(k).casefold(): key_text(k) for k in keys}
+        select = f"SELECT {child_key}, {relationship}.{parent_key} FROM {child}"
+        found = query_in(self.sf, select, f"{relationship}.{parent_key}", keys, f"reading {child} records by {lookup}")
+        out = []
+        for record in found:
+            parent = key_text((record.get(relationship) or {}).get(parent_key))
+            out.append((record.get(child_key), wanted.get(parent.casefold(), parent)))
+        return out
 
     def _relationships(self, object_name: str) -> dict[str, str]:
         """Lookup field -> relationship name, as the object's describe (made before any write) says."""

@@ -115,32 +115,39 @@ def key_text(value: Any) -> str:
     return number_text(Decimal(str(value)).normalize()) if value is not None else ""
 
 
-def lookup_ids(sf: Salesforce, object_name: str, key_field: str, keys: Sequence[Any]) -> dict[str, list[str]]:
-    """The Ids of the records whose external ID is one of `keys`, by key text. SOQL compares text
-    without regard to case, so a key also matches its case-folded form."""
-    found: dict[str, list[str]] = {}
-    wanted = {key_text(k): k for k in keys}
-    folded = {text.casefold(): text for text in wanted}
-    select = f"SELECT Id, {key_field} FROM {object_name} WHERE {key_field} IN "
+def query_in(sf: Salesforce, select: str, field: str, keys: Sequence[Any], what: str) -> list[dict[str, Any]]:
+    """The records of `select` (`SELECT ... FROM Object`) whose `field` is one of `keys`, in as many
+    queries as the URL budget needs."""
+    records: list[dict[str, Any]] = []
+    head = f"{select} WHERE {field} IN "
     batch: list[str] = []
-    size = len(quote_plus(select))
+    size = len(quote_plus(head))
 
     def flush() -> None:
-        soql = select + "(" + ",".join(batch) + ")"
-        result = rest(f"looking up {object_name} Ids by {key_field}", sf.query_all, soql)
-        for record in result.get("records", []):
-            text = key_text(record.get(key_field))
-            text = text if text in wanted else folded.get(text.casefold(), text)
-            found.setdefault(text, []).append(record["Id"])
+        records.extend(rest(what, sf.query_all, head + "(" + ",".join(batch) + ")").get("records", []))
 
     for key in keys:
         literal = soql_literal(key)
         cost = len(quote_plus(literal)) + 3
         if batch and size + cost > QUERY_URL_BUDGET:
             flush()
-            batch, size = [], len(quote_plus(select))
+            batch, size = [], len(quote_plus(head))
         batch.append(literal)
         size += cost
     if batch:
         flush()
+    return records
+
+
+def lookup_ids(sf: Salesforce, object_name: str, key_field: str, keys: Sequence[Any]) -> dict[str, list[str]]:
+    """The Ids of the records whose external ID is one of `keys`, by key text. SOQL compares text
+    without regard to case, so a key also matches its case-folded form."""
+    found: dict[str, list[str]] = {}
+    wanted = {key_text(k): k for k in keys}
+    folded = {text.casefold(): text for text in wanted}
+    select = f"SELECT Id, {key_field} FROM {object_name}"
+    for record in query_in(sf, select, key_field, keys, f"looking up {object_name} Ids by {key_field}"):
+        text = key_text(record.get(key_field))
+        text = text if text in wanted else folded.get(text.casefold(), text)
+        found.setdefault(text, []).append(record["Id"])
     return found
