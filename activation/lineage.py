@@ -169,6 +169,13 @@ def dbt_column_edges(
     return edges
 
 
+def _destination_column(destination: str, table: str, column: str, api: bool) -> Column:
+    """An API field as `salesforce/Account.Name` (as its asset), a table column as `app.facilities.name`."""
+    if api:
+        return Column("destination", f"{destination}/{table}", column)
+    return Column("destination", f"{destination}.{table}", column.lower())
+
+
 def build_lineage(
     manifest: Mapping[str, Any], compiled_dir: Path, con: duckdb.DuckDBPyConnection, config: SyncConfig
 ) -> LineageGraph:
@@ -191,12 +198,13 @@ def build_lineage(
         for dest, src in pairs:
             if sync.mask.get(src) == "drop":  # never leaves the warehouse
                 continue
-            target = (
-                Column("destination", f"{sync.destination}/{sync.table}", dest)
-                if api
-                else Column("destination", f"{sync.destination}.{sync.table}", dest.lower())
-            )
+            target = _destination_column(sync.destination, sync.table, dest, api)
             graph.add(target, Column("model", sync.source, src.lower()))
+        for fk in sync.parsed_foreign_keys:  # a child's link follows its parent's key (a lookup, a foreign key)
+            graph.add(
+                _destination_column(sync.destination, sync.table, fk.column, api),
+                _destination_column(sync.destination, fk.references_table, fk.references_column, api),
+            )
     for source in manifest["sources"].values():  # raw columns nothing reads still resolve
         for column in warehouse.get(_relation(source), {}):
             graph.columns.add(_node_column(source, column))

@@ -228,6 +228,9 @@ class SyncTranslator:
             "warehouse.",
             GUARDS: "Before any call: the planned inserts, updates and deletes stay within the sync's guards.",
         }
+        if sync.foreign_keys:
+            parents = ", ".join(f"{column} -> {target}" for column, target in sorted(sync.foreign_keys.items()))
+            checks[FITS] += f" Every related record's parent ({parents}) is sent or already held."
         exact = sync.mode.deletes and not sync.soft_delete_column
         promise = "equals" if exact else "is at least"
         checks[ROW_COUNT] = (

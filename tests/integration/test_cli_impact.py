@@ -42,6 +42,14 @@ def test_impact_of_a_salesforce_field_lists_every_destination_column(dbt_target,
     assert list(mart) == ["app.facilities.name"]
 
 
+def test_a_foreign_key_carries_the_impact_of_its_parents_key_to_the_child(dbt_target, capsys):
+    # job_postings.facility_id points at facilities.facility_id (an API lookup is declared the same way)
+    found = run_json(capsys, "app.facilities.facility_id", "--dbt-target", dbt_target)
+    assert found["app.job_postings.facility_id"] == ["app.facilities.facility_id", "app.job_postings.facility_id"]
+    raw = run_json(capsys, "salesforce.account.id", "--dbt-target", dbt_target)
+    assert {"app.facilities.facility_id", "app.job_postings.facility_id"} <= set(raw)
+
+
 def test_impact_of_an_unknown_column_is_a_usage_error(dbt_target, capsys):
     assert main(["impact", "salesforce.account.no_such_field", "--dbt-target", dbt_target]) == EXIT_USAGE
     assert "billing_city" in capsys.readouterr().err, "the error lists the table's columns"
