@@ -31,11 +31,12 @@ class Strategy(StrEnum):
     TRUNCATE = "truncate"  # delete the sync's rows, insert every mart row (truncate_insert)
     BULK = "bulk"  # the table is empty: load every row in place
     UNCHANGED = "unchanged"  # a shadow swap with nothing changed since the last sync: nothing to do
+    API = "api"  # an API object: the diff's rows upserted by the external ID, its deletes by key
 
     @property
     def sends_everything(self) -> bool:
         """Every mart row is sent, whatever an incremental plan found."""
-        return self is not Strategy.DIFF
+        return self not in (Strategy.DIFF, Strategy.API)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from activation.destinations import registry
 from activation.destinations.api import parents as relationships
 from activation.destinations.api.client import CallStats, DestinationDown, ObjectClient
 from activation.destinations.api.parents import children_of, parents_first, parents_of
-from activation.destinations.api.plan import ApiJob, check_fields, plan_job, samples
+from activation.destinations.api.plan import ApiJob, check_fields, plan_job, with_samples
 from activation.destinations.api.send import Tally, record_refusals, result_of, send_deletes, send_upserts
 from activation.destinations.base import Capabilities, Destination, Log
 from activation.syncs import guards
@@ -83,10 +83,13 @@ class ApiDestination(Destination):
         *,
         full_resync: bool = False,
         log: Log = print,
-        plans: Mapping[str, SyncPlan] | None = None,  # an API object is planned here (plan.py), judged by its describe
+        plans: Mapping[str, SyncPlan] | None = None,
     ) -> list[SyncResult]:
         self.within_guards, self.fitted = {}, {}
-        jobs = [plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync) for spec in specs]
+        given = plans or {}
+        jobs = [
+            plan_job(warehouse, s, relations[s.name], full_resync=full_resync, plan=given.get(s.name)) for s in specs
+        ]
         self._relate(jobs)
         guards.check([job.guarded for job in jobs])
         self.within_guards = {job.spec.table: dict(job.planned) for job in jobs}
@@ -126,7 +129,7 @@ class ApiDestination(Destination):
         """Each job's parents (api/parents.py): the run's own syncs, and the config's for the rest."""
         known = [j for j in jobs if j is not None]
         syncs = {**self.syncs, **{j.spec.name: j.spec for j in known}}
-        plans = {j.spec.name: j.plan for j in known}
+        plans = {j.spec.name: j.mart for j in known}
         for job in known:
             job.parents = relationships.links(job.spec, syncs, plans)
             job.children = relationships.children(job.spec, syncs)
@@ -273,7 +276,7 @@ class ApiDestination(Destination):
         """After the calls: refusals recorded, the state advanced for what the API accepted."""
         spec = job.spec
         record_refusals(wh, job, tally)
-        wh.commit(job.plan)
+        wh.commit(job.mart)
         result = result_of(job, tally, calls, time.monotonic() - started)
         log(
             f"{spec.table}: {result.inserted:,} inserted, {result.updated:,} updated, {result.deleted:,} deleted, "
@@ -299,44 +302,44 @@ class ApiDestination(Destination):
         problem that would refuse it, WITHOUT any write call: the only calls are the objects'
         describe (read-only metadata) and whatever the client needs to open (an OAuth token).
         Use a dry-run warehouse: the state is never committed here either."""
-        previews, jobs = [], []
+        failed: dict[str, SyncPreview] = {}  # syncs whose plan could not be made
+        jobs: list[ApiJob | None] = []
         for spec in specs:
-            out = SyncPreview(
-                sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value, strategy="api"
-            )
-            previews.append(out)
             try:
                 job = plan_job(warehouse, spec, relations[spec.name], full_resync=full_resync)
             except SyncError as exc:
+                out = SyncPreview(
+                    sync=spec.name, destination=spec.destination, table=spec.table, mode=spec.mode.value, strategy="api"
+                )
                 out.refuse(exc.problems, str(exc))
+                failed[spec.name] = out
                 jobs.append(None)
                 continue
-            jobs.append(job)
-            out.reason, out.rows_in_mart, out.rows_in_destination = job.plan.reason, job.plan.mart_rows, job.rows_before
-            out.counts = dict(job.planned)
             try:
                 guards.check([job.guarded])
             except GuardTripped as exc:
-                out.refuse(exc.problems, str(exc))
+                job.plan = job.plan.refused(exc.problems, str(exc))
+            jobs.append(job)
         self._relate(jobs)
+        planned = [job for job in jobs if job is not None]
         try:
             client = self._open(log)
         except Exception as exc:  # a refused login, a secret unset: what the run would fail with
-            for out in previews:
-                out.refuse([], f"destination {self.name}: could not open its {self.kind} client: {exc}")
-            return previews
-        try:
-            for job, out in zip(jobs, previews, strict=True):
-                if job is None:
-                    continue
-                problems = check_fields(warehouse, client, job, refuse=False)
-                out.refuse(problems, f"{len(problems)} problem(s) the API would refuse" if problems else "")
-                out.rejected = job.rejected
-                out.warnings += job.warnings
-                samples(warehouse, job, out, sample)
-        finally:
-            client.close()
-        return previews
+            message = f"destination {self.name}: could not open its {self.kind} client: {exc}"
+            for job in planned:
+                job.plan = job.plan.refused([], message)
+            for out in failed.values():
+                out.refuse([], message)
+        else:
+            try:
+                for job in planned:
+                    problems = check_fields(warehouse, client, job, refuse=False)
+                    if problems:
+                        job.plan = job.plan.refused(problems, f"{len(problems)} problem(s) the API would refuse")
+                    job.plan = with_samples(warehouse, job, sample)
+            finally:
+                client.close()
+        return [failed[s.name] if job is None else job.plan.preview() for s, job in zip(specs, jobs, strict=True)]
 
     def count(self, object_name: str, key_field: str | None = None, log: Log = lambda _msg: None) -> int | None:
         """The object's records as the API counts them (those with `key_field` set, when given: the

@@ -12,7 +12,7 @@ Two phases, so the cheap refusals cost no call at all:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from activation.destinations.api import fields as mapping
 from activation.destinations.api import parents as relationships
@@ -21,78 +21,100 @@ from activation.destinations.api.client import FieldInfo, ObjectClient
 from activation.destinations.api.parents import Child, Parent
 from activation.syncs.guards import GuardedPlan
 from activation.syncs.model import MartRelation, Plan, PlanError
+from activation.syncs.plan import Counts, Strategy, SyncPlan
 from activation.syncs.problems import Problem
-from activation.syncs.results import SyncError, SyncPreview
+from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.base import OP, Warehouse
 
 
 @dataclass
 class ApiJob:
-    plan: Plan
-    rows_before: int  # records this sync holds in the API, as the state records them
-    planned: dict[str, int]  # insert, update, delete
-    warnings: list[str] = field(default_factory=list)
+    """One sync's run into its object: the shared `SyncPlan` (the value `activation plan`, the
+    guards and the run all read: counts, rows held, rows set aside, warnings, problems), and what
+    the API side learns on the way (its describe, its relationships)."""
+
+    plan: SyncPlan
     fields: dict[str, FieldInfo] | None = None  # the object's describe (None: the API has none)
-    rejected: int = 0  # rows set aside before any call (value problems under max_rejects)
     sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
     parents: list[Parent] = field(default_factory=list)  # its foreign keys' parent syncs (api/parents.py)
     children: list[Child] = field(default_factory=list)  # syncs relating their records to its object
+
+    @property
+    def mart(self) -> Plan:
+        """The warehouse's part of the plan: the mart's columns and the diff with the state."""
+        return self.plan.mart
 
     @property
     def spec(self) -> SyncSpec:
         return self.plan.spec
 
     @property
+    def planned(self) -> dict[str, int]:
+        return (self.plan.planned or Counts()).as_dict()
+
+    @property
+    def rows_before(self) -> int:
+        return self.plan.rows_before
+
+    @property
+    def rejected(self) -> int:
+        return self.plan.rejected
+
+    @property
     def guarded(self) -> GuardedPlan:
-        return GuardedPlan(self.spec, self.planned, self.rows_before, self.plan.mart_rows)
+        return GuardedPlan(self.spec, self.planned, self.rows_before, self.mart.mart_rows)
 
     @property
     def to_send(self) -> int:
         """Records the upserts will carry (rows set aside before any call excluded, once counted)."""
         if self.sending is not None:
             return self.sending
-        plan = self.plan
-        return plan.mart_rows if plan.full else plan.new_keys + plan.changed_keys
+        mart = self.mart
+        return mart.mart_rows if mart.full else mart.new_keys + mart.changed_keys
 
     @property
     def to_delete(self) -> int:
         return self.planned["delete"]
 
 
-def plan_job(wh: Warehouse, spec: SyncSpec, relation: MartRelation, *, full_resync: bool) -> ApiJob:
-    """Phase 1, in the warehouse only. Raises SyncError for a missing mart or bad keys."""
+def plan_job(
+    wh: Warehouse, spec: SyncSpec, relation: MartRelation, *, full_resync: bool, plan: SyncPlan | None = None
+) -> ApiJob:
+    """Phase 1, in the warehouse only, from the plan the blocking checks judged (`plan`, where
+    they ran; else a new one). Raises SyncError for a missing mart or bad keys."""
+    described = plan.mart if plan is not None else wh.describe(spec, relation)
     try:
-        plan = wh.plan(wh.describe(spec, relation), full_resync=full_resync)
+        mart = wh.plan(described, full_resync=full_resync)
     except PlanError as exc:
         raise SyncError(str(exc)) from exc
-    problem = wh.key_problems(plan)
+    problem = wh.key_problems(mart)
     if problem:
         raise SyncError(problem)
-    warnings = []
+    out = replace(plan or SyncPlan.of(mart), mart=mart, strategy=Strategy.API)
     had_state = wh.has_state(spec)
-    if plan.full:
+    if mart.full:
         rows_before = wh.query(f"SELECT count(*) FROM {wh.state_table(spec)}")[0][0] if had_state else 0
-        departed = wh.departed(plan) if spec.mode.deletes else None
+        departed = wh.departed(mart) if spec.mode.deletes else None
         if spec.mode.deletes and had_state and departed is None:
-            warnings.append(
+            out = out.warned(
                 "the recorded state has another key: records whose rows left the mart since the last sync "
                 "cannot be found, so none are deleted this run"
             )
-        planned = {"insert": plan.mart_rows, "update": 0, "delete": departed or 0}
+        planned = Counts(insert=mart.mart_rows, delete=departed or 0)
     else:
-        rows_before = plan.state_rows
-        planned = {"insert": plan.new_keys, "update": plan.changed_keys, "delete": plan.deleted_keys}
+        rows_before = mart.state_rows
+        planned = Counts(mart.new_keys, mart.changed_keys, mart.deleted_keys)
     if not spec.mode.deletes:
-        planned["delete"] = 0
-    wh.rejects.reset(plan)  # API refusals are kept as rejects whether or not max_rejects is set
-    return ApiJob(plan=plan, rows_before=rows_before, planned=planned, warnings=warnings)
+        planned = replace(planned, delete=0)
+    wh.rejects.reset(mart)  # API refusals are kept as rejects whether or not max_rejects is set
+    return ApiJob(plan=replace(out, rows_before=rows_before, planned=planned, reported=planned))
 
 
 def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bool = True) -> list[Problem]:
     """Phase 2: the object's describe against the mapping, and the values the API would refuse.
     Raises SyncError when `refuse` (the real run); returns the problems for a preview."""
-    spec, plan, object_name = job.spec, job.plan, job.spec.table
+    spec, plan, object_name = job.spec, job.mart, job.spec.table
     job.fields = client.describe(object_name)
     associations = bool(getattr(client, "associates", False))
     problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination, associations=associations)
@@ -124,32 +146,33 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     if not refuse and spec.max_rejects is None:
         return [p for _, p in found]
     try:
-        job.rejected = mapping.refuse_or_set_aside(wh, plan, object_name, found)
+        job.plan = replace(job.plan, rejected=mapping.refuse_or_set_aside(wh, plan, object_name, found))
     except SyncError as exc:
         if refuse:
             raise
         return exc.problems
     if job.rejected:
         [job.sending] = wh.count_where(plan, ["1 = 1"])  # the client picks its way of sending by this count
-        job.warnings.append(
+        job.plan = job.plan.warned(
             f"{job.rejected:,} rows set aside as rejects before any call ({wh.rejects.summary(plan)}); "
             "they are sent again next run"
         )
     return []
 
 
-def samples(wh: Warehouse, job: ApiJob, out: SyncPreview, sample: int) -> None:
-    """Sample keys of what a preview would insert, update and delete."""
-    plan, q = job.plan, wh.flavour.quote
-    if plan.full:
-        out.samples["insert"] = [{"key": k} for k in wh.keys_where(plan, "TRUE", sample)]
+def with_samples(wh: Warehouse, job: ApiJob, sample: int) -> SyncPlan:
+    """The job's plan with sample keys of what it would insert, update and delete."""
+    mart, q = job.mart, wh.flavour.quote
+    found: dict[str, tuple[dict, ...]] = {}
+    if mart.full:
+        found["insert"] = tuple({"key": k} for k in wh.keys_where(mart, "TRUE", sample))
     else:
         for op in ("insert", "update"):
             if job.planned[op]:
-                found = wh.keys_where(plan, f"m.{q(OP)} = '{op}'", sample)
-                out.samples[op] = [{"key": k} for k in found]
+                found[op] = tuple({"key": k} for k in wh.keys_where(mart, f"m.{q(OP)} = '{op}'", sample))
     if job.to_delete:
         keys: list = []
-        for batch in wh.deleted(plan, 10_000):  # read to the end: a warehouse stream is not left open
+        for batch in wh.deleted(mart, 10_000):  # read to the end: a warehouse stream is not left open
             keys += batch.column(0).to_pylist()[: sample - len(keys)]
-        out.samples["delete"] = [{"key": k} for k in keys]
+        found["delete"] = tuple({"key": k} for k in keys)
+    return replace(job.plan, samples={**job.plan.samples, **found})

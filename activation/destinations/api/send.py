@@ -80,7 +80,7 @@ def send_upserts(
     progress: Progress = lambda _done: None,
     log: Log = lambda _msg: None,  # noqa: ARG001 - the same signature as send_deletes
 ) -> None:
-    spec, plan = job.spec, job.plan
+    spec, plan = job.spec, job.mart
     object_name, key = spec.table, spec.primary_key[0]
     soft = spec.soft_delete_column
     soft_info = (job.fields or {}).get(soft) if soft else None
@@ -133,7 +133,7 @@ def send_deletes(
     progress: Progress = lambda _done: None,
     log: Log = lambda _msg: None,
 ) -> None:
-    spec, plan = job.spec, job.plan
+    spec, plan = job.spec, job.mart
     if not job.to_delete:
         return
     object_name, key, soft = spec.table, spec.primary_key[0], spec.soft_delete_column
@@ -162,20 +162,20 @@ def send_deletes(
 def record_refusals(wh: Warehouse, job: ApiJob, tally: Tally) -> None:
     """After the calls: refused records into the rejects, refused deletes kept in the state."""
     if tally.refused:
-        wh.rejects.add_refusals(job.plan, REJECT_COLUMN, tally.refused)
-    wh.rejects.refuse_deletes(job.plan, tally.refused_deletes)
+        wh.rejects.add_refusals(job.mart, REJECT_COLUMN, tally.refused)
+    wh.rejects.refuse_deletes(job.mart, tally.refused_deletes)
 
 
 def _field_type(job: ApiJob, name: str) -> str:
     info = (job.fields or {}).get(name)
-    return info.type if info else str(job.plan.arrow_schema.field(name).type)
+    return info.type if info else str(job.mart.arrow_schema.field(name).type)
 
 
 def result_of(job: ApiJob, tally: Tally, calls: ApiCalls, seconds: float) -> SyncResult:
-    spec, plan = job.spec, job.plan
+    spec, plan = job.spec, job.mart
     rejected = job.rejected + len(tally.refused)
     remaining = job.rows_before + tally.inserted - (0 if spec.soft_delete_column else tally.deleted)
-    warnings = list(job.warnings)
+    warnings = list(job.plan.warnings)
     if tally.refused or tally.refused_deletes:
         warnings.append(
             f"the API refused {len(tally.refused):,} record(s) and {len(tally.refused_deletes):,} delete(s) "
