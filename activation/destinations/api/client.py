@@ -8,12 +8,15 @@ them into its wire format (JSON, CSV, HubSpot's string properties), because "nul
 "unchanged" are spelled differently by each API.
 
 Optional, read by the engine where a client has them: `deletes: bool` (False: this destination
-cannot delete, so `mirror` without a soft delete is refused before any write) and
+cannot delete, so `mirror` without a soft delete is refused before any write);
 `associates: bool` (True: a foreign key is no field of the object but a link the client sets
-apart from the record's fields, as HubSpot's associations; else it is a lookup field)
-and `set_idempotency_scope(scope: str)` (called before each sync's calls with the sync's name and the
-state version its change was computed against: a client that sends idempotency keys derives them
-from it, so a change re-sent after a crash carries the same keys and a later one new keys).
+apart from the record's fields, as HubSpot's associations; else it is a lookup field);
+`set_references(object_name, {field: (parent object, parent key)})` (called before a sync's
+upserts, so an associating client knows its foreign keys even in a batch where every link is
+cleared, None); and `set_idempotency_scope(scope: str)` (called before each sync's calls with the
+sync's name and the state version its change was computed against: a client that sends
+idempotency keys derives them from it, so a change re-sent after a crash carries the same keys
+and a later one new keys).
 """
 
 from __future__ import annotations
