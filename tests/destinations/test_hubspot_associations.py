@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
 from activation.destinations.api.engine import ApiDestination
@@ -111,6 +112,7 @@ def run(tmp_path, monkeypatch):
 
 
 def test_contacts_follow_their_company_through_a_day_of_changes(run):
+    run.hubspot.portal.associations.page_size = 1  # a contact's links come one page at a time
     companies, contacts = run.sync()
     assert (companies.sync, companies.inserted, contacts.sync, contacts.inserted) == (
         "company_sync",
@@ -194,3 +196,46 @@ def test_a_contact_whose_company_is_missing_is_refused_before_any_call(run):
 
 def portal_contacts(run: Run) -> list[str]:
     return sorted(r["email"] for r in run.hubspot.portal.records("contacts"))
+
+
+def test_the_portal_refuses_what_hubspots_associations_api_refuses(run):
+    """The local portal is only worth testing against if it is strict about the v4 endpoints."""
+    run.sync()
+    auth = {"Authorization": f"Bearer {run.hubspot.token}"}
+    base = f"{run.hubspot.url}/crm/v4/associations/contacts/companies/batch"
+    p1, k1 = run.id_of("contacts", "email", "p1@example.com"), run.id_of("companies", "company_key", "K001")
+    too_many = httpx.post(f"{base}/read", json={"inputs": [{"id": p1}] * 1001}, headers=auth)
+    assert too_many.status_code == 400 and "limit of 1000" in too_many.json()["message"]
+    by_key = httpx.post(
+        f"{base}/associate/default",
+        json={"inputs": [{"from": {"id": "p1@example.com"}, "to": {"id": k1}}]},
+        headers=auth,
+    )
+    assert by_key.status_code == 400 and "record id" in by_key.json()["message"]  # ids, never unique values
+    typed = {"inputs": [{"from": {"id": p1}, "to": {"id": k1}, "types": []}]}
+    assert httpx.post(f"{base}/associate/default", json=typed, headers=auth).status_code == 400
+    one_to = {"inputs": [{"from": {"id": p1}, "to": {"id": k1}}]}  # archive takes a list of `to`
+    assert httpx.post(f"{base}/archive", json=one_to, headers=auth).status_code == 400
+    assert httpx.post(f"{base}/read", json={"inputs": [{"id": p1}]}).status_code == 401
+    assert len(run.hubspot.violations) == 5
+
+    gone = httpx.post(
+        f"{base}/associate/default", json={"inputs": [{"from": {"id": p1}, "to": {"id": "1"}}]}, headers=auth
+    )
+    assert gone.status_code == 207 and gone.json()["errors"][0]["subCategory"] == "crm.associations.INVALID_OBJECT_IDS"
+    none = httpx.post(
+        f"{run.hubspot.url}/crm/v4/associations/companies/contacts/batch/read",
+        json={"inputs": [{"id": "1"}]},
+        headers=auth,
+    )
+    assert none.status_code == 207 and none.json()["errors"][0]["subCategory"].endswith("NO_ASSOCIATIONS_FOUND")
+    read = httpx.post(f"{base}/read", json={"inputs": [{"id": p1}]}, headers=auth).json()
+    [link] = read["results"][0]["to"]
+    assert link["toObjectId"] == int(k1) and {t["typeId"] for t in link["associationTypes"]} == {UNLABELED, PRIMARY}
+    assert (
+        httpx.post(
+            f"{base}/archive", json={"inputs": [{"from": {"id": p1}, "to": [{"id": k1}]}]}, headers=auth
+        ).status_code
+        == 204
+    )
+    assert run.companies_of("p1@example.com") == {} and run.contacts_of("K001") == []  # both directions
