@@ -239,3 +239,13 @@ def test_the_portal_refuses_what_hubspots_associations_api_refuses(run):
         == 204
     )
     assert run.companies_of("p1@example.com") == {} and run.contacts_of("K001") == []  # both directions
+
+
+def test_association_calls_ride_out_429s_and_a_dropped_answer(run):
+    run.hubspot.fail(429, route="associations.read", retry_after=0.05)
+    run.hubspot.fail("drop_after", route="associations.associate")  # linked, then the answer lost
+    [companies, contacts] = run.sync()
+    assert (contacts.inserted, contacts.rejected) == (4, 0) and run.hubspot.injected == 2
+    assert contacts.api.rate_limited == 1 and contacts.api.retries >= 2
+    assert run.companies_of("p2@example.com") == {"K002": {UNLABELED, PRIMARY}}  # linked once, as wanted
+    assert run.contacts_of("K003") == ["p3@example.com", "p4@example.com"] and run.hubspot.violations == []
