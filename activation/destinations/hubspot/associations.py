@@ -10,7 +10,9 @@ For each batch of upserted children, per foreign key:
    company no sync keys is left alone, so a moved contact leaves the old company this sync
    linked it to, not the ones people linked it to;
 4. the wanted link created with the default type (v4 `batch/associate/default`: contact->company
-   279, and HubSpot makes the first company a contact gets its primary).
+   279, and HubSpot makes the first company a contact gets its primary). Old links go first, so
+   a contact an admin limits to one company can move, and a moved contact with no other company
+   gets the new one as its primary.
 A NULL foreign key (None) clears: step 3 with no link wanted. A child whose parent HubSpot does not
 hold, or whose link HubSpot refused, is refused with HubSpot's message (its properties are written
 by then; the record is sent again next run, and the upsert absorbs it).
