@@ -249,3 +249,19 @@ def test_association_calls_ride_out_429s_and_a_dropped_answer(run):
     assert contacts.api.rate_limited == 1 and contacts.api.retries >= 2
     assert run.companies_of("p2@example.com") == {"K002": {UNLABELED, PRIMARY}}  # linked once, as wanted
     assert run.contacts_of("K003") == ["p3@example.com", "p4@example.com"] and run.hubspot.violations == []
+
+
+def test_plan_shows_the_missing_company_and_makes_no_write_call(run):
+    run.sql("INSERT INTO contacts VALUES ('p9@example.com', 'Zed', 'K999')")
+    config = run.config()
+    specs = [config.syncs["company_sync"], config.syncs["contact_sync"]]
+    relations = {"company_sync": MartRelation("main", "companies"), "contact_sync": MartRelation("main", "contacts")}
+    warehouse = DuckDBWarehouse(path=str(run.tmp / "warehouse.duckdb"))
+    with warehouse.open(run.name, f"hubspot:{run.name}", dry_run=True) as wh:
+        destination = ApiDestination(run.name, config.destinations[run.name], syncs=list(config.syncs.values()))
+        companies, contacts = destination.preview(wh, specs, relations)
+    assert companies.counts["insert"] == 3 and not companies.problems
+    assert contacts.counts["insert"] == 5 and contacts.blocked
+    [problem] = contacts.problems
+    assert problem.column == "company" and problem.keys == ("p9@example.com -> companies K999",)
+    assert set(run.hubspot.calls) == {"describe"}  # read-only metadata, nothing written
