@@ -97,6 +97,9 @@ class Portal:
         self.multi_status = multi_status
         self._next_id = 1000
         self._random = random.Random(seed)
+        from tests.destinations.hubspot_associations import Associations  # it builds on this module
+
+        self.associations = Associations(self.object)  # the v4 associations endpoints
 
     def object(self, name: str) -> ObjectType:
         if name not in self.objects:

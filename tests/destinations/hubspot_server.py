@@ -24,12 +24,16 @@ from uuid import uuid4
 from tests.destinations.hubspot_portal import ApiError, Portal, demo_portal
 
 _OBJECTS = r"/crm/v3/objects/(?P<object>[A-Za-z0-9_-]+)"
+_ASSOCIATIONS = r"/crm/v4/associations/(?P<source>[A-Za-z0-9_-]+)/(?P<target>[A-Za-z0-9_-]+)"
 _ROUTES = [
     ("GET", re.compile(r"^/crm/v3/properties/(?P<object>[A-Za-z0-9_-]+)$"), "describe"),
     ("POST", re.compile(rf"^{_OBJECTS}/batch/upsert$"), "upsert"),
     ("POST", re.compile(rf"^{_OBJECTS}/batch/read$"), "read"),
     ("POST", re.compile(rf"^{_OBJECTS}/batch/archive$"), "archive"),
     ("POST", re.compile(rf"^{_OBJECTS}/search$"), "search"),
+    ("POST", re.compile(rf"^{_ASSOCIATIONS}/batch/read$"), "associations.read"),
+    ("POST", re.compile(rf"^{_ASSOCIATIONS}/batch/associate/default$"), "associations.associate"),
+    ("POST", re.compile(rf"^{_ASSOCIATIONS}/batch/archive$"), "associations.archive"),
 ]
 FAULTS = (429, 500, 502, 503, 504, "drop", "drop_after", "daily")
 
@@ -122,6 +126,9 @@ class HubSpotServer:
             with self.portal.lock:
                 if route == "describe":
                     status, answer = self.portal.describe(match["object"])
+                elif route.startswith("associations."):
+                    endpoint = getattr(self.portal.associations, route.partition(".")[2])
+                    status, answer = endpoint(match["source"], match["target"], body)
                 else:
                     if route == "upsert" and isinstance(body, dict) and isinstance(body.get("inputs"), list):
                         self.upsert_sizes.append(len(body["inputs"]))

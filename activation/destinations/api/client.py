@@ -15,6 +15,9 @@ Optional, read by the engine where a client has them:
 - `cascades(object) -> [(child object, lookup field)]` and `referencing(child, lookup, child key,
   parent key, keys) -> [(child's key, parent's key)]`, where deleting a parent deletes its
   children (api/cascades.py asks before a parent's delete);
+- `set_references(object_name, {field: (parent object, parent key)})`, called before a sync's
+  upserts, so an associating client knows its foreign keys even in a batch where every link is
+  cleared (None);
 - `set_idempotency_scope(scope: str)`, called before each sync's calls with the sync's name and
   the state version its change was computed against: a client that sends idempotency keys derives
   them from it, so a change re-sent after a crash carries the same keys and a later one new keys.

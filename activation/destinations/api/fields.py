@@ -105,6 +105,8 @@ def check_mapping(
     for name, column in wanted:
         info = fields.get(name)
         if name in parents and (info is not None or associations):
+            if associations:  # a link the client sets apart from the fields, whatever their names
+                continue
             if info is not None and parents[name] not in info.reference_to:
                 pointed = f"a lookup to {', '.join(info.reference_to)}" if info.reference_to else f"a {info.type} field"
                 refuse(

@@ -85,6 +85,9 @@ def send_upserts(
     soft = spec.soft_delete_column
     soft_info = (job.fields or {}).get(soft) if soft else None
     size = max(client.batch_size(job.to_send), 1)
+    relate = getattr(client, "set_references", None)
+    if relate is not None:  # a client relating records apart from their fields: which fields, to what
+        relate(object_name, references(spec))
     for table in rebatch(wh.rows(plan, spec.batch_size, operation=True), size):
         ops = table.column(OP).to_pylist()
         keys = column_values(table, key, key=True)

@@ -9,7 +9,11 @@ from activation.destinations.api.limits import Log, RateLimiter
 from activation.destinations.hubspot.client import HubSpotClient, HubSpotError
 from activation.destinations.hubspot.settings import Settings
 
-__all__ = ["HubSpotClient", "HubSpotError", "Settings", "open_client"]
+# A foreign key (a contact's company) is set as an association (associations.py): syncs may
+# declare foreign_keys.
+RELATIONSHIPS = True
+
+__all__ = ["RELATIONSHIPS", "HubSpotClient", "HubSpotError", "Settings", "open_client"]
 
 
 def open_client(settings: Settings, limiter: RateLimiter, log: Log) -> HubSpotClient:

@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
-from activation.destinations.api.client import CallStats, DestinationDown, FieldInfo, Outcome, Record
+from activation.destinations.api.client import CallStats, DestinationDown, FieldInfo, Outcome, Record, Reference
 from activation.destinations.api.limits import Log, RateLimiter, Transport
+from activation.destinations.hubspot.associations import Wanted, set_links
 from activation.destinations.hubspot.schema import field_info, key_problem
 from activation.destinations.hubspot.settings import Settings
 from activation.destinations.hubspot.values import UnsendableValue, property_value
@@ -38,6 +39,7 @@ class HubSpotClient:
     """One portal, reached with one private app token."""
 
     kind = "hubspot"
+    associates = True  # a foreign key is an association (associations.py), no property of the object
 
     def __init__(self, settings: Settings, token: str, limiter: RateLimiter, log: Log):
         self.settings = settings
@@ -51,6 +53,8 @@ class HubSpotClient:
         # httpx's connection errors (dropped connections, timeouts) are not OSErrors
         self._transport = Transport(limiter, self.stats, transient=(httpx.TransportError,), log=log)
         self._properties: dict[str, dict[str, dict[str, Any]]] = {}
+        # object -> foreign-key field -> (parent object, the parent's key property)
+        self._references: dict[str, dict[str, tuple[str, str]]] = {}
 
     # -- the ObjectClient protocol -------------------------------------------------------------
 
@@ -60,8 +64,18 @@ class HubSpotClient:
     def batch_size(self, changes: int) -> int:
         return self.settings.batch_size
 
+    def set_references(self, object_name: str, references: dict[str, tuple[str, str]]) -> None:
+        """The object's foreign keys (field -> (parent object, its key property)): set as
+        associations, never sent as properties, a None among them clearing the link."""
+        self._references[object_name] = dict(references)
+
     def upsert(self, object_name: str, key_field: str, records: Sequence[Record]) -> list[Outcome]:
         properties = self._key_checked(object_name, key_field)
+        references = dict(self._references.get(object_name, {}))
+        for record in records:
+            for name, value in record.items():
+                if isinstance(value, Reference):
+                    references.setdefault(name, (value.object, value.field))
         outcomes: list[Outcome | None] = [None] * len(records)
         inputs: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -74,6 +88,7 @@ class HubSpotClient:
                     name: _spelled(name, value, properties)
                     for name, value in record.items()
                     if name != key_field  # sent as the input's id; hs_object_id cannot be set
+                    and name not in references  # an association, set after the upsert
                 }
             except UnsendableValue as exc:
                 outcomes[index] = self._failed(index, str(exc))
@@ -85,7 +100,43 @@ class HubSpotClient:
         size = self.settings.batch_size
         for start in range(0, len(inputs), size):
             self._upsert_batch(object_name, key_field, inputs[start : start + size], outcomes)
+        for name, (parent, parent_key) in references.items():
+            self._relate(object_name, name, parent, parent_key, records, outcomes)
         return _answered(outcomes)
+
+    def _relate(
+        self,
+        object_name: str,
+        name: str,
+        parent: str,
+        parent_key: str,
+        records: Sequence[Record],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """The foreign key `name` of the records HubSpot took, as associations to `parent`."""
+        parent_properties = self._key_checked(parent, parent_key)
+        wanted = []
+        for index, record in enumerate(records):
+            outcome = outcomes[index]
+            if name not in record or outcome is None or not outcome.ok or outcome.record_id is None:
+                continue
+            value = record[name]
+            try:
+                key = None if value is None else self._key_text(_key_of(value), parent_key, parent_properties)
+            except UnsendableValue as exc:
+                outcomes[index] = self._failed(index, f"{name}: {exc}")
+                continue
+            wanted.append(Wanted(index, outcome.record_id, key))
+        if not wanted:
+            return
+        linked = set_links(self, object_name, parent, parent_key, wanted)
+        for index, message in linked.refused.items():
+            outcomes[index] = self._failed(index, message)
+        self._log(
+            f"{object_name} -> {parent} associations ({name}): {linked.created:,} created, {linked.removed:,} "
+            f"removed, {len(linked.refused):,} refused; {linked.kept_foreign:,} link(s) to {parent} without "
+            f"{parent_key} left as they were"
+        )
 
     def delete(self, object_name: str, key_field: str, keys: Sequence[Any]) -> list[Outcome]:
         """Batch archive takes record ids: read them by the unique property, then archive them.
@@ -224,6 +275,10 @@ class HubSpotClient:
 
     # -- shared --------------------------------------------------------------------------------
 
+    @staticmethod
+    def error_text(response: httpx.Response) -> str:
+        return _error_text(response)
+
     def _described(self, object_name: str) -> dict[str, dict[str, Any]]:
         if object_name not in self._properties:
             response = self._call("GET", f"/crm/v3/properties/{_checked(object_name)}")
@@ -277,6 +332,10 @@ def _answered(outcomes: list[Outcome | None]) -> list[Outcome]:
     if missing:
         raise AssertionError(f"records {missing[:5]} got no outcome")  # a bug here, never HubSpot's
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _key_of(value: Any) -> Any:
+    return value.key if isinstance(value, Reference) else value
 
 
 def _checked(object_name: str) -> str:
