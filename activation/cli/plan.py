@@ -52,15 +52,9 @@ def _previewer(project: Project, destination: str) -> Iterator[tuple[Any, str, s
 
         resource = project.destination_resource(destination)
         missing = resource.missing_secrets()
-        yield (
-            (
-                None
-                if missing
-                else registry.api_destination(destination, resource.spec, list(project.config.syncs.values()))
-            ),
-            resource.identity,
-            missing,
-        )
+        syncs = list(project.config.syncs.values())
+        api = None if missing else registry.api_destination(destination, resource.spec, syncs)
+        yield api, resource.identity, missing
         return
     from activation.destinations.sql import SqlDestination
     from activation.destinations.sql.engine import dry_run_engine

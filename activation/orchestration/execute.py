@@ -79,9 +79,9 @@ def run(
     """A sync step: the selected tables of one destination, or the run's days of one partitioned sync."""
     first = selected[0]
     target = getattr(context.resources, translator.get_resource_key(first))
-    writer = target.destination(
-        list(translator.config.syncs.values())
-    )  # an API destination whose secret is unset stops here, naming it
+    # an API destination whose secret is unset stops here, naming it; the config's syncs tell it
+    # the parents and children of the selected ones
+    writer = target.destination(list(translator.config.syncs.values()))
     warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
     relations = {s.name: translator.marts[s.source].relation for s in selected}
     window = days(context) if first.partition else []

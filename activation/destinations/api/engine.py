@@ -106,7 +106,7 @@ class ApiDestination(Destination):
             fitting = []
             for job in parents_first(jobs):  # a child's check reads its parents' describe
                 try:
-                    self._check(warehouse, client, job, calls)
+                    self._check(warehouse, client, job, calls, jobs)
                     fitting.append(job)
                 except SyncError as exc:  # this object only: the others go on
                     if isinstance(exc.__cause__, DestinationDown):
@@ -134,11 +134,13 @@ class ApiDestination(Destination):
             job.parents = relationships.links(job.spec, syncs, plans)
             job.children = relationships.children(job.spec, syncs)
 
-    def _check(self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls]) -> None:
+    def _check(
+        self, wh: Warehouse, client: ObjectClient, job: ApiJob, calls: dict[str, ApiCalls], jobs: Sequence[ApiJob]
+    ) -> None:
         """The object's describe against the mapping and the values in the warehouse (no write call)."""
         before = _snapshot(client.stats)
         try:
-            check_fields(wh, client, job)
+            check_fields(wh, client, job, others=jobs)
             self.fitted[job.spec.table] = []
         except SyncError as exc:
             self.fitted[job.spec.table] = exc.problems or [
@@ -332,8 +334,8 @@ class ApiDestination(Destination):
                 out.refuse([], message)
         else:
             try:
-                for job in planned:
-                    problems = check_fields(warehouse, client, job, refuse=False)
+                for job in parents_first(planned):  # a child's check reads its parents' describe
+                    problems = check_fields(warehouse, client, job, refuse=False, others=planned)
                     if problems:
                         job.plan = job.plan.refused(problems, f"{len(problems)} problem(s) the API would refuse")
                     job.plan = with_samples(warehouse, job, sample)

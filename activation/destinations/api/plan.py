@@ -12,6 +12,7 @@ Two phases, so the cheap refusals cost no call at all:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from activation.destinations.api import fields as mapping
@@ -68,10 +69,7 @@ class ApiJob:
     @property
     def to_send(self) -> int:
         """Records the upserts will carry (rows set aside before any call excluded, once counted)."""
-        if self.sending is not None:
-            return self.sending
-        mart = self.mart
-        return mart.mart_rows if mart.full else mart.new_keys + mart.changed_keys
+        return self.plan.sending() if self.sending is None else self.sending
 
     @property
     def to_delete(self) -> int:
@@ -111,9 +109,13 @@ def plan_job(
     return ApiJob(plan=replace(out, rows_before=rows_before, planned=planned, reported=planned))
 
 
-def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bool = True) -> list[Problem]:
+def check_fields(
+    wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bool = True, others: Sequence[ApiJob] = ()
+) -> list[Problem]:
     """Phase 2: the object's describe against the mapping, and the values the API would refuse.
-    Raises SyncError when `refuse` (the real run); returns the problems for a preview."""
+    Raises SyncError when `refuse` (the real run); returns the problems for a preview. A parent's
+    describe is taken from `others` (the run's jobs checked before, parents first) where it was
+    read already, else asked for."""
     spec, plan, object_name = job.spec, job.mart, job.spec.table
     job.fields = client.describe(object_name)
     associations = bool(getattr(client, "associates", False))
@@ -141,7 +143,8 @@ def check_fields(wh: Warehouse, client: ObjectClient, job: ApiJob, *, refuse: bo
     found = twins.find(wh, plan, object_name, job.fields, client.kind, getattr(client, "key_comparison", "exact"))
     found += mapping.find_problems(wh, plan, checks)
     if job.parents:
-        described = {p.spec.table: client.describe(p.spec.table) for p in job.parents}
+        read = {j.spec.table: j.fields for j in others if j.fields is not None}
+        described = {p.spec.table: read.get(p.spec.table) or client.describe(p.spec.table) for p in job.parents}
         found += relationships.missing(wh, plan, job.parents, described)
     if not refuse and spec.max_rejects is None:
         return [p for _, p in found]

@@ -85,9 +85,10 @@ def send_upserts(
     soft = spec.soft_delete_column
     soft_info = (job.fields or {}).get(soft) if soft else None
     size = max(client.batch_size(job.to_send), 1)
+    linked = references(spec)
     relate = getattr(client, "set_references", None)
     if relate is not None:  # a client relating records apart from their fields: which fields, to what
-        relate(object_name, references(spec))
+        relate(object_name, linked)
     for table in rebatch(wh.rows(plan, spec.batch_size, operation=True), size):
         ops = table.column(OP).to_pylist()
         keys = column_values(table, key, key=True)
@@ -95,7 +96,7 @@ def send_upserts(
         def returning(i: int, ops: list[str] = ops) -> Record:
             return {soft: soft_values(soft_info, False)} if ops[i] == "insert" else {}
 
-        records = to_records(table, plan.columns, key, returning if soft else None, references(spec))
+        records = to_records(table, plan.columns, key, returning if soft else None, linked)
         outcomes = _answered(object_name, client.upsert(object_name, key, records), len(records))
         tally.sent += len(records)
         for i, outcome in outcomes.items():

@@ -71,9 +71,10 @@ def absorbed(wh: Warehouse, plan: Plan, fields: Mapping[str, FieldInfo] | None, 
     """Keys leaving the state whose twin is being sent ('ABC' left the mart, 'abc' arrived): the
     API's upsert of 'abc' updates the record 'ABC' is, so deleting 'ABC' afterwards would delete
     the record just written. Their deletes are not sent (the state drops 'ABC' all the same).
-    Lower-cased key texts."""
+    Lower-cased key texts. Called for a plan with deletes to send (a full plan's departed keys
+    found, as `Warehouse.deleted` needs them)."""
     spec = plan.spec
-    if len(spec.primary_key) != 1 or not plan.deleted_keys and not plan.full:
+    if len(spec.primary_key) != 1:
         return set()
     [key] = spec.primary_key
     if _reason(kind, spec.table, fields, key, setting) is None:
@@ -82,15 +83,10 @@ def absorbed(wh: Warehouse, plan: Plan, fields: Mapping[str, FieldInfo] | None, 
     text = f"lower({f.cast(f.quote(key), 'text')})"
     if plan.full:
         leaving = f"SELECT {text} AS k FROM {wh.work_table(spec, 'departed')}"
-        if not wh.has_state(spec):
-            return set()
     else:
         leaving = f"SELECT {text} AS k FROM {wh.work_table(spec, 'delta')} WHERE {f.quote(OP)} = 'delete'"
     sent = f"SELECT lower({f.cast('m.' + f.quote(key), 'text')}) FROM {wh.to_send(plan)}"
-    try:
-        return {r[0] for r in wh.query(f"SELECT d.k FROM ({leaving}) d WHERE d.k IN ({sent})")}
-    except Exception:  # noqa: BLE001 - a full plan without departed keys (state under another key): none
-        return set()
+    return {r[0] for r in wh.query(f"SELECT d.k FROM ({leaving}) d WHERE d.k IN ({sent})")}
 
 
 def find(
