@@ -240,7 +240,7 @@ class BigQuery(Warehouse):
 
     def recorded_signature(self, spec: SyncSpec) -> str | None:
         description = self._state_description(spec)
-        return None if description is None else description.split(_VALUES_MARK)[0]
+        return None if description is None else description.partition(_VALUES_MARK)[0]
 
     def _state_description(self, spec: SyncSpec) -> str | None:
         try:
@@ -256,10 +256,10 @@ class BigQuery(Warehouse):
         """One statement switches state, signature and kept values together: the values are written
         first to a table of their own, which the state table's description then names."""
         spec = plan.spec
-        old_token = self._values_token(spec)
-        old = self.kept_values_relation(spec)
-        if old is not None and self.recorded_signature(spec) != self.signature_record(plan):
-            old = None  # other columns: the old values cannot be carried over
+        recorded, _, old_token = (self._state_description(spec) or "").partition(_VALUES_MARK)
+        old = None
+        if spec.keep_values and old_token and recorded == self.signature_record(plan):
+            old = self._values_table(spec, old_token)  # else other columns: the old values cannot be carried over
         unchanged = kept is not None and not rejected and not plan.new_keys + plan.changed_keys + plan.deleted_keys
         if unchanged and (old is not None or not spec.keep_values):
             if not spec.keep_values and old_token:
@@ -297,18 +297,18 @@ class BigQuery(Warehouse):
         return token
 
     def _values_token(self, spec: SyncSpec) -> str | None:
-        description = self._state_description(spec) or ""
-        return description.split(_VALUES_MARK)[1] if _VALUES_MARK in description else None
+        return (self._state_description(spec) or "").partition(_VALUES_MARK)[2] or None
 
-    def _kept_values_table(self, spec: SyncSpec) -> str | None:
-        token = self._values_token(spec)
-        if token is None:
-            return None
+    def _values_table(self, spec: SyncSpec, token: str) -> str | None:
         try:
             self.client.get_table(self._id(f"{spec.name}__values_{token}"))
         except NotFound:
             return None
         return quote_bigquery(self.project, self.dataset, f"{spec.name}__values_{token}")
+
+    def _kept_values_table(self, spec: SyncSpec) -> str | None:
+        token = self._values_token(spec)
+        return None if token is None else self._values_table(spec, token)
 
     def kept_values_columns(self, spec: SyncSpec) -> list[str]:
         token = self._values_token(spec)

@@ -62,6 +62,8 @@ def test_the_values_are_what_the_destination_accepted(backend, tmp_path):
         assert values["K001"][0] == "name 1" and values["K002"][0] == "renamed"
         assert "K003" not in values and "K900" not in values and "K011" in values
 
+    if backend.name != "duckdb":
+        return  # neither a dry run nor a failed write reaches the warehouse's commit: one backend proves it
     backend.run("UPDATE {items} SET name = 'planned only' WHERE id = 'K004'")
     with backend.open(url, dry_run=True) as wh:
         (preview,) = SqlDestination(engine).preview(wh, [s], {"items": backend.relation})
