@@ -128,6 +128,8 @@ class SyncSpec(BaseModel):
     max_rejects: Limit | None = None
     # mart column -> hash | redact | drop | none: PII masked in the warehouse (see syncs/masking.py)
     mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)
+    # keep, beside the state, the values the destination last accepted (warehouses/kept_values.py)
+    keep_values: bool = True
 
     @field_validator("primary_key", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from activation.syncs import masking
 from activation.syncs.model import JSON_FIELD, MartRelation, Plan, column_pairs
 from activation.syncs.spec import SyncSpec
 from activation.warehouses.flavour import JSON, TEXT, MartColumn, SqlFlavour
+from activation.warehouses.kept_values import KeptValues
 from activation.warehouses.mart_checks import MartChecks
 from activation.warehouses.rejects import RejectStore
 
@@ -34,11 +35,12 @@ HASH = "_activation_row_hash"
 OP = "_activation_op"
 
 
-class Warehouse(MartChecks, ABC):
+class Warehouse(KeptValues, MartChecks, ABC):
     """Describe a mart, diff it with the recorded state, stream what to send, commit the state.
 
-    Subclasses implement the I/O (the abstract methods); `rejects` (rows set aside under
-    `max_rejects`) and `activation.warehouses.history.RunHistory` are written over the same.
+    Subclasses implement the I/O (the abstract methods); the values last sent (kept_values.py),
+    `rejects` (rows set aside under `max_rejects`) and `activation.warehouses.history.RunHistory`
+    are written over the same.
     A `dry_run` warehouse plans and streams but never records anything."""
 
     flavour: SqlFlavour

@@ -48,6 +48,8 @@ _EXPIRES = "OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), I
 # Types that travel as JSON text (into a JSON column) and types that travel as plain text.
 _AS_JSON = {"JSON", "RECORD", "STRUCT", "RANGE"}
 _AS_TEXT = {"GEOGRAPHY", "INTERVAL"}
+# In the state table's description, after the signature: the token of the values kept with it
+_VALUES_MARK = "; kept values "
 
 
 def _literal(value: str) -> str:
@@ -237,6 +239,10 @@ class BigQuery(Warehouse):
         return self.recorded_signature(spec) is not None
 
     def recorded_signature(self, spec: SyncSpec) -> str | None:
+        description = self._state_description(spec)
+        return None if description is None else description.partition(_VALUES_MARK)[0]
+
+    def _state_description(self, spec: SyncSpec) -> str | None:
         try:
             return self.client.get_table(self._id(f"{spec.name}__state")).description
         except NotFound:
@@ -247,19 +253,75 @@ class BigQuery(Warehouse):
         return "activation sync state; signature sha256 " + hashlib.sha256(self.signature(plan).encode()).hexdigest()
 
     def store_state(self, plan: Plan, kept: str | None, added: str, rejected: str | None) -> None:
-        """One statement: the state and its signature change together."""
+        """One statement switches state, signature and kept values together: the values are written
+        first to a table of their own, which the state table's description then names."""
         spec = plan.spec
-        if kept is not None and not rejected and not plan.new_keys + plan.changed_keys + plan.deleted_keys:
+        recorded, _, old_token = (self._state_description(spec) or "").partition(_VALUES_MARK)
+        old = None
+        if spec.keep_values and old_token and recorded == self.signature_record(plan):
+            old = self._values_table(spec, old_token)  # else other columns: the old values cannot be carried over
+        unchanged = kept is not None and not rejected and not plan.new_keys + plan.changed_keys + plan.deleted_keys
+        if unchanged and (old is not None or not spec.keep_values):
+            if not spec.keep_values and old_token:
+                self.client.delete_table(self._id(f"{spec.name}__values_{old_token}"), not_found_ok=True)
             return  # the state already is the mart; rewriting it would only cost a scan
         rows = added if kept is None else f"{kept} UNION ALL {added}"
         if rejected:
             out = f"NOT EXISTS (SELECT 1 FROM {rejected} r WHERE {self.on(spec, 'r', 'x')})"
             rows = f"SELECT * FROM ({rows}) x WHERE {out}"
-        options = f"OPTIONS (description = {_literal(self.signature_record(plan))})"
-        self.query(f"CREATE OR REPLACE TABLE {self.state_table(spec)} {options} AS {rows}")
+        token = self._store_values(plan, old, rejected, rows) if spec.keep_values else None
+        description = self.signature_record(plan) + (f"{_VALUES_MARK}{token}" if token else "")
+        try:
+            options = f"OPTIONS (description = {_literal(description)})"
+            self.query(f"CREATE OR REPLACE TABLE {self.state_table(spec)} {options} AS {rows}")
+        except Exception:
+            if token:
+                self.client.delete_table(self._id(f"{spec.name}__values_{token}"), not_found_ok=True)
+            raise
+        if old_token and old_token != token:
+            self.client.delete_table(self._id(f"{spec.name}__values_{old_token}"), not_found_ok=True)
+
+    def _store_values(self, plan: Plan, old: str | None, rejected: str | None, state_rows: str) -> str:
+        """A new values table for the state about to be stored (kept_values.py); its token."""
+        spec, token = plan.spec, f"{self.run_id}{next(self._serial)}"
+        if old is not None and not plan.full:
+            gone, came = self.kept_values_changed(plan, rejected)
+            rows = f"SELECT * FROM {old} v WHERE NOT {gone} UNION ALL {came}"
+        else:
+            held = self.kept_values_held(plan, old, rejected) if old is not None else None
+            keys = None if plan.full else f"(SELECT {self.keys(plan)} FROM ({state_rows}))"
+            rows = self.kept_values_fresh(plan, rejected, keys) + (f" UNION ALL {held}" if held else "")
+        self.query(
+            f"CREATE TABLE {quote_bigquery(self.project, self.dataset, f'{spec.name}__values_{token}')} AS {rows}"
+        )
+        return token
+
+    def _values_token(self, spec: SyncSpec) -> str | None:
+        return (self._state_description(spec) or "").partition(_VALUES_MARK)[2] or None
+
+    def _values_table(self, spec: SyncSpec, token: str) -> str | None:
+        try:
+            self.client.get_table(self._id(f"{spec.name}__values_{token}"))
+        except NotFound:
+            return None
+        return quote_bigquery(self.project, self.dataset, f"{spec.name}__values_{token}")
+
+    def _kept_values_table(self, spec: SyncSpec) -> str | None:
+        token = self._values_token(spec)
+        return None if token is None else self._values_table(spec, token)
+
+    def kept_values_columns(self, spec: SyncSpec) -> list[str]:
+        token = self._values_token(spec)
+        try:
+            return [f.name for f in self.client.get_table(self._id(f"{spec.name}__values_{token}")).schema]
+        except NotFound:
+            return []
 
     def drop_state(self, spec: SyncSpec) -> None:
+        token = self._values_token(spec)
         self.client.delete_table(self._id(f"{spec.name}__state"), not_found_ok=True)
+        if token:
+            self.client.delete_table(self._id(f"{spec.name}__values_{token}"), not_found_ok=True)
 
     def state_version(self, spec: SyncSpec) -> str | None:
         """When the state table was last written (`store_state` replaces it whenever it changes)."""

@@ -142,8 +142,12 @@ class DuckDB(Warehouse):
         return rows[0][0] if rows else None
 
     def store_state(self, plan: Plan, kept: str | None, added: str, rejected: str | None) -> None:
-        """In one transaction; an incremental plan touches only the changed keys."""
+        """In one transaction, with the values kept beside the state; an incremental plan touches
+        only the changed keys."""
         st, spec = self.state_table(plan.spec), plan.spec
+        old = self.kept_values_relation(spec)
+        if old is not None and self.recorded_signature(spec) != self.signature_record(plan):
+            old = None  # other columns: the old values cannot be carried over
         with self.transaction():
             if kept is None:
                 self.con.execute(f"CREATE OR REPLACE TABLE {st} AS {added}")
@@ -157,9 +161,63 @@ class DuckDB(Warehouse):
                 f"INSERT OR REPLACE INTO {STATE}.syncs VALUES (?, ?, now()::TIMESTAMP)",
                 [spec.name, self.signature_record(plan)],
             )
+            self._store_values(plan, old, rejected)
+
+    def _values_name(self, spec: SyncSpec) -> str:
+        return self.bookkeeping_table(f"values__{spec.name}")
+
+    def _store_values(self, plan: Plan, old: str | None, rejected: str | None) -> None:
+        """The values the destination accepted, and the state stamp they belong to (kept_values.py)."""
+        spec, values = plan.spec, self._values_name(plan.spec)
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE}.kept_values (sync VARCHAR PRIMARY KEY, synced_at TIMESTAMP)"
+        )
+        if not spec.keep_values:
+            self.con.execute(f"DROP TABLE IF EXISTS {values}")
+            self.con.execute(f"DELETE FROM {STATE}.kept_values WHERE sync = ?", [spec.name])
+            return
+        if old is not None and not plan.full:
+            gone, came = self.kept_values_changed(plan, rejected)
+            self.con.execute(f"DELETE FROM {values} v WHERE {gone}")
+            self.con.execute(f"INSERT INTO {values} {came}")
+        else:
+            held = self.kept_values_held(plan, old, rejected) if old is not None else None
+            if held:
+                self.create_work(self.work_table(spec, "held_values"), held)
+                held = self.work_table(spec, "held_values")
+            fresh = self.kept_values_fresh(plan, rejected, None if plan.full else self.state_table(spec))
+            rows = f"{fresh} UNION ALL SELECT * FROM {held}" if held else fresh
+            self.con.execute(f"CREATE OR REPLACE TABLE {values} AS {rows}")
+            if held:
+                self.drop_work(held)
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {STATE}.kept_values SELECT sync, synced_at FROM {STATE}.syncs WHERE sync = ?",
+            [spec.name],
+        )
+
+    def _kept_values_table(self, spec: SyncSpec) -> str | None:
+        found = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name IN (?, 'kept_values')",
+            [STATE, f"values__{spec.name}"],
+        ).fetchall()[0][0]
+        if found < 2:
+            return None
+        current = self.con.execute(
+            f"SELECT 1 FROM {STATE}.syncs s JOIN {STATE}.kept_values k USING (sync, synced_at) WHERE sync = ?",
+            [spec.name],
+        ).fetchall()
+        return self._values_name(spec) if current else None
+
+    def kept_values_columns(self, spec: SyncSpec) -> list[str]:
+        rows = self.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ? ORDER BY column_index",
+            [STATE, f"values__{spec.name}"],
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def drop_state(self, spec: SyncSpec) -> None:
         self.con.execute(f"DELETE FROM {STATE}.syncs WHERE sync = ?", [spec.name])
+        self.con.execute(f"DROP TABLE IF EXISTS {self._values_name(spec)}")
 
     def state_version(self, spec: SyncSpec) -> str | None:
         """When the state was stored (microseconds): every `store_state` stamps it."""

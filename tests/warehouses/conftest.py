@@ -72,7 +72,11 @@ def _bigquery(request) -> Iterator[Backend]:
             MartRelation(marts, "items"),
             lambda sql: bq.client.query(sql.replace("{items}", items)).result(),
             "FLOAT64",
-            lambda: [t.table_id for t in bq.client.list_tables(state) if not t.table_id.endswith("__state")],
+            lambda: [
+                t.table_id
+                for t in bq.client.list_tables(state)
+                if not t.table_id.endswith("__state") and "__values_" not in t.table_id
+            ],
         )
     finally:
         for dataset in (marts, state):

@@ -106,6 +106,9 @@ def test_the_api_engine_syncs_from_either_warehouse(backend, monkeypatch):
         result = run()
         assert (result.updated, result.rejected, result.deleted) == (0, 1, 1)
         assert sorted(api.records["items"]) == ["K001", "K002", "K004", "K005", "K006", "K007"]
+        with backend.open("http:items") as wh:  # the values kept are what the API holds (it refused two)
+            kept = dict(wh.query(f"SELECT id, name FROM {wh.kept_values_relation(s)}"))
+        assert kept == {k: r["name"] for k, r in api.records["items"].items()} and kept["K002"] == "name 2"
         api.refuse.clear()
         api.refuse_delete.clear()
         result = run()
