@@ -12,13 +12,13 @@ collations are never re-implemented here; each dialect reads them from its catal
   bytes already in the table collides with it;
 - `check_parents`: a foreign key value that matches a parent key only under the parent's
   comparison would attach the child to a parent the mart does not name (refused);
-- `check_written`, after the write and inside its transaction: the keys sent are in the table in
-  their own bytes and the counts add up, or the write rolls back.
+- `check_written` (written_keys.py), after the write and inside its transaction: the keys sent are
+  in the table in their own bytes and the counts add up, or the write rolls back.
 A collision refuses the sync, or with `max_rejects` sets every member of a colliding group aside
 (which spelling the app means is not the tool's guess to make; sending one would pick a winner by
 row order). Key columns compared byte for byte cannot collide, so for them only `check_written`
 runs, and it joins the change with the table only when a trigger or another unique key could merge
-rows (integer keys of a plain table: counts only). A binary PAD SPACE collation (MySQL's
+rows (integer keys of a plain table: counts only; see written_keys.py). A binary PAD SPACE collation (MySQL's
 `utf8mb4_bin`, the tables the tool creates) only ignores trailing spaces: its checks before the
 write run only when a key to send ends with a space (or the sync has max_rejects); an app key with
 trailing spaces is left to `check_written`.
@@ -34,14 +34,13 @@ import sqlalchemy as sa
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.key_rules import Rule, pairs
 from activation.destinations.sql.run import Job, Run, short_name
-from activation.syncs.options import Mode
 from activation.syncs.plan import Strategy
 from activation.syncs.results import SyncError
 
 SAMPLE = 5
 
 
-def _shown(keys: Sequence) -> str:
+def shown(keys: Sequence) -> str:
     return ", ".join(repr(k[0] if len(k) == 1 else tuple(k)) for k in keys)
 
 
@@ -52,7 +51,7 @@ def _compares(loose: dict[str, Rule]) -> str:
 # -- the checks the writer runs ----------------------------------------------------------------
 
 
-def _key_rules(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
+def key_rules(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
     """The rules of the target's text key columns, read once per run."""
     if job.key_rules is None:
         job.key_rules = run.dialect.key_rules(conn, job.spec.table, job.spec.primary_key)
@@ -61,11 +60,11 @@ def _key_rules(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
 
 def loose_key(run: Run, conn: sa.Connection, job: Job) -> bool:
     """Whether byte-different keys can be one key in the target."""
-    return any(r.loose for r in _key_rules(run, conn, job).values())
+    return any(r.loose for r in key_rules(run, conn, job).values())
 
 
 def _loose(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
-    return {c: r for c, r in _key_rules(run, conn, job).items() if r.loose}
+    return {c: r for c, r in key_rules(run, conn, job).items() if r.loose}
 
 
 def _key_table(run: Run, conn: sa.Connection, job: Job, loose: dict[str, Rule]) -> sa.Table:
@@ -156,10 +155,10 @@ def check_sent(run: Run, conn: sa.Connection, job: Job) -> None:
     by_group: dict[int, list[tuple]] = {}
     for row in found:
         by_group.setdefault(row[-1], []).append(tuple(row[:-1]))
-    shown = "; ".join(" = ".join(_shown([k]) for k in members) for members in list(by_group.values())[:SAMPLE])
+    listed = "; ".join(" = ".join(shown([k]) for k in members) for members in list(by_group.values())[:SAMPLE])
     problem = (
         f"{job.spec.table}.{', '.join(keys)}: {rows:,} row(s) to send have keys that {job.spec.table} holds as one "
-        f"key ({_compares(loose)}), {groups:,} group(s): {shown}.\nThe table would merge each group into one row "
+        f"key ({_compares(loose)}), {groups:,} group(s): {listed}.\nThe table would merge each group into one row "
         "and lose the other rows' values."
     )
     _set_aside_or_refuse(run, conn, job, [k for members in by_group.values() for k in members], rows, problem)
@@ -182,7 +181,7 @@ def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
         # back, at no cost to every sync of such a table.
         return 0
     keys = job.spec.primary_key
-    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), "s", keys, "t", keys)
+    on, exact = pairs(run.dialect, conn, key_rules(run, conn, job), "s", keys, "t", keys)
     stays = "1 = 1"
     if job.strategy is Strategy.TRUNCATE:  # the sync's own rows go before the insert: only the others stay
         if not job.spec.scope:
@@ -204,15 +203,15 @@ def check_existing(run: Run, conn: sa.Connection, job: Job) -> int:
         params,
     ).all()
     n = len(keys)
-    shown = ", ".join(f"{_shown([r[:n]])} is {_shown([r[n:]])}" for r in found[:SAMPLE])
+    listed = ", ".join(f"{shown([r[:n]])} is {shown([r[n:]])}" for r in found[:SAMPLE])
     problem = (
         f"{job.spec.table}.{', '.join(keys)}: {rows:,} row(s) to send have a key that {job.spec.table} already "
-        f"holds in other bytes ({_compares(loose)}): {shown}.\nWriting them would overwrite those rows instead of "
+        f"holds in other bytes ({_compares(loose)}): {listed}.\nWriting them would overwrite those rows instead of "
         "adding their own."
     )
     _set_aside_or_refuse(run, conn, job, [tuple(r[:n]) for r in found], rows, problem)
     name = quoted(conn, staging)
-    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), name, keys, "t", keys)
+    on, exact = pairs(run.dialect, conn, key_rules(run, conn, job), name, keys, "t", keys)
     conn.execute(
         sa.text(
             f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {quoted(conn, target)} t WHERE {on} AND NOT ({exact}) "
@@ -260,102 +259,15 @@ def check_parents(run: Run, conn: sa.Connection, job: Job, written: sa.Table | N
             )
         ).all()
         n = len(columns)
-        shown = ", ".join(f"{_shown([r[:n]])} matches {_shown([r[n:]])}" for r in sample)
+        listed = ", ".join(f"{shown([r[:n]])} matches {shown([r[n:]])}" for r in sample)
         problems.append(
             f"{job.spec.table}.{', '.join(columns)} -> {parent}.{', '.join(parent_columns)}: {rows:,} row(s) "
-            f"reference a parent key that {parent} holds only in other bytes ({_compares(loose)}): {shown}"
+            f"reference a parent key that {parent} holds only in other bytes ({_compares(loose)}): {listed}"
         )
     if problems:
         raise SyncError(
             "\n".join(problems) + "\nThe destination would attach these rows to a parent the mart does not name. "
             "Nothing was written: spell the keys as the parent table holds them."
-        )
-
-
-_TRIGGERS = {
-    "sqlite": "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t",
-    "mysql": "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() "
-    "AND EVENT_OBJECT_TABLE = :t",
-    "mariadb": "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() "
-    "AND EVENT_OBJECT_TABLE = :t",
-    "postgresql": "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass(:q) AND NOT tgisinternal",
-}
-
-
-def _may_merge(run: Run, conn: sa.Connection, job: Job) -> bool:
-    """Whether the write could have merged a row sent into a row of another key: a key column that
-    compares loosely, a trigger on the table (it may rewrite keys), or a unique key besides the
-    primary key (an upsert meets it). Catalog questions only, asked once per table and run."""
-    if job.may_merge is not None:
-        return job.may_merge
-    if loose_key(run, conn, job):
-        job.may_merge = True
-        return True
-    target = job.target
-    triggers = _TRIGGERS.get(conn.dialect.name)
-    if triggers is None:
-        job.may_merge = True
-        return True
-    full = quoted(conn, target)
-    n = conn.execute(sa.text(triggers), {"t": target.name, "q": full}).scalar_one()
-    inspector = sa.inspect(conn)
-    unique = inspector.get_unique_constraints(target.name, schema=target.schema)
-    indexes = [i for i in inspector.get_indexes(target.name, schema=target.schema) if i.get("unique")]
-    job.may_merge = bool(n or unique or indexes)
-    return job.may_merge
-
-
-def check_written(run: Run, conn: sa.Connection, job: Job) -> None:
-    """After the write, in its transaction: the counts must agree with what the table holds for the
-    keys sent (rows matched, not statements run). Every staged row that met a row met its own key
-    bytes, and, unless the mode only updates, every staged row is now in the table under its own
-    key. A disagreement (a merge this module did not foresee: a trigger, another unique key, a
-    comparison the catalog did not tell) raises, and the write rolls back."""
-    staging, target = job.staging, job.target
-    if staging is None or target is None or job.strategy not in ("diff", "truncate"):
-        return
-    keys = job.spec.primary_key
-    r = job.result
-    if not _may_merge(run, conn, job):
-        # Keys compared byte for byte, no trigger, no other unique key: the write cannot have merged
-        # a row sent into another, and the join with the whole table would cost as much as the merge.
-        sent = conn.execute(sa.text(f"SELECT COUNT(*) FROM {quoted(conn, staging)}")).scalar_one()
-        if r.inserted + r.updated > sent:
-            raise SyncError(
-                f"{job.spec.table}: after the write the counts do not agree with the table: {r.inserted:,} inserted "
-                f"+ {r.updated:,} updated is more than the {sent:,} rows sent. The write was rolled back. "
-                "Nothing was written."
-            )
-        run.log(f"{job.spec.table}: post-write key check skipped (keys compared byte for byte)")
-        return
-    on, exact = pairs(run.dialect, conn, _key_rules(run, conn, job), "s", keys, "t", keys)
-    sent, met, same = conn.execute(
-        sa.text(
-            f"SELECT COUNT(*), COUNT(t.{quoted(conn, keys[0])}), "
-            f"COALESCE(SUM(CASE WHEN t.{quoted(conn, keys[0])} IS NOT NULL AND {exact} THEN 1 ELSE 0 END), 0) "
-            f"FROM {quoted(conn, staging)} s LEFT JOIN {quoted(conn, target)} t ON {on}"
-        )
-    ).one()
-    problems = []
-    if met != same:
-        n = len(keys)
-        both = ", ".join(f"{side}.{quoted(conn, k)}" for side in "st" for k in keys)
-        sample = conn.execute(
-            sa.text(
-                f"SELECT {both} FROM {quoted(conn, staging)} s JOIN {quoted(conn, target)} t ON {on} "
-                f"WHERE NOT ({exact}) LIMIT {SAMPLE}"
-            )
-        ).all()
-        shown = ", ".join(f"{_shown([x[:n]])} met {_shown([x[n:]])}" for x in sample)
-        problems.append(f"{met - same:,} of the {sent:,} rows sent met a row whose key has other bytes ({shown})")
-    if job.spec.mode is not Mode.UPDATE and same != sent:
-        problems.append(f"only {same:,} of the {sent:,} rows sent are in the table under their own key")
-    if r.inserted + r.updated > sent:
-        problems.append(f"{r.inserted:,} inserted + {r.updated:,} updated is more than the {sent:,} rows sent")
-    if problems:
-        raise SyncError(
-            f"{job.spec.table}: after the write the counts do not agree with the table: {'; '.join(problems)}. "
-            "The write was rolled back. Nothing was written."
         )
 
 

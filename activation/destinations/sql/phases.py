@@ -28,7 +28,7 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from activation.destinations.sql import apply, collisions, prepare, preview, values
+from activation.destinations.sql import apply, collisions, prepare, preview, values, written_keys
 from activation.destinations.sql.foreign_keys import all_foreign_keys
 from activation.destinations.sql.run import Job, Run, cleanup, count
 from activation.syncs.model import MartRelation, PlanError
@@ -173,7 +173,7 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
                 if not run.dry_run:
                     apply.upsert(run, conn, job)
             if not run.dry_run:
-                collisions.check_written(run, conn, job)
+                written_keys.check_written(run, conn, job)
                 collisions.check_parents(run, conn, job, apply.written(job))
         if run.dry_run:
             return

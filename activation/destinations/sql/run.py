@@ -46,7 +46,8 @@ class Job:
     virtual: bool = False  # `target` is the table a dry run would create, never created
     key_rules: dict | None = None  # how the destination compares the text key columns (collisions.py)
     sends_trailing_space: bool | None = None  # a key to send ends with a space (collisions.py)
-    may_merge: bool | None = None  # the write could merge keys: check_written joins (collisions.py)
+    may_merge: bool | None = None  # a trigger or another unique key could merge keys (written_keys.py)
+    twins: int | None = None  # rows the merge met under a key of other bytes (MySQL's merge counts them)
 
     @property
     def spec(self) -> SyncSpec:
