@@ -84,7 +84,7 @@ def review_build(
     feeds = _feeds(project, config, other, against, against_warehouse, [m for m, c in changes if c != "removed"])
     reviews = []
     for destination in dict.fromkeys(s.destination for s in chosen):
-        identity = project.destination_resource(destination).identity
+        identity = _identity(project, destination)
         with _duckdb_reader(project, against_warehouse, destination, identity) as wh:
             for spec in [s for s in chosen if s.destination == destination]:
                 relation = model_relation(other, spec.source)
@@ -96,6 +96,15 @@ def review_build(
     return Review(
         against=str(against), base=str(base_manifest or "the project's manifest"), syncs=reviews, models=models
     )
+
+
+def _identity(project: Project, destination: str) -> str:
+    """Which destination the state belongs to (a URL without its password is enough)."""
+    if project.config.destinations[destination].is_api:
+        return project.destination_resource(destination).identity
+    from activation.destinations.urls import destination_identity
+
+    return destination_identity(project.destination_url(destination))
 
 
 def _table(spec, api: bool) -> str:

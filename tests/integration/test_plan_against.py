@@ -109,10 +109,12 @@ def scenario(lake, prepared_project, tmp_path_factory) -> Scenario:
 def review(s: Scenario, capsys, *args: str) -> tuple[int, str]:
     capsys.readouterr()
     code = main(
-        ["plan", "--against", str(s.pr_target), "--against-warehouse", str(s.pr_warehouse)]
+        ["plan", "-v", "--against", str(s.pr_target), "--against-warehouse", str(s.pr_warehouse)]
         + ["--base-manifest", str(s.base_target), *args]
     )
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert code in (EXIT_OK, EXIT_REFUSED), captured.err
+    return code, captured.out
 
 
 def digests(*paths: Path) -> dict[str, str]:
