@@ -77,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--full-resync", action="store_true", help="compare every row, as `sync --full-resync` would")
     plan.add_argument("--sample", type=int, default=5, help="sample keys per operation (default 5)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--against",
+        metavar="DBT_TARGET",
+        help="review another build (a pull request's dbt target folder) against the production sync state; "
+        "reads only, asks no destination",
+    )
+    plan.add_argument("--against-warehouse", help="DuckDB: the file that build wrote (default: the warehouse)")
+    plan.add_argument("--base-manifest", help="the production dbt target folder (default: the project's manifest)")
+    plan.add_argument("--format", choices=["text", "markdown", "json"], default="text", help="with --against")
     plan.set_defaults(func=cmd_plan)
 
     sync = sub.add_parser(

@@ -115,6 +115,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     specs = project.select(args.syncs)
     if not args.syncs:  # as `sync`: daily-partitioned syncs run per day, from their own job
         specs = [s for s in specs if not s.partition]
+    if args.against:
+        from activation.cli.review import report_review
+
+        return report_review(project, specs, args)
+    if args.format != "text" or args.against_warehouse or args.base_manifest:
+        raise UsageError("--format, --against-warehouse and --base-manifest go with --against")
     return report_plan(project, specs, full_resync=args.full_resync, sample=args.sample, as_json=args.json)
 
 

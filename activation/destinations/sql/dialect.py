@@ -229,6 +229,11 @@ def _dialect(name: str) -> SqlDialect:
     return cls() if cls is not None else SqlDialect(name)
 
 
+def dialect_named(name: str) -> SqlDialect:
+    """The dialect object of a SQLAlchemy dialect name (`mysql`, `postgresql`, `sqlite`)."""
+    return _dialect(name)
+
+
 def sql_dialect(bind: sa.Engine | sa.Connection | sa.Dialect | URL | str) -> SqlDialect:
     """The dialect object of an engine, a connection, a SQLAlchemy dialect or a URL."""
     if isinstance(bind, sa.Engine | sa.Connection):

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from activation.destinations.sql import apply, collisions, prepare, preview, values, written_keys
+from activation.destinations.sql import apply, collisions, described, prepare, preview, values, written_keys
 from activation.destinations.sql.foreign_keys import all_foreign_keys
 from activation.destinations.sql.run import Job, Run, cleanup, count
 from activation.syncs.model import MartRelation, PlanError
@@ -36,6 +36,7 @@ from activation.syncs.plan import Strategy, SyncPlan, Verdict
 from activation.syncs.problems import Problem
 from activation.syncs.results import SyncError, SyncResult
 from activation.syncs.spec import SyncSpec
+from activation.warehouses import destination_schemas
 
 
 def run_phases(
@@ -69,6 +70,7 @@ def run_phases(
         if not run.dry_run:
             for job in jobs:
                 run.warehouse.commit(job.mart)
+                keep_description(run, conn, job)
                 finish(run, conn, job, time.monotonic() - started)
     return jobs
 
@@ -216,6 +218,14 @@ def _writes(run: Run, conn: sa.Connection, job: Job, fks: dict) -> Iterator[None
     else:
         if savepoint is not None:
             savepoint.commit()
+
+
+def keep_description(run: Run, conn: sa.Connection, job: Job) -> None:
+    """The table as this run wrote it, kept beside the state for reviews without credentials."""
+    charsets = run.dialect.character_sets(conn, job.spec.table)
+    destination_schemas.record(
+        run.warehouse, job.spec, described.describe(job.target, conn.dialect.name, charsets, conn.dialect)
+    )
 
 
 def finish(run: Run, conn: sa.Connection, job: Job, elapsed: float) -> SyncResult:

@@ -13,7 +13,7 @@ in the sync's plan, and the writer does not search again for what they ruled out
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from activation.destinations.sql import schema, values
-from activation.destinations.sql.dialect import sql_dialect
+from activation.destinations.sql.dialect import SqlDialect, sql_dialect
 from activation.syncs.model import Plan
 from activation.syncs.outcome import FITS, KEYS, SAMPLE, CheckOutcome, markdown_table
 from activation.syncs.plan import SyncPlan, Verdict
@@ -108,6 +108,14 @@ class PreWriteChecks:
             target = sa.Table(spec.table, sa.MetaData(), autoload_with=conn)
             dialect = sql_dialect(conn)
             charsets = dialect.character_sets(conn, spec.table)
+        return self.fits_table(plan, target, dialect, charsets)
+
+    def fits_table(
+        self, plan: Plan, target: sa.Table, dialect: SqlDialect, charsets: Mapping[str, str]
+    ) -> tuple[CheckOutcome, frozenset[str]]:
+        """`fits` against a table already described (a review in CI checks the description kept in
+        the state: activation.destinations.sql.described)."""
+        spec = plan.spec
         problems: list[tuple[str, str, int, str]] = []  # column, problem, rows, sample keys
         found: list[Problem] = []
         drift_fix = "set on_schema_change (evolve or ignore) or map columns in `columns`, or migrate the column"
