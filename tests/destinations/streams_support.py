@@ -133,7 +133,11 @@ class StreamHarness:
 
     def state_keys(self) -> list[str]:
         path = self.tmp / "activation_state" / f"{self.name}.duckdb"
+        if not path.exists():
+            return []
         with duckdb.connect(str(path), read_only=True) as con:
+            if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sync__scores'").fetchall():
+                return []
             return [r[0] for r in con.execute('SELECT account_id FROM "sync__scores" ORDER BY 1').fetchall()]
 
     def mart_as_events(self) -> dict[str, dict]:
@@ -156,11 +160,15 @@ async def read_events(kind: str, stream: str) -> list[dict]:
     """Every event the stream holds, in order, decoded."""
     if kind == "nats":
         import nats
+        import nats.js.errors
 
         nc = await nats.connect("nats://127.0.0.1:4222")
         try:
             js = nc.jetstream()
-            info = await js.stream_info(stream)
+            try:
+                info = await js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                return []
             out = []
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 msg = await js.get_msg(stream, seq)
@@ -187,8 +195,9 @@ async def _rabbit_events(stream: str) -> list[dict]:
     consumer = Consumer("127.0.0.1", 5552, username="guest", password="guest")
     await consumer.start()
     done = asyncio.Event()
-    stats = await consumer.stream_exists(stream)
-    assert stats
+    if not await consumer.stream_exists(stream):
+        await consumer.close()
+        return []
 
     async def on_message(message: AMQPMessage, context) -> None:
         out.append(json.loads(bytes(message.body)))
@@ -198,8 +207,8 @@ async def _rabbit_events(stream: str) -> list[dict]:
     )
     idle = 0
     last = -1
-    while idle < 4:  # no new message for a second: the stream was read to its end
-        await asyncio.sleep(0.25)
+    while idle < 3:  # no new message for 0.3 s: the stream was read to its end
+        await asyncio.sleep(0.1)
         idle = idle + 1 if len(out) == last else 0
         last = len(out)
     done.set()
@@ -234,3 +243,57 @@ async def drop_stream(kind: str, stream: str) -> None:
             await producer.close()
     except Exception:  # noqa: BLE001 - a stream never created has nothing to drop
         pass
+
+
+class CutProxy:
+    """A TCP proxy to a broker that drops every connection once `limit` bytes went to the broker:
+    the broker going away mid-run, as the client sees it."""
+
+    def __init__(self, port: int, limit: int):
+        import threading
+
+        self.target, self.limit, self.sent, self.cut = port, limit, 0, False
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.cut:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b, counts in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, counts), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket, counts: bool) -> None:
+        try:
+            while not self.cut:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if counts:
+                    self.sent += len(data)
+                    if self.sent > self.limit:
+                        self.cut = True
+                        break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.cut = True
+        self.server.close()

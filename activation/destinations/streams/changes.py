@@ -52,9 +52,13 @@ def upserts(
 
 def _read(wh: Warehouse, plan: Plan, query: str, batch_size: int, limit: int | None) -> Iterator[pa.RecordBatch]:
     if limit is not None:  # a sample: the first keys only
-        yield from wh.reader(f"{query} ORDER BY {wh.keys(plan, 'm')} LIMIT {int(limit)}", plan.arrow_schema, limit)
-        return
-    yield from wh.sorted_reader(query, wh.keys(plan, "m"), plan.arrow_schema, batch_size)
+        reader = wh.reader(f"{query} ORDER BY {wh.keys(plan, 'm')} LIMIT {int(limit)}", plan.arrow_schema, limit)
+    else:
+        reader = wh.sorted_reader(query, wh.keys(plan, "m"), plan.arrow_schema, batch_size)
+    try:
+        yield from reader
+    finally:  # a run that stops mid-way must not leave the warehouse connection's result open
+        reader.close()
 
 
 def deletes(wh: Warehouse, plan: Plan, batch_size: int, limit: int | None = None) -> Iterator[pa.RecordBatch]:

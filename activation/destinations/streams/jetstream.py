@@ -34,7 +34,12 @@ class JetStream:
 
     @classmethod
     async def connect(cls, settings: NatsSettings) -> JetStream:
-        options: dict = {"servers": settings.servers, "connect_timeout": 5, "max_reconnect_attempts": 2}
+        options: dict = {
+            "servers": settings.servers,
+            "connect_timeout": 5,
+            "max_reconnect_attempts": 2,
+            "reconnect_time_wait": 0.5,
+        }
         if settings.user_env:
             options["user"] = os.environ[settings.user_env]
         if settings.password_env:

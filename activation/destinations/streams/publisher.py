@@ -101,18 +101,32 @@ async def publish(
             published.by_op.update(ops)
             progress(published.acked)
 
-    for events in batches:
-        if not events:
-            continue
-        await settle(max(max_in_flight - len(events), 0))
-        size = 0
-        for event in events:
-            size += len(event.payload)
-        waiting = await broker.submit(published.stream, events)
-        pending.append((waiting, Counter(e.op for e in events), len(events)))
-        in_flight += len(events)
-        published.sent += len(events)
-        published.bytes += size
-        await asyncio.sleep(0)  # let the client flush and read acknowledgements
-    await settle(0)
-    published.seconds = time.monotonic() - started
+    try:
+        for events in batches:
+            if not events:
+                continue
+            await settle(max(max_in_flight - len(events), 0))
+            size = 0
+            for event in events:
+                size += len(event.payload)
+            waiting = await broker.submit(published.stream, events)
+            pending.append((waiting, Counter(e.op for e in events), len(events)))
+            in_flight += len(events)
+            published.sent += len(events)
+            published.bytes += size
+            await asyncio.sleep(0)  # let the client flush and read acknowledgements
+        await settle(0)
+    except BaseException:
+        await _count_what_arrived(settle, timeout)
+        raise
+    finally:
+        getattr(batches, "close", lambda: None)()  # the warehouse's result set, left mid-way
+        published.seconds = time.monotonic() - started
+
+
+async def _count_what_arrived(settle, timeout: float) -> None:
+    """After a failure, the acknowledgements already on their way, for the error to say how far it got."""
+    try:
+        await asyncio.wait_for(settle(0), min(timeout, 5.0))
+    except BaseException:  # noqa: BLE001 - the failure being raised is the one to report
+        pass
