@@ -105,6 +105,7 @@ def test_a_parents_delete_that_would_cascade_to_a_held_child_is_kept_back(run):
     [accounts, _] = run.sync(related=True)
     assert accounts.deleted == 1 and "K003" in accounts.warnings[-1] and "kept back" in accounts.warnings[-1]
     assert "P003" in accounts.warnings[-1] and "contact_sync" in accounts.warnings[-1]
+    assert not any("the API refused" in w for w in accounts.warnings)  # kept back is not refused
     assert sorted(r["Customer_Id__c"] for r in run.org.objects["Account"].records.values()) == [
         "K001",
         "K002",

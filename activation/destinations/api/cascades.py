@@ -43,6 +43,9 @@ def _held_by(wh: Warehouse, child, keys: list[Any]) -> set[str]:
     return held
 
 
+KEPT_BACK = "kept back: "  # how a delete this module holds back is told from one the API refused
+
+
 def held_back(wh: Warehouse, client: ObjectClient, job: ApiJob, keys: Sequence[Any], log: Log) -> dict[int, str]:
     """Index (in `keys`) -> why that parent's delete is kept back this run."""
     cascades = getattr(client, "cascades", None)
@@ -65,7 +68,7 @@ def held_back(wh: Warehouse, client: ObjectClient, job: ApiJob, keys: Sequence[A
                     continue
                 reasons.setdefault(
                     index,
-                    f"kept back: deleting {parent} {keys[index]!r} would delete {child_object} {child_key!r} "
+                    f"{KEPT_BACK}deleting {parent} {keys[index]!r} would delete {child_object} {child_key!r} "
                     f"with it ({child_object}.{lookup} cascades), which sync {child.spec.name!r} still holds",
                 )
     going = sum(1 for i in unheld if i not in reasons)

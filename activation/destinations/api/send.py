@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from activation.destinations.api import twins
-from activation.destinations.api.cascades import held_back
+from activation.destinations.api.cascades import KEPT_BACK, held_back
 from activation.destinations.api.client import FieldInfo, ObjectClient, Outcome, Record
 from activation.destinations.api.plan import ApiJob
 from activation.destinations.api.records import column_values, rebatch, to_records
@@ -159,7 +159,8 @@ def send_deletes(
                 tally.deleted += 1
             else:
                 tally.refused_deletes.append(((keys[i],), outcome.error or "refused without a message"))
-                tally.note_error(outcome.error)
+                if not (outcome.error or "").startswith(KEPT_BACK):
+                    tally.note_error(outcome.error)
         progress(tally.sent + tally.deleted + len(tally.refused_deletes))
 
 
@@ -180,11 +181,15 @@ def result_of(job: ApiJob, tally: Tally, calls: ApiCalls, seconds: float) -> Syn
     rejected = job.rejected + len(tally.refused)
     remaining = job.rows_before + tally.inserted - (0 if spec.soft_delete_column else tally.deleted)
     warnings = list(job.plan.warnings)
-    if tally.refused or tally.refused_deletes:
+    kept = [why for _, why in tally.refused_deletes if why.startswith(KEPT_BACK)]
+    refused = len(tally.refused_deletes) - len(kept)
+    if tally.refused or refused:
         warnings.append(
-            f"the API refused {len(tally.refused):,} record(s) and {len(tally.refused_deletes):,} delete(s) "
+            f"the API refused {len(tally.refused):,} record(s) and {refused:,} delete(s) "
             f"(first: {tally.errors[0] if tally.errors else '?'}); they are sent again next run"
         )
+    if kept:
+        warnings.append(f"{len(kept):,} delete(s) kept back, tried again next run (first: {kept[0]})")
     return SyncResult(
         sync=spec.name,
         table=spec.table,
