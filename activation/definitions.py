@@ -89,10 +89,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={
             "dbt": dbt_resource(project),  # the dbt beside this interpreter, whatever PATH says
             WAREHOUSE_RESOURCE: warehouse_resource(settings),  # DuckDB, or BigQuery for the `bigquery` target
-            **{
-                destination_resource_key(name, api=config.destinations[name].is_api): res
-                for name, res in destinations.items()
-            },
+            **{destination_resource_key(name, config.destinations[name]): res for name, res in destinations.items()},
         },
     )
 

@@ -194,7 +194,7 @@ def build_lineage(
         mart = by_name.get(sync.source)
         mart_columns = list(warehouse.get(_relation(mart), {})) if mart else []
         pairs = sync.columns.items() if sync.columns else ((c, c) for c in mart_columns)
-        api = config.destinations[sync.destination].is_api
+        api = not config.destinations[sync.destination].type == "sql"  # named like an object: <destination>/<table>
         for dest, src in pairs:
             if sync.mask.get(src) == "drop":  # never leaves the warehouse
                 continue

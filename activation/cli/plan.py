@@ -47,6 +47,10 @@ def _previewer(project: Project, destination: str) -> Iterator[tuple[Any, str, s
     """(the destination to preview through, the identity of its state, why it cannot be asked):
     a database through a dry-run engine, disposed after; an API as it is (its preview makes no
     write call), unless a secret's variable is unset."""
+    if project.config.destinations[destination].is_stream:
+        resource = project.destination_resource(destination)
+        yield resource.destination(), resource.identity, None
+        return
     if project.config.destinations[destination].is_api:
         from activation.destinations import registry
 

@@ -82,6 +82,8 @@ def run(
     # an API destination whose secret is unset stops here, naming it; the config's syncs tell it
     # the parents and children of the selected ones
     writer = target.destination(list(translator.config.syncs.values()))
+    if hasattr(writer, "run_id"):  # a stream's events name the run that published them
+        writer.run_id = context.run.run_id
     warehouse = getattr(context.resources, WAREHOUSE_RESOURCE)
     relations = {s.name: translator.marts[s.source].relation for s in selected}
     window = days(context) if first.partition else []

@@ -237,12 +237,69 @@ class ApiDestinationResource(dg.ConfigurableResource):
         return ApiChecks(planner, destination)
 
 
-def destination_resource(name: str, spec: DestinationSpec, base_dir: Path) -> SQLDestination | ApiDestinationResource:
+class StreamDestinationResource(dg.ConfigurableResource):
+    """A broker (NATS JetStream, RabbitMQ Streams, Redis Streams) as syncs.yml declares it; its
+    secrets are names of environment variables, read when a sync connects."""
+
+    name: str
+    spec_json: str
+
+    @property
+    def spec(self) -> DestinationSpec:
+        return DestinationSpec.model_validate_json(self.spec_json)
+
+    @property
+    def kind(self) -> str:
+        from activation.destinations.streams.config import KINDS
+
+        return KINDS[self.spec.type]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from activation.destinations.streams.engine import StreamDestination
+
+        return StreamDestination.capabilities
+
+    @property
+    def url(self) -> str:
+        from activation.destinations.streams.config import endpoint
+
+        return endpoint(self.spec)
+
+    @property
+    def masked_url(self) -> str:
+        return self.url
+
+    @property
+    def identity(self) -> str:
+        from activation.destinations.streams.config import identity
+
+        return identity(self.name, self.spec)
+
+    def destination(self, syncs: Sequence[SyncSpec] = (), run_id: str | None = None):
+        from activation.destinations.streams.engine import StreamDestination
+
+        destination = StreamDestination(self.name, self.spec)
+        if run_id:
+            destination.run_id = run_id
+        return destination
+
+    def checks(self, planner, destination):
+        from activation.orchestration.checks.streams import StreamChecks
+
+        return StreamChecks(planner, destination)
+
+
+def destination_resource(
+    name: str, spec: DestinationSpec, base_dir: Path
+) -> SQLDestination | ApiDestinationResource | StreamDestinationResource:
     """The resource for a configured destination. A database: the URL from its environment variable
     (kept as an EnvVar, so it never shows in the UI), else the config's password-free default; a
     relative SQLite path in the default is taken from `base_dir` (the sync config's folder), so the
     same file is used whatever the working directory. An API: its settings, secrets read at run time.
     """
+    if spec.is_stream:
+        return StreamDestinationResource(name=name, spec_json=spec.model_dump_json())
     if spec.is_api:
         return ApiDestinationResource(name=name, spec_json=spec.model_dump_json())
     if os.environ.get(spec.url_env):

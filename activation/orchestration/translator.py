@@ -40,7 +40,7 @@ from activation.syncs.outcome import (
     markdown_table,
 )
 from activation.syncs.results import SyncResult
-from activation.syncs.spec import SyncConfig, SyncSpec
+from activation.syncs.spec import DestinationSpec, SyncConfig, SyncSpec
 
 WAREHOUSE_RESOURCE = "warehouse"
 
@@ -51,9 +51,12 @@ def sync_asset_key(sync: SyncSpec) -> dg.AssetKey:
     return dg.AssetKey([sync.destination, sync.table])
 
 
-def destination_resource_key(destination: str, *, api: bool = False) -> str:
-    """`app_db` for a database, `salesforce_api` for an API: its resource, and its syncs' default group."""
-    return f"{destination}_{'api' if api else 'db'}"
+def destination_resource_key(destination: str, spec: DestinationSpec | None = None, *, api: bool = False) -> str:
+    """`app_db` for a database, `salesforce_api` for an API, `events_stream` for a broker: its
+    resource, and its syncs' default group."""
+    if spec is not None and spec.is_stream:
+        return f"{destination}_stream"
+    return f"{destination}_{'api' if api or (spec is not None and spec.is_api) else 'db'}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,12 @@ class SyncTranslator:
         """Whether the sync writes into an API object (wording only: what runs is read from capabilities)."""
         return self.config.destinations[sync.destination].is_api
 
+    def is_stream(self, sync: SyncSpec) -> bool:
+        """Whether the sync publishes its changes into a broker's stream."""
+        return self.config.destinations[sync.destination].is_stream
+
     def get_resource_key(self, sync: SyncSpec) -> str:
-        return destination_resource_key(sync.destination, api=self.is_api(sync))
+        return destination_resource_key(sync.destination, self.config.destinations[sync.destination])
 
     def get_deps(self, sync: SyncSpec) -> list[dg.AssetKey]:
         """Its mart, then the tables its foreign keys point at (parents load first)."""
@@ -104,6 +111,13 @@ class SyncTranslator:
     def get_description(self, sync: SyncSpec) -> str:
         if sync.description:
             return sync.description
+        if self.is_stream(sync):
+            kind = self.destinations[sync.destination].kind
+            deletes = "inserts, updates and deletes" if sync.mode.deletes else "inserts and updates"
+            return (
+                f"The {deletes} of `{sync.source}` published as change events (CloudEvents, Debezium-shaped) into "
+                f"the {kind} stream `{sync.table}` of destination `{sync.destination}`, keyed by {sync.primary_key}."
+            )
         if self.is_api(sync):
             kind = self.destinations[sync.destination].kind
             return (
@@ -146,6 +160,8 @@ class SyncTranslator:
         }
         if self.is_api(sync):
             metadata.update(self.get_api_metadata(sync))
+        if self.is_stream(sync):
+            metadata.update(self.get_stream_metadata(sync))
         left_out = self.checks_not_possible(sync)
         if left_out:
             metadata["checks_not_possible"] = metadata_value(
@@ -167,6 +183,25 @@ class SyncTranslator:
             "secrets_from_environment": ", ".join(sorted(registry.secret_names(spec).values())) or "none",
         }
         if sync.columns:  # known before any run: API field <- mart column
+            metadata["dagster/column_lineage"] = self._column_lineage(sync, sync.columns)
+        return metadata
+
+    def get_stream_metadata(self, sync: SyncSpec) -> dict[str, Any]:
+        """What a stream's asset shows before any run: where, how events are keyed and deduplicated."""
+        from activation.destinations.streams import config as streams
+        from activation.destinations.streams.envelope import VERSION
+
+        spec = self.config.destinations[sync.destination]
+        settings = streams.settings(spec)
+        metadata: dict[str, Any] = {
+            "dagster/table_name": f"{sync.destination}.{sync.table}",
+            "stream": sync.table,
+            "broker": streams.endpoint(spec),
+            "envelope": f"CloudEvents 1.0, data in Debezium's shape, envelopeversion {VERSION}",
+            "first_sync": sync.initial,
+            "retry_horizon_seconds": settings.retry_horizon_seconds,
+        }
+        if sync.columns:
             metadata["dagster/column_lineage"] = self._column_lineage(sync, sync.columns)
         return metadata
 
@@ -202,6 +237,8 @@ class SyncTranslator:
 
     def get_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
         """Every check the sync's mode and config call for, by name, before capabilities."""
+        if self.is_stream(sync):
+            return self.get_stream_check_descriptions(sync)
         if self.is_api(sync):
             return self.get_api_check_descriptions(sync)
         checks = {
@@ -218,6 +255,22 @@ class SyncTranslator:
             checks[ORPHANS] = f"After writing: no orphaned values in {sorted(sync.foreign_keys)}."
         checks[REJECTS] = f"After writing: rejected rows are within {sync.checks.max_rejected}."
         return checks
+
+    def get_stream_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
+        from activation.syncs.outcome import ACKED, PUBLISHED, VISIBLE
+
+        return {
+            KEYS: f"Before publishing: the key {sync.primary_key} of mart {sync.source} is not null and unique.",
+            FITS: "Before publishing: no value JSON cannot carry (NaN, infinity) and no event over the broker's "
+            "payload limit, found in the warehouse (within max_rejects they are set aside).",
+            GUARDS: "Before publishing: the planned inserts, updates and deletes stay within the sync's guards.",
+            PUBLISHED: "After publishing: the events published, by op, are the changes the plan found (less the rows "
+            "set aside).",
+            ACKED: "After publishing: the broker acknowledged every event sent (stored, or dropped as a duplicate).",
+            VISIBLE: "After publishing: the stream holds the events stored (stream info, XLEN): its length grew by "
+            "the events acknowledged and not dropped as duplicates.",
+            REJECTS: f"After publishing: rows set aside are within {sync.checks.max_rejected}.",
+        }
 
     def get_api_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
         key, table = sync.primary_key[0], sync.table
@@ -302,6 +355,28 @@ class SyncTranslator:
         if result.api is not None:  # an API object: no table is created; its calls instead
             metadata.pop("created_table")
             metadata.update(self.get_api_calls_metadata(result))
+        if result.stream is not None:
+            metadata.pop("created_table")
+            metadata.update(self.get_stream_run_metadata(result))
+        return metadata
+
+    def get_stream_run_metadata(self, result: SyncResult) -> dict[str, Any]:
+        """What a run published: events by op, bytes, the rate, what the broker dropped and holds."""
+        stream = result.stream or {}
+        by_op = stream.get("events_by_op", {})
+        seconds = stream.get("seconds") or 0.0
+        acked = stream.get("events_acked", 0)
+        metadata: dict[str, Any] = {
+            **{f"events_{op}": int(by_op.get(op, 0)) for op in ("c", "u", "d", "r")},
+            "events_published": acked,
+            "duplicates_dropped_by_broker": stream.get("duplicates_dropped", 0),
+            "bytes_published": stream.get("bytes", 0),
+            "events_per_second": round(acked / seconds, 1) if seconds else 0.0,
+            "publish_seconds": seconds,
+        }
+        if stream.get("length_after") is not None:
+            metadata["dagster/row_count"] = stream["length_after"]
+            metadata["stream_length"] = stream["length_after"]
         return metadata
 
     def get_api_calls_metadata(self, result: SyncResult) -> dict[str, Any]:

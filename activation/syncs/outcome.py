@@ -22,6 +22,9 @@ CHECKSUM = "content_matches_mart"
 ORPHANS = "no_orphaned_foreign_keys"
 REJECTS = "rejected_rows_below_threshold"
 ACCEPTED = "accepted_equals_sent"  # an API answered every record sent: accepted + refused == sent
+PUBLISHED = "published_equals_plan"  # a stream's events by op are the plan's changes
+ACKED = "every_event_acknowledged"  # the broker acknowledged every event sent
+VISIBLE = "events_visible_in_stream"  # the stream's length grew by the events stored
 
 PRE_WRITE = (KEYS, FITS, GUARDS)  # blocking: a failure writes nothing
 SAMPLE = 5  # sample keys shown per problem

@@ -32,11 +32,12 @@ class Strategy(StrEnum):
     BULK = "bulk"  # the table is empty: load every row in place
     UNCHANGED = "unchanged"  # a shadow swap with nothing changed since the last sync: nothing to do
     API = "api"  # an API object: the diff's rows upserted by the external ID, its deletes by key
+    STREAM = "stream"  # a stream: every change of the diff published as an event
 
     @property
     def sends_everything(self) -> bool:
         """Every mart row is sent, whatever an incremental plan found."""
-        return self not in (Strategy.DIFF, Strategy.API)
+        return self not in (Strategy.DIFF, Strategy.API, Strategy.STREAM)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class SyncResult:
     columns: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     api: ApiCalls | None = None  # set by API destinations
+    stream: dict[str, Any] | None = None  # set by stream destinations: events by op, acks, bytes (streams/publisher.py)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class SyncPreview:
     blocked: str | None = None  # a guard or a pre-write check would refuse the sync
     problems: list[Problem] = field(default_factory=list)  # each thing that would refuse it
     warnings: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # a stream's: samples of the events it would publish
 
     def refuse(self, problems: list[Problem], message: str = "") -> None:
         """Record what would refuse the sync; `message` stands for problems the refusal did not name."""

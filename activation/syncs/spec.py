@@ -36,7 +36,8 @@ from activation.syncs.options import (
     check_identifier,
 )
 
-DestinationType = Literal["sql", "salesforce", "hubspot", "http"]
+DestinationType = Literal["sql", "salesforce", "hubspot", "http", "nats", "rabbitmq_stream", "redis_stream"]
+STREAM_TYPES = ("nats", "rabbitmq_stream", "redis_stream")
 
 
 class DestinationSpec(BaseModel):
@@ -54,7 +55,12 @@ class DestinationSpec(BaseModel):
 
     @property
     def is_api(self) -> bool:
-        return self.type != "sql"
+        return self.type != "sql" and not self.is_stream
+
+    @property
+    def is_stream(self) -> bool:
+        """A broker's streams (NATS JetStream, RabbitMQ Streams, Redis Streams): changes as events."""
+        return self.type in STREAM_TYPES
 
     @field_validator("default_url")
     @classmethod
@@ -69,7 +75,14 @@ class DestinationSpec(BaseModel):
         kind = info.data.get("type", "sql")
         if kind == "sql":
             if value:
-                raise ValueError("settings are for API destinations (type: salesforce, hubspot or http)")
+                raise ValueError(
+                    "settings are for API and stream destinations (type: salesforce, hubspot, http, nats, ...)"
+                )
+            return value
+        if kind in STREAM_TYPES:
+            from activation.destinations.streams import config as streams
+
+            streams.SETTINGS[kind].model_validate(value)
             return value
         from activation.destinations import registry  # the vendor's package, imported only when used
 
@@ -86,6 +99,10 @@ class DestinationSpec(BaseModel):
             return self
         if self.url_env or self.default_url:
             raise ValueError(f"a {self.type} destination is reached through its settings, not url_env/default_url")
+        if self.is_stream:
+            if self.rate_limit:
+                raise ValueError("rate_limit is for API destinations; a broker is paced by its acknowledgements")
+            return self
         if self.rate_limit is None:
             raise ValueError(
                 f"a {self.type} destination needs rate_limit: {{requests: N, per_seconds: S}}, the rate its API "
@@ -130,6 +147,8 @@ class SyncSpec(BaseModel):
     mask: dict[Identifier, Literal["hash", "redact", "drop", "none"]] = Field(default_factory=dict)
     # keep, beside the state, the values the destination last accepted (warehouses/kept_values.py)
     keep_values: bool = True
+    # a stream's first sync: every row as a snapshot event (op r), or nothing (the state is recorded)
+    initial: Literal["snapshot", "skip"] = "snapshot"
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -249,6 +268,12 @@ class SyncConfig(BaseModel):
                     f"syncs.{sync.name}.destination: {sync.destination!r} is not one of {sorted(self.destinations)}"
                 )
             destination = self.destinations[sync.destination]
+            if destination.is_stream:
+                from activation.destinations.streams.config import check_stream_sync
+
+                check_stream_sync(sync, destination)
+            elif sync.initial != "snapshot":
+                raise ValueError(f"syncs.{sync.name}.initial: only a sync into a stream can skip its first snapshot")
             if destination.is_api:
                 from activation.destinations.api.config import check_api_sync
 

@@ -97,7 +97,8 @@ def test_an_api_destination_loads_with_its_settings_checked(tmp_path):
         (
             "    type: http\n",
             "    type: soap\n",
-            r"destinations\.scoring\.type: Input should be 'sql', 'salesforce', 'hubspot' or 'http'",
+            r"destinations\.scoring\.type: Input should be 'sql', 'salesforce', 'hubspot', 'http', 'nats', "
+            r"'rabbitmq_stream' or 'redis_stream'",
         ),
         (
             "  app: {url_env: APP_URL}",
@@ -107,7 +108,7 @@ def test_an_api_destination_loads_with_its_settings_checked(tmp_path):
         (
             "  app: {url_env: APP_URL}",
             "  app: {url_env: APP_URL, settings: {a: 1}}",
-            r"destinations\.app\.settings: .*settings are for API destinations",
+            r"destinations\.app\.settings: .*settings are for API and stream destinations",
         ),
         (
             "    mode: mirror",
