@@ -120,11 +120,6 @@ class Warehouse(KeptValues, MartChecks, ABC):
         """A relation (k0, k1, ...) holding these tuples (the key's values, maybe more after them),
         for as long as the context lasts."""
 
-    def kept_values_relation(self, spec: SyncSpec) -> str | None:
-        """The values the destination last accepted for this sync, as sent (destination names,
-        masked, keys included), as a quoted relation; None where no values are kept."""
-        return None
-
     def relation_columns(self, relation: str) -> list[str]:
         """The column names of a quoted relation (a mart as read, the kept values)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list the columns of {relation}")
