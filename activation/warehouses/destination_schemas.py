@@ -32,7 +32,9 @@ class Described:
 
 
 def record(wh: Warehouse, spec: SyncSpec, description: dict[str, Any]) -> None:
-    """Keep the description of this sync's table (replacing the previous one)."""
+    """Keep the description of this sync's table (replacing the previous one); a dry run keeps nothing."""
+    if wh.dry_run:
+        return
     f, table = wh.flavour, wh.bookkeeping_table(TABLE)
     body = ", ".join(f"{c} {f.types[kind]}" for c, kind in COLUMNS)
     wh.query(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
