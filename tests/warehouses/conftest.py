@@ -75,7 +75,9 @@ def _bigquery(request) -> Iterator[Backend]:
             lambda: [
                 t.table_id
                 for t in bq.client.list_tables(state)
-                if not t.table_id.endswith("__state") and "__values_" not in t.table_id
+                if not t.table_id.endswith("__state")
+                and "__values_" not in t.table_id
+                and t.table_id != "destination_schemas"
             ],
         )
     finally:
