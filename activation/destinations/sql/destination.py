@@ -33,9 +33,10 @@ LOCK_WAIT_SECONDS = 60
 class SqlDestination(Destination):
     """One SQL database (MySQL/MariaDB, PostgreSQL, SQLite) reached through a SQLAlchemy engine."""
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, *, load_streams: int | None = None):
         super().__init__()
         self.engine = engine
+        self.load_streams = load_streams  # parallel_load.py: None chooses from the server and cores
         self.dialect: SqlDialect = sql_dialect(engine)
 
     @property
@@ -63,7 +64,7 @@ class SqlDestination(Destination):
         from the same point and nothing is skipped or applied twice."""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             self.within_guards = {}
-            run = Run(self.engine, self.dialect, warehouse, log, self.within_guards)
+            run = Run(self.engine, self.dialect, warehouse, log, self.within_guards, load_streams=self.load_streams)
             try:
                 with self._exclusive(specs):
                     jobs = run_phases(run, specs, relations, plans or {}, full_resync=full_resync)
