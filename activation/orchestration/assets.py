@@ -16,7 +16,6 @@ from activation.orchestration import execute
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslator
 from activation.syncs.spec import SyncConfigError, SyncSpec
 
-
 # Writes into one destination are kept apart across runs by a pool per destination (limit 1 in
 # the demo's dagster.yaml); syncs into different destinations run in parallel. The op tag names
 # the destination for executors that ignore pools (Kubernetes' tag_concurrency_limits, docs/deploy.md).

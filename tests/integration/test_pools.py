@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -119,7 +118,10 @@ def test_one_destination_one_writer_across_runs_and_destinations_in_parallel(war
         assert b_first[0] < a_first[1] < b_first[1], (a_first, b_first)
 
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            marts = {t: con.execute(f"SELECT count(*) FROM {relation(con, 'app_' + t)}").fetchone()[0] for t in ("facilities", "candidates")}
+            marts = {
+                t: con.execute(f"SELECT count(*) FROM {mart(con, t)}").fetchone()[0]
+                for t in ("facilities", "candidates")
+            }
         for url, tables in ((a_url, ("facilities", "candidates")), (b_url, ("facilities",))):
             engine = sa.create_engine(url)
             with engine.connect() as conn:
@@ -139,6 +141,7 @@ def pending(instance: dg.DagsterInstance, destination: str) -> bool:
     return instance.event_log_storage.get_concurrency_info(destination_pool(destination)).pending_step_count > 0
 
 
-def relation(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    [(schema,)] = con.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
-    return f'"{schema}"."{table}"'
+def mart(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    sql = "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name = ?"
+    [(schema, name)] = con.execute(sql, [f"app_{table}"]).fetchall()
+    return f'"{schema}"."{name}"'
