@@ -58,6 +58,33 @@ def test_a_snapshot_then_only_changes_as_documented_events(streams):
     assert consumer_table(streams.events()) == streams.mart_as_events()
 
 
+def test_updates_and_deletes_carry_the_values_last_sent_and_exactly_the_fields_that_changed(streams):
+    streams.mart(account_rows(range(1, 6)))
+    streams.run()
+    sent = {e["subject"]: e["data"]["after"] for e in streams.events()}
+    assert all(e["data"]["before"] is None and e["data"]["changed"] is None for e in streams.events())  # op r
+
+    streams.sql("UPDATE accounts SET churn = 0.99, name = 'Renamed' WHERE account_id = 'A0002'")
+    streams.sql("UPDATE accounts SET active = NOT active WHERE account_id = 'A0004'")
+    streams.sql("DELETE FROM accounts WHERE account_id = 'A0003'")
+    streams.sql(f"INSERT INTO accounts {account_rows([6])}")
+    streams.run()
+    tail = {e["subject"]: e["data"] for e in streams.events()[5:]}
+    assert {k: d["op"] for k, d in tail.items()} == {"A0002": "u", "A0004": "u", "A0006": "c", "A0003": "d"}
+    assert tail["A0002"]["before"] == sent["A0002"]  # the values of the first sync, as published then
+    assert tail["A0002"]["changed"] == ["name", "churn"]  # in the mart's column order, the key never
+    assert tail["A0002"]["after"] == {**sent["A0002"], "name": "Renamed", "churn": 0.99}
+    assert tail["A0004"]["changed"] == ["active"] and tail["A0004"]["before"] == sent["A0004"]
+    assert tail["A0003"]["before"] == sent["A0003"] and tail["A0003"]["after"] is None
+    assert tail["A0006"]["before"] is None and tail["A0006"]["changed"] is None
+
+    # the next change's before is this run's after: the kept values moved with the state
+    streams.sql("UPDATE accounts SET churn = 0.5 WHERE account_id = 'A0002'")
+    streams.run()
+    [last] = streams.events()[9:]
+    assert last["data"]["before"] == tail["A0002"]["after"] and last["data"]["changed"] == ["churn"]
+
+
 class Crashing:
     """The real broker, but the process dies after `batches` batches were handed to it."""
 
