@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from activation.destinations.sql import destination, mysql_load
 from activation.syncs.results import SyncError
+from tests.databases import mariadb_database
 from tests.reliability.support import Log, assert_same_rows, make_mart, make_spec, progress, run
 from tests.syncs.test_load import engine_for
 
@@ -140,3 +141,21 @@ def test_second_run_waits_for_the_first_then_finds_nothing_to_do(url, tmp_path, 
     assert (b_res.inserted, b_res.updated, b_res.deleted) == (0, 0, 0)
     assert b_res.unchanged == ROWS and b_res.rows_in_destination == ROWS
     assert_same_rows(url, duck_a)
+
+
+def test_the_same_table_in_another_database_of_the_server_is_not_locked(tmp_path, monkeypatch):
+    """MySQL's GET_LOCK names are server-wide: a sync into app_a.items must not wait for (or be
+    refused by) a sync holding app_b.items on the same server."""
+    duck_a, duck_b = two_warehouses(tmp_path)
+    spec = make_spec("mirror", batch_size=1_000)
+    monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
+    with mariadb_database() as held_url, mariadb_database() as other_url:
+        holder = sa.create_engine(held_url).connect()
+        try:
+            name = destination.lock_name(sa.make_url(held_url).database, "items")
+            assert holder.execute(sa.text("SELECT GET_LOCK(:n, 5)"), {"n": name}).scalar() == 1
+            assert run(other_url, duck_a, [spec], log=Log())["items"].inserted == ROWS
+            with pytest.raises(SyncError, match="another sync is writing items in this destination"):
+                run(held_url, duck_b, [spec], log=Log())
+        finally:
+            holder.close()
