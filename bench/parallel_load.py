@@ -5,6 +5,7 @@ database's own bulk loader on a ready file, in one run (issue 19, targets 1 and 
     uv run python bench/parallel_load.py --rows 1000000 --rows 4000000
     uv run python bench/parallel_load.py --quick               # 200,000 rows
     uv run python bench/parallel_load.py --only mariadb        # or postgres, sqlite
+    uv run python bench/parallel_load.py --rounds 3            # a busy host: medians of same-round ratios
 
 An 11-column mart (BIGINT key, text with Japanese and NULLs, ints, decimal, double, bool, date,
 timestamp), sorted by key. Per database:
@@ -16,7 +17,10 @@ timestamp), sorted by key. Per database:
   (parallel_load.py: min(4, cores, free connections / 2, rows / 100k)): plan in DuckDB, create
   the table under a hidden name, load, rename into place, record the state;
 - ours, replace after 1% of the rows changed: every row into a shadow table, compare, swap.
-"vs ref" is the reference's seconds over the step's: above 1 is faster than one stream.
+"vs ref" is the reference's seconds over the step's: above 1 is faster than one stream. "cpu s"
+is the CPU time of the step's own process (all its threads), "server" the database server's CPU
+time over the step (read from /proc: the server must run on this host), so a run on a busy host
+still shows where the work goes.
 Every step runs in a fresh child process; peak RSS is that whole process's (VmHWM).
 """
 
@@ -25,9 +29,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import gc
+import math
 import os
+import resource
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -75,6 +82,29 @@ def build_source(path: str, rows: int) -> None:
         ORDER BY customer_key
     """)
     con.close()
+
+
+def server_cpu(kind: str) -> float:
+    """CPU seconds the database server on this host has used so far (MariaDB: one process; PostgreSQL:
+    its live processes plus what the postmaster's exited backends used), or NaN when not local."""
+    names = {"mysql": ("mariadbd", "mysqld"), "postgres": ("postgres",)}.get(kind, ())
+    total, found = 0.0, False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if comm in names:
+            found = True
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK") if found else float("nan")
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _spec(mode: str):
@@ -184,11 +214,11 @@ def step_reference(url: str, kind: str, source: str, tmp: str, streams: int) -> 
     paths = _ready_files(source, tmp, kind, streams)
     _reference_table(url)
     start = _status_mb("VmRSS")
-    t0 = time.perf_counter()
+    t0, c0, s0 = time.perf_counter(), _cpu(), server_cpu(kind)
     with concurrent.futures.ThreadPoolExecutor(streams) as pool:
         rows = sum(pool.map(lambda p: _load_file(url, kind, p), paths))
     seconds = time.perf_counter() - t0
-    memory = _memory(start)
+    memory = _memory(start) | {"cpu": _cpu() - c0, "server_cpu": server_cpu(kind) - s0}
     for path in paths:
         os.unlink(path)
     engine = create_engine(url)
@@ -203,8 +233,9 @@ def step_sqlite_reference(url: str, source: str) -> dict:
     _reference_table(url)
     path = sa.engine.make_url(url).database
     con = duckdb.connect(source, read_only=True)
+    con.execute("SET enable_progress_bar = false")
     start = _status_mb("VmRSS")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     db = sqlite3.connect(path)
     # SQLite binds no Decimal: the revenue as text, which its NUMERIC column stores as a number
     result = con.execute(
@@ -217,7 +248,7 @@ def step_sqlite_reference(url: str, source: str) -> dict:
             db.executemany(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})", batch)
             rows += len(batch)
     seconds = time.perf_counter() - t0
-    memory = _memory(start)
+    memory = _memory(start) | {"cpu": _cpu() - c0, "server_cpu": float("nan")}
     db.execute(f"DROP TABLE {TABLE}")
     db.close()
     return {"rows": rows, "seconds": seconds, **memory, "note": "executemany, one transaction"}
@@ -226,18 +257,18 @@ def step_sqlite_reference(url: str, source: str) -> dict:
 # -- ours ------------------------------------------------------------------------------------------
 
 
-def step_sync(url: str, source: str, state: str, mode: str, streams: int | None) -> dict:
+def step_sync(url: str, source: str, state: str, mode: str, streams: int | None, kind: str) -> dict:
     engine = create_engine(url)
     lines: list[str] = []
     gc.collect()
     start = _status_mb("VmRSS")
-    t0 = time.perf_counter()
+    t0, c0, s0 = time.perf_counter(), _cpu(), server_cpu(kind)
     with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
         [result] = SqlDestination(engine, load_streams=streams).sync(
             DuckDB(con, state, url), [_spec(mode)], {"bench": MartRelation("main", "src")}, log=lines.append
         )
     seconds = time.perf_counter() - t0
-    memory = _memory(start)
+    memory = _memory(start) | {"cpu": _cpu() - c0, "server_cpu": server_cpu(kind) - s0}
     engine.dispose()
     used = next((line.split(" on ")[1].split(" connections")[0] for line in lines if " connections " in line), "1")
     return {
@@ -273,16 +304,14 @@ def bench(kind: str, rows: int, tmp: Path) -> list[tuple[str, dict]]:
             loader = "LOAD DATA" if kind == "mysql" else "COPY"
             steps.append((f"reference: one {loader}, ready file", run(step_reference, url, kind, work, str(tmp), 1)))
             steps.append((f"ceiling: two {loader}s, ready halves", run(step_reference, url, kind, work, str(tmp), 2)))
-            steps.append(("ours: initial, 1 stream", run(step_sync, url, work, str(tmp / "s1.duckdb"), "replace", 1)))
-            _drop_table(url)
-        steps.append(("ours: initial", run(step_sync, url, work, str(tmp / f"s_{kind}.duckdb"), "replace", None)))
-        change(work, 0.01)
-        steps.append(
-            (
-                "ours: replace after 1% changed",
-                run(step_sync, url, work, str(tmp / f"s_{kind}.duckdb"), "replace", None),
+            steps.append(
+                ("ours: initial, 1 stream", run(step_sync, url, work, str(tmp / "s1.duckdb"), "replace", 1, kind))
             )
-        )
+            _drop_table(url)
+        state = str(tmp / f"s_{kind}.duckdb")
+        steps.append(("ours: initial", run(step_sync, url, work, state, "replace", None, kind)))
+        change(work, 0.01)
+        steps.append(("ours: replace after 1% changed", run(step_sync, url, work, state, "replace", None, kind)))
     finally:
         if admin is not None:
             _drop_database(kind, admin, name)
@@ -290,34 +319,50 @@ def bench(kind: str, rows: int, tmp: Path) -> list[tuple[str, dict]]:
     return steps
 
 
+def _s(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="mart size (repeatable)")
     parser.add_argument("--quick", action="store_true", help="200,000 rows")
     parser.add_argument("--only", action="append", choices=["mariadb", "postgres", "sqlite"])
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each database's steps (a busy host)")
     args = parser.parse_args()
     sizes = [200_000] if args.quick else (args.rows or [1_000_000])
     kinds = {"mariadb": "mysql", "postgres": "postgres", "sqlite": "sqlite"}
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_parallel_"))
     print(f"{os.cpu_count()} cores; every step in its own process; vs ref = reference seconds / step seconds")
     header = (
-        f"{'database':<9} {'rows':>10} {'step':<34} {'seconds':>8} {'rows/s':>9} {'vs ref':>7} {'peak RSS MB':>11}  what"
+        f"{'database':<9} {'rows':>10} {'step':<34} {'seconds':>8} {'rows/s':>9} {'vs ref':>7} {'cpu s':>6} "
+        f"{'server':>6} {'peak RSS MB':>11}  what"
     )
     print(header)
     print("-" * len(header))
+    medians: dict[tuple, list[float]] = {}
     try:
         for rows in sizes:
-            for label in args.only or list(kinds):
-                steps = bench(kinds[label], rows, tmp)
-                ref = steps[0][1]["seconds"]
-                for step, r in steps:
-                    print(
-                        f"{label:<9} {rows:>10,} {step:<34} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>9,.0f} "
-                        f"{ref / r['seconds']:>7.2f} {r['peak_mb']:>11.0f}  {r['note']}",
-                        flush=True,
-                    )
+            for round_ in range(1, args.rounds + 1):
+                for label in args.only or list(kinds):
+                    steps = bench(kinds[label], rows, tmp)
+                    ref = steps[0][1]["seconds"]
+                    for step, r in steps:
+                        medians.setdefault((label, rows, step), []).append(ref / r["seconds"])
+                        print(
+                            f"{label:<9} {rows:>10,} {step:<34} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>9,.0f} "
+                            f"{ref / r['seconds']:>7.2f} {r['cpu']:>6.1f} {_s(r['server_cpu']):>6} "
+                            f"{r['peak_mb']:>11.0f}  {r['note']} (round {round_}, load {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.rounds > 1:
+        print("\nmedian over the rounds of each round's ratio to its own reference")
+        for (label, rows, step), ratios in medians.items():
+            print(
+                f"{label:<9} {rows:>10,} {step:<34} {statistics.median(ratios):>5.2f}  ({', '.join(f'{x:.2f}' for x in ratios)})"
+            )
 
 
 if __name__ == "__main__":
