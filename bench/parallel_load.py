@@ -360,9 +360,8 @@ def main() -> None:
     if args.rounds > 1:
         print("\nmedian over the rounds of each round's ratio to its own reference")
         for (label, rows, step), ratios in medians.items():
-            print(
-                f"{label:<9} {rows:>10,} {step:<34} {statistics.median(ratios):>5.2f}  ({', '.join(f'{x:.2f}' for x in ratios)})"
-            )
+            each = ", ".join(f"{x:.2f}" for x in ratios)
+            print(f"{label:<9} {rows:>10,} {step:<34} {statistics.median(ratios):>5.2f}  ({each})")
 
 
 if __name__ == "__main__":
