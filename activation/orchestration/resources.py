@@ -151,6 +151,7 @@ class SQLDestination(dg.ConfigurableResource):
     """An application database reached through a SQLAlchemy URL taken from the environment."""
 
     url: str
+    load_streams: int | None = None  # connections a large load uses at once (None: from the server and cores)
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     @property
@@ -179,7 +180,7 @@ class SQLDestination(dg.ConfigurableResource):
         """The writer of a step (a database reads its foreign keys from its own schema, not `syncs`)."""
         from activation.destinations.sql import SqlDestination
 
-        return SqlDestination(self.engine())
+        return SqlDestination(self.engine(), load_streams=self.load_streams)
 
     def checks(self, planner, destination):
         from activation.orchestration.checks.suites import SqlChecks
@@ -314,9 +315,9 @@ def destination_resource(
     if spec.is_api:
         return ApiDestinationResource(name=name, spec_json=spec.model_dump_json())
     if os.environ.get(spec.url_env):
-        return SQLDestination(url=dg.EnvVar(spec.url_env))
+        return SQLDestination(url=dg.EnvVar(spec.url_env), load_streams=spec.load_streams)
     if not spec.default_url:
         raise SyncConfigError(
             f"set {spec.url_env} to a SQLAlchemy URL: it is unset and the destination has no default_url"
         )
-    return SQLDestination(url=resolve_path(spec.default_url, base_dir))
+    return SQLDestination(url=resolve_path(spec.default_url, base_dir), load_streams=spec.load_streams)

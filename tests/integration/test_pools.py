@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import sqlalchemy as sa
 
+from activation.destinations.sql.destination import lock_name
 from activation.orchestration.assets import destination_pool
 from activation.settings import PROJECT_ROOT
 from tests.databases import mariadb_database, postgres_database
@@ -69,8 +70,10 @@ def test_one_destination_one_writer_across_runs_and_destinations_in_parallel(war
         os.environ["DAGSTER_HOME"] = str(home)
         instance = dg.DagsterInstance.from_config(str(home))
         a_lock, b_lock = sa.create_engine(a_url).connect(), sa.create_engine(b_url).connect()
-        a_lock.exec_driver_sql("SELECT GET_LOCK('activation:facilities', 300)")
-        b_lock.execute(sa.text("SELECT pg_advisory_lock(hashtextextended('activation:facilities', 0))"))
+        a_name = lock_name(sa.make_url(a_url).database, "facilities")
+        b_name = lock_name(sa.make_url(b_url).database, "facilities")
+        a_lock.execute(sa.text("SELECT GET_LOCK(:n, 300)"), {"n": a_name})
+        b_lock.execute(sa.text("SELECT pg_advisory_lock(hashtextextended(:n, 0))"), {"n": b_name})
         b_lock.commit()
 
         def start(tag: str, *keys: str) -> subprocess.Popen:
@@ -91,11 +94,11 @@ def test_one_destination_one_writer_across_runs_and_destinations_in_parallel(war
             second = start("second", "a/candidates")
             runs.append(second)
             wait_until("the second run to wait for a's slot", lambda: pending(instance, "a"))
-            a_lock.exec_driver_sql("SELECT RELEASE_LOCK('activation:facilities')")
+            a_lock.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": a_name})
             one = run_of(instance, "first")
             wait_until("the first run's write into a", lambda: "sync_a" in step_events(instance, one.run_id, SUCCESS))
             # b's step, still inside its write, outlives a's: they ran at the same time.
-            b_lock.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended('activation:facilities', 0))"))
+            b_lock.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(:n, 0))"), {"n": b_name})
             b_lock.commit()
             outputs = [p.communicate(timeout=300)[0] for p in runs]
         finally:
