@@ -290,11 +290,11 @@ def test_collation_twins_are_found_before_a_parallel_load(url, tmp_path):
             f"FROM range({ROWS}) t(i) UNION ALL SELECT 'TWIN', -1, 'upper' UNION ALL SELECT 'twin', -2, 'lower'"
         )
     with pytest.raises(SyncError, match=r"(?s)'TWIN' = 'twin'.*Nothing was written"):
-        sync(url, duck, items())
+        sync(url, duck, items("replace"))
     assert tables(url) == ["items"] and seen(url) == (0, 0) and recorded_syncs(duck) == []
 
     lines: list[str] = []
-    result = sync(url, duck, items(max_rejects=2), lines)["items"]
+    result = sync(url, duck, items("replace", max_rejects=2), lines)["items"]
     assert parallel(lines, "items")  # into a shadow table of the empty app table, swapped in
     assert (result.inserted, result.rejected) == (ROWS, 2)
     assert seen(url) == (ROWS, ROWS * (ROWS - 1) // 2)

@@ -8,7 +8,8 @@ loader threads, each on its own connection, take the next file and load it: the 
 and the CSV writing overlap the loads, and each chunk grows the B-tree sequentially.
 
 Where: a table this run created under a hidden name (a first sync), the shadow table `replace`
-swaps in, and an empty existing table no foreign key points at (it gets a shadow, swapped in).
+swaps in, and an empty existing table `replace` owns that no foreign key points at (it gets a
+shadow, swapped in).
 Each chunk commits on its own connection, so these loads run before the write transaction (under
 MySQL's REPEATABLE READ that transaction would not see rows committed after its first read), in
 parents-first order, and only for a table whose parents in this run load this way too (a child
@@ -39,6 +40,7 @@ import sqlalchemy as sa
 from activation.destinations.sql import apply, prepare
 from activation.destinations.sql.csv_files import CsvFiles
 from activation.destinations.sql.run import Job, Run
+from activation.syncs.options import Mode
 from activation.syncs.plan import Strategy
 from activation.syncs.results import SyncError
 
@@ -64,8 +66,11 @@ def load_before_writing(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks:
         if streams < 2:
             continue
         if job.strategy is Strategy.BULK and not job.hidden:
-            if _referenced(job, fks):
-                continue  # a swapped table would leave the foreign keys on the old one: loaded in place
+            # An empty existing table is swapped only where replace owns it (a swap takes its triggers
+            # and any row the app writes meanwhile) and no foreign key points at it (the keys would
+            # stay on the old one): else it loads in place.
+            if job.spec.mode is not Mode.REPLACE or _referenced(job, fks):
+                continue
             with conn.begin():
                 prepare.create_shadow(run, conn, job)
         table = job.target if job.hidden else job.shadow
