@@ -9,6 +9,7 @@ from activation.orchestration import automation, partitions
 from activation.orchestration.assets import build_partitioned_sync_assets, build_sync_assets
 from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.orchestration.resources import destination_resource, warehouse_resource
+from activation.orchestration.review_job import review_pull_request_job
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, Mart, SyncTranslator, destination_resource_key
 from activation.project import dbt_project
 from activation.settings import Settings
@@ -79,6 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 description="Build the dbt project, then sync every mart into its destination tables.",
             ),
             dbt_job,
+            review_pull_request_job,  # plan --against in the UI: observations on each destination asset
             *([daily_job] if daily_dbt else []),
         ],
         schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],
