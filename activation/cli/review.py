@@ -52,7 +52,8 @@ def _reader(project: Project, against_warehouse: Path | None, destination: str, 
 
     # BigQuery: the other build's marts are in its own datasets (its manifest names them), the state
     # in the production state dataset, read by SELECTs only (a dry run makes no table there)
-    with warehouse_resource(project.settings).open(destination, identity, dry_run=True, log=lambda _: None) as wh:
+    warehouse = warehouse_resource(project.settings).process_config_and_initialize()  # its EnvVars resolved
+    with warehouse.open(destination, identity, dry_run=True, log=lambda _: None) as wh:
         yield wh
 
 

@@ -87,16 +87,18 @@ def test_plan_against_a_pull_request_build_on_bigquery(bq, tmp_path, monkeypatch
 
     with mariadb_database() as app_url:
         monkeypatch.setenv("ACTIVATION_APP_DB_URL", app_url)
-        assert cli.main(["sync", "facilities"]) == cli.EXIT_OK
+        code = cli.main(["sync", "-v", "facilities"])
+        assert code == cli.EXIT_OK, capsys.readouterr()
         before = dataset_fingerprint(bq.client, "review_state"), app_fingerprint(app_url)
         assert any(t.startswith("facilities__values_") for t in before[0]), "values kept in the state dataset"
         capsys.readouterr()
         code = cli.main(
-            ["plan", "--against", str(pr_target), "--base-manifest", str(production_target)]
+            ["plan", "-v", "--against", str(pr_target), "--base-manifest", str(production_target)]
             + ["--format", "json", "--sample", "1000"]
         )
-        out = capsys.readouterr().out
-        assert code == cli.EXIT_OK, out
+        captured = capsys.readouterr()
+        out = captured.out
+        assert code == cli.EXIT_OK, captured.err[-4000:]
         assert (dataset_fingerprint(bq.client, "review_state"), app_fingerprint(app_url)) == before, "wrote nothing"
 
     rows = bq.client.query(
