@@ -14,6 +14,7 @@ import dagster as dg
 from activation.orchestration.translator import sync_asset_key
 
 REVIEW_JOB = "review_pull_request"
+REVIEW_OP = "review_build"  # its one op (a job and its op cannot share a name in a repository)
 
 
 class ReviewConfig(dg.Config):
@@ -24,7 +25,7 @@ class ReviewConfig(dg.Config):
     sample: int = 3
 
 
-@dg.op(name=REVIEW_JOB, description="Review a pull request's dbt build against the production sync state.")
+@dg.op(name=REVIEW_OP, description="Review a pull request's dbt build against the production sync state.")
 def review_pull_request_op(context: dg.OpExecutionContext, config: ReviewConfig) -> None:
     from pathlib import Path
 

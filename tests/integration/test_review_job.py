@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from activation.definitions import build_definitions
-from activation.orchestration.review_job import REVIEW_JOB
+from activation.orchestration.review_job import REVIEW_JOB, REVIEW_OP
 from activation.settings import Settings
 from tests.integration.review_scenario import digests, sql_diff, syncs_yml
 from tests.integration.test_cli_plan_and_sync import app_fingerprint
@@ -22,7 +22,7 @@ def test_the_review_pull_request_job_records_the_effect_on_each_destination_asse
     instance = dg.DagsterInstance.ephemeral()
     config = {"against": str(s.pr.target), "against_warehouse": str(s.pr.warehouse)}
     config["base_manifest"] = str(s.base_target)
-    result = job.execute_in_process(run_config={"ops": {REVIEW_JOB: {"config": config}}}, instance=instance)
+    result = job.execute_in_process(run_config={"ops": {REVIEW_OP: {"config": config}}}, instance=instance)
     assert result.success
     assert (digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)) == before
     assert len(s.org.traffic.requests) == calls
