@@ -9,16 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from activation.destinations.api.engine import ApiDestination
-from activation.orchestration.resources import DuckDBWarehouse
-from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import SyncConfig
-from activation.warehouses.history import RunHistory
 from tests.destinations.http_server import StrictApi
+from tests.destinations.mart_harness import MartHarness
 
 TOKEN_ENV = "TEST_SCORING_API_TOKEN"
 COLUMNS = {
@@ -64,7 +61,7 @@ def account_rows(ids, *, name: str = "'Account ' || i", segment: str = SEGMENTS)
 
 
 @dataclass
-class Harness:
+class Harness(MartHarness):
     """One mart, one API, one destination; `run` syncs the way an asset would (with history)."""
 
     tmp: Path
@@ -74,18 +71,6 @@ class Harness:
     rate: dict[str, Any] = field(default_factory=lambda: {"requests": 1000, "per_seconds": 1})
     name: str = field(default_factory=lambda: f"scoring_{uuid.uuid4().hex[:8]}")
     log: list[str] = field(default_factory=list)
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.tmp / "warehouse.duckdb"
-
-    def mart(self, sql: str) -> None:
-        with duckdb.connect(str(self.warehouse_path)) as con:
-            con.execute(f"CREATE OR REPLACE TABLE accounts AS {sql}")
-
-    def sql(self, statement: str) -> None:
-        with duckdb.connect(str(self.warehouse_path)) as con:
-            con.execute(statement)
 
     def config(self) -> SyncConfig:
         settings = {
@@ -114,39 +99,16 @@ class Harness:
         config = self.config()
         return ApiDestination(self.name, config.destinations[self.name])
 
+    @property
+    def identity(self) -> str:
+        return f"http:{self.name}"
+
+    @property
+    def destination_url(self) -> str:
+        return self.api.url
+
     def run(self, *, full_resync: bool = False, run_id: str | None = None) -> SyncResult:
-        config = self.config()
-        spec = config.syncs["scores"]
-        warehouse = DuckDBWarehouse(path=str(self.warehouse_path))
-        with warehouse.open(self.name, f"http:{self.name}", log=self.log.append) as wh:
-            history = RunHistory(
-                wh, run_id=run_id or uuid.uuid4().hex[:8], destination=self.name, destination_url=self.api.url
-            )
-            history.before([spec])
-            try:
-                relations = {"scores": MartRelation("main", "accounts")}
-                [result] = self.destination().sync(wh, [spec], relations, full_resync=full_resync, log=self.log.append)
-            except Exception as exc:
-                history.failed([spec], exc)
-                raise
-            history.succeeded([spec], [result])
-            return result
-
-    def preview(self):
-        config = self.config()
-        spec = config.syncs["scores"]
-        warehouse = DuckDBWarehouse(path=str(self.warehouse_path))
-        with warehouse.open(self.name, f"http:{self.name}", dry_run=True) as wh:
-            return self.destination().preview(wh, [spec], {"scores": MartRelation("main", "accounts")})
-
-    def state(self, table: str) -> list[tuple]:
-        """Rows of a bookkeeping table (the state `sync__scores`, `sync_rejects`, `sync_api_calls`, ...)."""
-        path = self.tmp / "activation_state" / f"{self.name}.duckdb"
-        with duckdb.connect(str(path), read_only=True) as con:
-            return con.execute(f'SELECT * FROM "{table}" ORDER BY ALL').fetchall()
-
-    def state_keys(self) -> list[str]:
-        return [row[0] for row in self.state("sync__scores")]
+        return self.sync_once(self.destination(), full_resync=full_resync, run_id=run_id)
 
     def records(self) -> dict[str, dict]:
         return dict(self.api.records["accounts"])

@@ -17,11 +17,9 @@ from typing import Any
 import duckdb
 
 from activation.destinations.streams.engine import StreamDestination
-from activation.orchestration.resources import DuckDBWarehouse
-from activation.syncs.model import MartRelation
 from activation.syncs.results import SyncResult
 from activation.syncs.spec import SyncConfig
-from activation.warehouses.history import RunHistory
+from tests.destinations.mart_harness import MartHarness
 
 PORTS = {"nats": 4222, "rabbitmq_stream": 5552, "redis_stream": 6379}
 
@@ -56,6 +54,15 @@ def ensure_broker(kind: str) -> None:
         raise RuntimeError(f"{kind}: nothing listens on 127.0.0.1:{port}, and starting it failed")
 
 
+def address(kind: str, port: int) -> dict[str, Any]:
+    """The settings that point a destination of `kind` at 127.0.0.1:`port` (a proxy to its broker)."""
+    if kind == "nats":
+        return {"servers": [f"nats://127.0.0.1:{port}"]}
+    if kind == "redis_stream":
+        return {"url": f"redis://127.0.0.1:{port}/0"}
+    return {"port": port, "load_balancer": True}
+
+
 def account_rows(ids, *, churn: str = "i / 8.0", name: str = "'Account ' || i") -> str:
     values = ", ".join(f"({i})" for i in ids) or "(NULL)"
     where = "" if ids else "WHERE false"
@@ -67,7 +74,7 @@ def account_rows(ids, *, churn: str = "i / 8.0", name: str = "'Account ' || i") 
 
 
 @dataclass
-class StreamHarness:
+class StreamHarness(MartHarness):
     tmp: Path
     kind: str
     settings: dict[str, Any] = field(default_factory=dict)
@@ -78,18 +85,6 @@ class StreamHarness:
     @property
     def stream(self) -> str:
         return f"t_{self.name}"
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.tmp / "warehouse.duckdb"
-
-    def mart(self, sql: str) -> None:
-        with duckdb.connect(str(self.warehouse_path)) as con:
-            con.execute(f"CREATE OR REPLACE TABLE accounts AS {sql}")
-
-    def sql(self, statement: str) -> None:
-        with duckdb.connect(str(self.warehouse_path)) as con:
-            con.execute(statement)
 
     def config(self) -> SyncConfig:
         sync = {
@@ -106,46 +101,23 @@ class StreamHarness:
     def destination(self, **kwargs) -> StreamDestination:
         return StreamDestination(self.name, self.config().destinations[self.name], **kwargs)
 
+    @property
+    def identity(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def destination_url(self) -> str:
+        return f"{self.kind}://127.0.0.1:{PORTS[self.kind]}"
+
     def run(self, *, full_resync: bool = False, destination: StreamDestination | None = None) -> SyncResult:
-        config = self.config()
-        spec = config.syncs["scores"]
-        writer = destination or self.destination()
-        warehouse = DuckDBWarehouse(path=str(self.warehouse_path))
-        with warehouse.open(self.name, f"{self.kind}:{self.name}", log=self.log.append) as wh:
-            history = RunHistory(
-                wh, run_id=uuid.uuid4().hex[:8], destination=self.name, destination_url="nats://127.0.0.1:4222"
-            )
-            history.before([spec])
-            try:
-                relations = {"scores": MartRelation("main", "accounts")}
-                [result] = writer.sync(wh, [spec], relations, full_resync=full_resync, log=self.log.append)
-            except Exception as exc:
-                history.failed([spec], exc)
-                raise
-            history.succeeded([spec], [result])
-            return result
-
-    def preview(self):
-        spec = self.config().syncs["scores"]
-        warehouse = DuckDBWarehouse(path=str(self.warehouse_path))
-        with warehouse.open(self.name, f"{self.kind}:{self.name}", dry_run=True) as wh:
-            return self.destination().preview(wh, [spec], {"scores": MartRelation("main", "accounts")})
-
-    def state_keys(self) -> list[str]:
-        path = self.tmp / "activation_state" / f"{self.name}.duckdb"
-        if not path.exists():
-            return []
-        with duckdb.connect(str(path), read_only=True) as con:
-            if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sync__scores'").fetchall():
-                return []
-            return [r[0] for r in con.execute('SELECT account_id FROM "sync__scores" ORDER BY 1').fetchall()]
+        return self.sync_once(destination or self.destination(), full_resync=full_resync)
 
     def mart_as_events(self) -> dict[str, dict]:
         """The mart's rows as the envelope carries them (decimals as text, UTC timestamps)."""
         from activation.destinations.streams.envelope import dumps
 
         with duckdb.connect(str(self.warehouse_path), read_only=True) as con:
-            table = con.sql("SELECT * FROM accounts").fetch_arrow_table()
+            table = con.sql("SELECT * FROM accounts").to_arrow_table()
         rows = table.to_pylist()
         return {r["account_id"]: json.loads(dumps(r)) for r in rows}
 
@@ -168,6 +140,8 @@ async def read_events(kind: str, stream: str) -> list[dict]:
             try:
                 info = await js.stream_info(stream)
             except nats.js.errors.NotFoundError:
+                return []
+            if not info.state.messages:
                 return []
             out = []
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
@@ -243,57 +217,3 @@ async def drop_stream(kind: str, stream: str) -> None:
             await producer.close()
     except Exception:  # noqa: BLE001 - a stream never created has nothing to drop
         pass
-
-
-class CutProxy:
-    """A TCP proxy to a broker that drops every connection once `limit` bytes went to the broker:
-    the broker going away mid-run, as the client sees it."""
-
-    def __init__(self, port: int, limit: int):
-        import threading
-
-        self.target, self.limit, self.sent, self.cut = port, limit, 0, False
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        import threading
-
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.cut:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b, counts in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(a, b, counts), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket, counts: bool) -> None:
-        try:
-            while not self.cut:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if counts:
-                    self.sent += len(data)
-                    if self.sent > self.limit:
-                        self.cut = True
-                        break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self.cut = True
-        self.server.close()

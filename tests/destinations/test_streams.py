@@ -10,7 +10,8 @@ import pytest
 
 from activation.syncs.results import SyncError
 from examples.stream_consumer import apply
-from tests.destinations.streams_support import StreamHarness, account_rows, ensure_broker
+from tests.destinations.cut_proxy import CutProxy
+from tests.destinations.streams_support import PORTS, StreamHarness, account_rows, address, ensure_broker
 
 KINDS = ["nats", "rabbitmq_stream", "redis_stream"]
 
@@ -56,6 +57,33 @@ def test_a_snapshot_then_only_changes_as_documented_events(streams):
     assert [(e["data"]["op"], e["subject"]) for e in tail] == [("u", "A0002"), ("c", "A0011"), ("d", "A0003")]
     assert tail[2]["data"]["after"] is None
     assert consumer_table(streams.events()) == streams.mart_as_events()
+
+
+def test_updates_and_deletes_carry_the_values_last_sent_and_exactly_the_fields_that_changed(streams):
+    streams.mart(account_rows(range(1, 6)))
+    streams.run()
+    sent = {e["subject"]: e["data"]["after"] for e in streams.events()}
+    assert all(e["data"]["before"] is None and e["data"]["changed"] is None for e in streams.events())  # op r
+
+    streams.sql("UPDATE accounts SET churn = 0.99, name = 'Renamed' WHERE account_id = 'A0002'")
+    streams.sql("UPDATE accounts SET active = NOT active WHERE account_id = 'A0004'")
+    streams.sql("DELETE FROM accounts WHERE account_id = 'A0003'")
+    streams.sql(f"INSERT INTO accounts {account_rows([6])}")
+    streams.run()
+    tail = {e["subject"]: e["data"] for e in streams.events()[5:]}
+    assert {k: d["op"] for k, d in tail.items()} == {"A0002": "u", "A0004": "u", "A0006": "c", "A0003": "d"}
+    assert tail["A0002"]["before"] == sent["A0002"]  # the values of the first sync, as published then
+    assert tail["A0002"]["changed"] == ["name", "churn"]  # in the mart's column order, the key never
+    assert tail["A0002"]["after"] == {**sent["A0002"], "name": "Renamed", "churn": 0.99}
+    assert tail["A0004"]["changed"] == ["active"] and tail["A0004"]["before"] == sent["A0004"]
+    assert tail["A0003"]["before"] == sent["A0003"] and tail["A0003"]["after"] is None
+    assert tail["A0006"]["before"] is None and tail["A0006"]["changed"] is None
+
+    # the next change's before is this run's after: the kept values moved with the state
+    streams.sql("UPDATE accounts SET churn = 0.5 WHERE account_id = 'A0002'")
+    streams.run()
+    [last] = streams.events()[9:]
+    assert last["data"]["before"] == tail["A0002"]["after"] and last["data"]["changed"] == ["churn"]
 
 
 class Crashing:
@@ -135,23 +163,16 @@ def test_a_crash_then_a_retry_of_the_same_change_is_dropped_by_every_broker(stre
     assert_each_event_once(events)
 
 
-@pytest.mark.parametrize("kind", ["nats", "redis_stream"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_broker_gone_mid_run_leaves_the_state_and_the_next_run_converges(kind, tmp_path):
-    from tests.destinations.streams_support import PORTS, CutProxy
-
     ensure_broker(kind)
     streams = StreamHarness(tmp_path, kind)
     streams.mart(account_rows(range(1, 201)))
-    proxy = CutProxy(PORTS[streams.kind], limit=20_000)
-    if kind == "nats":
-        streams.settings = {"servers": [f"nats://127.0.0.1:{proxy.port}"], "ack_timeout_seconds": 1}
-    else:
-        streams.settings = {"url": f"redis://127.0.0.1:{proxy.port}/0", "ack_timeout_seconds": 1}
-    try:
+    with CutProxy(PORTS[kind], limit=20_000) as proxy:  # its process exits mid-publish, every socket with it
+        streams.settings = {**address(kind, proxy.port), "ack_timeout_seconds": 2}
         with pytest.raises(SyncError, match="state did not advance"):
             streams.run()
-    finally:
-        proxy.close()
+        assert proxy.gone
     assert streams.state_keys() == []
     published = len(streams.events())
     assert 0 < published < 200

@@ -144,10 +144,13 @@ class CsvFiles:
     """CSV files of about `group_bytes` of Arrow data each (the CSV is about as big), written by a
     thread while the server loads the previous one: the load overlaps reading the warehouse and
     writing CSV (DuckDB and pyarrow release the GIL). At most one file waits, and a batch is in
-    memory only while it is written, so memory stays at a batch or two and disk at two or three files."""
+    memory only while it is written, so memory stays at a batch or two and disk at two or three files.
+    Several loaders may share one producer (`take`, parallel_load.py): then `waiting` files wait."""
 
-    def __init__(self, table: sa.Table, batches: Iterable[pa.RecordBatch], rules: CsvRules, group_bytes: int):
-        self._ready: queue.Queue = queue.Queue(maxsize=1)
+    def __init__(
+        self, table: sa.Table, batches: Iterable[pa.RecordBatch], rules: CsvRules, group_bytes: int, waiting: int = 1
+    ):
+        self._ready: queue.Queue = queue.Queue(maxsize=waiting)
         self._stop = threading.Event()
         self._rules, self._group_bytes = rules, group_bytes
         self._thread = threading.Thread(
@@ -169,6 +172,17 @@ class CsvFiles:
                 yield item
             finally:
                 os.unlink(item.path)
+
+    def take(self) -> CsvFile | None:
+        """The next file, for one of several loader threads (the caller removes the file once
+        loaded), or None when every file was taken; the producer's error is raised to every taker."""
+        item = self._ready.get()
+        if item is _DONE or isinstance(item, BaseException):
+            self._ready.put(item)  # for the other takers: the producer puts nothing after it
+            if item is _DONE:
+                return None
+            raise item
+        return item
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()

@@ -10,7 +10,9 @@ For the selected tables of one destination, parents first:
 4. one transaction, table by table: stage what the plan sends, count what would change, judge
    the guards (a tripped guard rolls the whole transaction back), insert and update (apply.py);
    without shadow tables the deletes (children first) join it;
-5. shadow swaps, each atomic; then the deletes, once no swapped-out table references a parent.
+5. the tables no reader saw (shadows, and tables created under a hidden name) take their names,
+   all in one atomic step; then the deletes, once no swapped-out table references a parent.
+Large loads into those tables run on several connections before step 4 (parallel_load.py).
 A dry run (`Run.dry_run`) runs the same phases inside one transaction that is always rolled back,
 and differs only where it must: no DDL (a missing table is planned in memory, a shadow's rows are
 staged in a temporary table), every refusal recorded in the plan instead of raised, the counts
@@ -28,7 +30,16 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from activation.destinations.sql import apply, collisions, described, prepare, preview, values, written_keys
+from activation.destinations.sql import (
+    apply,
+    collisions,
+    described,
+    parallel_load,
+    prepare,
+    preview,
+    values,
+    written_keys,
+)
 from activation.destinations.sql.foreign_keys import all_foreign_keys
 from activation.destinations.sql.run import Job, Run, cleanup, count
 from activation.syncs.model import MartRelation, PlanError
@@ -113,11 +124,11 @@ def plan_tables(run: Run, conn: sa.Connection, jobs: Sequence[Job], *, full_resy
     with _transaction(run, conn):  # DDL: MySQL commits implicitly on it anyway
         if not run.dry_run:
             prepare.reflect_parents(conn, metadata, jobs)
+            for job in reversed(jobs):  # children first: their foreign keys hold the parents
+                prepare.remove_leftovers(run, conn, job)
         for job in jobs:
             with run.refusals(job):
                 prepare.prepare(run, conn, metadata, job)
-            if not run.dry_run:
-                prepare.remove_leftovers(run, conn, job)
     with _transaction(run, conn):
         fks = all_foreign_keys(conn)  # again: tables created just now have keys too
     ready = [job for job in jobs if job.target is not None]  # a dry run goes on past a table that does not fit
@@ -160,7 +171,8 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
             if job.strategy is Strategy.SHADOW:
                 with conn.begin():
                     prepare.create_shadow(run, conn, job)
-    shadows = [j for j in jobs if j.shadow is not None]
+        parallel_load.load_before_writing(run, conn, jobs, fks)
+    shadows = [j for j in jobs if j.shadow is not None]  # replacing a table: the deletes wait for the swap
     with _transaction(run, conn):
         # Parents first: a child's shadow table checks its foreign keys as it loads.
         # A guard tripping on any table rolls back this whole transaction.
@@ -183,8 +195,7 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
             for job in reversed(jobs):  # children first
                 with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=True):
                     apply.delete(run, conn, job)
-    for job in shadows:
-        apply.swap(run, conn, job)
+    apply.swap_all(run, conn, [j for j in jobs if j.shadow is not None or j.hidden])
     if shadows:
         with conn.begin():
             for job in reversed(jobs):

@@ -55,6 +55,9 @@ class RabbitStreamSettings(StreamSettings):
     vhost: str = "/"
     user: str = "guest"
     password_env: str | None = Field(default=None, pattern=ENV_NAME)  # unset: RabbitMQ's default `guest`
+    # host:port is a load balancer or proxy in front of the nodes: connect through it (else the client
+    # connects to the address the stream's leader advertises)
+    load_balancer: bool = False
     max_payload_bytes: int = Field(default=1_000_000, ge=1024)  # under the stream protocol's 1 MiB frame
 
 

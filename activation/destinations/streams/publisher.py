@@ -118,6 +118,8 @@ async def publish(
         await settle(0)
     except BaseException:
         await _count_what_arrived(settle, timeout)
+        for waiting, _, _ in pending:  # never to be answered now: no coroutine or task left dangling
+            waiting.close() if asyncio.iscoroutine(waiting) else waiting.cancel()
         raise
     finally:
         getattr(batches, "close", lambda: None)()  # the warehouse's result set, left mid-way

@@ -40,7 +40,7 @@ class RabbitStream:
         password = os.environ[settings.password_env] if settings.password_env else "guest"
         producer = Producer(
             settings.host, settings.port, vhost=settings.vhost, username=settings.user, password=password,
-            max_retries=2, connection_name="activation",
+            max_retries=2, connection_name="activation", load_balancer_mode=settings.load_balancer,
         )  # fmt: skip
         await producer.start()
         return cls(settings, producer)
