@@ -326,12 +326,11 @@ class MySQL(SqlDialect):
 
     # -- one writer per table ---------------------------------------------------------------------
     def lock(self, conn: sa.Connection, name: str, wait_seconds: float) -> bool:
-        key = _lock_key(conn, name)
-        return conn.execute(sa.text("SELECT GET_LOCK(:n, :t)"), {"n": key, "t": wait_seconds}).scalar() == 1
+        return conn.execute(sa.text("SELECT GET_LOCK(:n, :t)"), {"n": _lock_key(name), "t": wait_seconds}).scalar() == 1
 
     def unlock(self, conn: sa.Connection, name: str) -> None:
         with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection released it already
-            conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": _lock_key(conn, name)})
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": _lock_key(name)})
 
     # -- errors -----------------------------------------------------------------------------------
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
@@ -347,11 +346,8 @@ class MySQL(SqlDialect):
         return _code(exc) in _FOREIGN_KEY_CODES
 
 
-def _lock_key(conn: sa.Connection, name: str) -> str:
-    """GET_LOCK names are server-wide (PostgreSQL's advisory locks are per database): the database's
-    name goes in, so `facilities` of two app databases on one server are two locks. At most 64
-    characters."""
-    name = f"{conn.execute(sa.text('SELECT DATABASE()')).scalar()}/{name}"
+def _lock_key(name: str) -> str:
+    """GET_LOCK names are at most 64 characters."""
     return name if len(name) <= 64 else "activation:" + hashlib.sha1(name.encode()).hexdigest()
 
 
