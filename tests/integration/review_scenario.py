@@ -94,6 +94,7 @@ class Scenario:
     org: SalesforceServer
     ca: str
     tmp: Path
+    env: dict[str, str]  # what a review in CI has set: no API secret
 
 
 def _build(tmp: Path, lake_day2: Path, name: str, *, refused: bool) -> Build:
@@ -143,7 +144,6 @@ def review_scenario(lake, prepared_project, tmp_path_factory, keys) -> Scenario:
     with (
         SalesforceServer(keys.cert, keys.key, OrgConfig(jwt_public_key=keys.jwt_public)) as org,
         destination_database("mariadb", tmp) as url,
-        pytest.MonkeyPatch.context() as mp,
     ):
         scores_org(org)
         env = {
@@ -155,13 +155,22 @@ def review_scenario(lake, prepared_project, tmp_path_factory, keys) -> Scenario:
             "SALESFORCE_CLIENT_SECRET": org.config.client_secret,
             "NO_PROXY": "127.0.0.1",
         }
-        for k, v in env.items():
-            mp.setenv(k, v)
-        assert main(["sync", "facilities", "job_postings", "account_scores"]) == EXIT_OK
+        with pytest.MonkeyPatch.context() as mp:  # only while syncing: other modules share the package
+            for k, v in env.items():
+                mp.setenv(k, v)
+            assert main(["sync", "facilities", "job_postings", "account_scores"]) == EXIT_OK
         assert len(org.objects["Account"].records) > 0
-        # CI holds no credentials: the review must not need the org's secrets
-        mp.delenv("SALESFORCE_CLIENT_SECRET")
-        yield Scenario(production, lake.day1.parent / "dbt_target", pr, wide, url, org, keys.cert, tmp)
+        del env["SALESFORCE_CLIENT_SECRET"]  # CI holds no credentials: the review must not need them
+        yield Scenario(production, lake.day1.parent / "dbt_target", pr, wide, url, org, keys.cert, tmp, env)
+
+
+@pytest.fixture
+def scenario(review_scenario, monkeypatch) -> Scenario:
+    """The scenario, with the environment a review in CI has (no API secret), for one test."""
+    for k, v in review_scenario.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SALESFORCE_CLIENT_SECRET", raising=False)
+    return review_scenario
 
 
 def review(s: Scenario, capsys, build: Build, *args: str) -> tuple[int, str]:

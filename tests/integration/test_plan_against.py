@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures arrive as arguments named like the imported fixtures)
 """`activation plan --against`: a pull request's dbt build reviewed against the production sync state
 (the scenario: tests/integration/review_scenario.py). The report must name exactly the rows, columns
 and values a SQL diff of the two builds finds, write nothing anywhere, ask no destination, never
@@ -17,12 +18,15 @@ import sqlalchemy as sa
 from activation.cli import EXIT_OK, EXIT_REFUSED
 from activation.destinations.sql import normalize_url
 from tests.destinations.salesforce_org import Field
-from tests.integration.review_scenario import ACCOUNT_COLUMNS, Scenario, assert_exact, review, sql_diff, syncs_yml
-
-
-@pytest.fixture
-def scenario(review_scenario) -> Scenario:
-    return review_scenario
+from tests.integration.review_scenario import (  # noqa: F401  (scenario: a fixture)
+    ACCOUNT_COLUMNS,
+    Scenario,
+    assert_exact,
+    review,
+    scenario,
+    sql_diff,
+    syncs_yml,
+)
 
 
 def test_the_review_names_exactly_what_a_sql_diff_of_the_builds_finds_and_writes_nothing(scenario, capsys):

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures arrive as arguments named like the imported fixtures)
 """The Dagster idiom of the pull-request review: the `review_pull_request` job's run observes each
 destination asset with its part of the review (scenario: tests/integration/review_scenario.py)."""
 
@@ -8,13 +9,13 @@ import dagster as dg
 from activation.definitions import build_definitions
 from activation.orchestration.review_job import REVIEW_JOB, REVIEW_OP
 from activation.settings import Settings
-from tests.integration.review_scenario import digests, sql_diff, syncs_yml
+from tests.integration.review_scenario import digests, scenario, sql_diff, syncs_yml  # noqa: F401
 from tests.integration.test_cli_plan_and_sync import app_fingerprint
 
 
-def test_the_review_pull_request_job_records_the_effect_on_each_destination_asset(review_scenario, monkeypatch):
+def test_the_review_pull_request_job_records_the_effect_on_each_destination_asset(scenario, monkeypatch):
     """The Dagster idiom: a job whose run observes each destination asset with its part of the review."""
-    s = review_scenario
+    s = scenario
     monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(syncs_yml(s.tmp / "dagster.yml", s.org, s.ca)))
     before = digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)
     calls = len(s.org.traffic.requests)
