@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
@@ -9,20 +11,25 @@ from activation.orchestration import automation, partitions
 from activation.orchestration.assets import build_partitioned_sync_assets, build_sync_assets
 from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.orchestration.resources import destination_resource, warehouse_resource
-from activation.orchestration.review_job import review_pull_request_job
+from activation.orchestration.review_job import build_review_job
+from activation.orchestration.translation import TranslatedSyncTranslator, Translation
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, Mart, SyncTranslator, destination_resource_key
 from activation.project import dbt_project
 from activation.settings import Settings
 from activation.syncs.masking import with_dbt_masks
 from activation.syncs.model import MartRelation
-from activation.syncs.spec import SyncConfigError, load_sync_config
+from activation.syncs.spec import SyncConfig, SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"
 DBT_JOB = "dbt_build"
 DAILY_JOB = "activate_daily"
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, *, config: SyncConfig | None = None, translation: Translation | None = None
+) -> dg.Definitions:
+    """Everything from the settings: the dbt project, and the syncs of `settings.syncs_file` (or
+    `config`, a component's inline syncs), their assets renamed by `translation` when given."""
     project = dbt_project(settings)
     manifest = load_manifest(project)
     dbt_models = build_dbt_assets(project).map_asset_specs(automation.with_mart_freshness)
@@ -32,7 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         for model, pdef in sorted(daily.items())
     }
     daily_dbt = list(daily_dbt_by_model.values())
-    config = with_dbt_masks(load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
+    config = with_dbt_masks(config or load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
 
     marts: dict[str, Mart] = {}
     for sync in config.syncs.values():
@@ -52,7 +59,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         name: destination_resource(name, spec, base_dir=settings.syncs_file.parent)
         for name, spec in config.destinations.items()
     }
-    translator = SyncTranslator(config, marts, destinations)  # every sync's asset, checks and metadata
+    # every sync's asset, checks and metadata
+    translator = (
+        TranslatedSyncTranslator(config, marts, destinations, translation)
+        if translation
+        else SyncTranslator(config, marts, destinations)
+    )
     sync_assets = build_sync_assets(translator)
     daily_syncs = build_partitioned_sync_assets(translator, daily)
 
@@ -80,7 +92,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 description="Build the dbt project, then sync every mart into its destination tables.",
             ),
             dbt_job,
-            review_pull_request_job,  # plan --against in the UI: observations on each destination asset
+            # plan --against in the UI: an observation on each destination asset, under its key
+            build_review_job({s.name: translator.get_asset_key(s) for s in config.syncs.values()}),
             *([daily_job] if daily_dbt else []),
         ],
         schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],
@@ -98,4 +111,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(Settings.from_env())
+    """The code location `dg` and workspace.yaml load: the components of activation/defs (the demo's
+    syncs, activation/defs/syncs/defs.yaml)."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

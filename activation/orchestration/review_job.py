@@ -9,9 +9,10 @@ not production. The run fails when a sync would be refused or a guard would trip
 exit 3), after every observation is recorded.
 """
 
-import dagster as dg
+from collections.abc import Mapping
+from pathlib import Path
 
-from activation.orchestration.translator import sync_asset_key
+import dagster as dg
 
 REVIEW_JOB = "review_pull_request"
 REVIEW_OP = "review_build"  # its one op (a job and its op cannot share a name in a repository)
@@ -25,16 +26,40 @@ class ReviewConfig(dg.Config):
     sample: int = 3
 
 
-@dg.op(name=REVIEW_OP, description="Review a pull request's dbt build against the production sync state.")
-def review_pull_request_op(context: dg.OpExecutionContext, config: ReviewConfig) -> None:
-    from pathlib import Path
+def build_review_job(asset_keys: Mapping[str, dg.AssetKey]) -> dg.JobDefinition:
+    """The job, observing each sync's asset under its key as the definitions name it (a component's
+    translation may rename it): `asset_keys` maps a sync's name to that key."""
 
+    @dg.op(name=REVIEW_OP, description="Review a pull request's dbt build against the production sync state.")
+    def review_build_op(context: dg.OpExecutionContext, config: ReviewConfig) -> None:
+        review = _review(config)
+        for s in review.syncs:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=asset_keys[s.sync],
+                    description="effect of the pending change",
+                    metadata=_metadata(s, review.generated_at, config.against),
+                )
+            )
+        if review.refused:
+            raise dg.Failure(
+                f"would be refused: {', '.join(s.sync for s in review.refused)}",
+                metadata={"review": dg.MetadataValue.md(review.markdown())},
+            )
+
+    @dg.job(name=REVIEW_JOB, description="What a pull request's dbt build would do to every destination.")
+    def review_pull_request() -> None:
+        review_build_op()
+
+    return review_pull_request
+
+
+def _review(config: ReviewConfig):
     from activation.cli.common import load_project
     from activation.cli.review import review_build
-    from activation.syncs.review import sync_markdown
 
     project = load_project()
-    review = review_build(
+    return review_build(
         project,
         project.select(config.syncs),
         Path(config.against),
@@ -42,31 +67,20 @@ def review_pull_request_op(context: dg.OpExecutionContext, config: ReviewConfig)
         base_manifest=Path(config.base_manifest) if config.base_manifest else None,
         sample=config.sample,
     )
-    for s in review.syncs:
-        e = s.effect
-        metadata = {
-            "pending_change": dg.MetadataValue.md(sync_markdown(s, review.generated_at)),
-            "pending_against": config.against,
-            "pending_refused": s.refused,
-            "pending_changed_models": ", ".join(s.models),
-        }
-        if e is not None:
-            metadata |= {"pending_rows_inserted": e.insert, "pending_rows_deleted": e.delete}
-            if e.update is not None:
-                metadata["pending_rows_updated"] = e.update
-        spec = project.config.syncs[s.sync]
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=sync_asset_key(spec), description="effect of the pending change", metadata=metadata
-            )
-        )
-    if review.refused:
-        raise dg.Failure(
-            f"would be refused: {', '.join(s.sync for s in review.refused)}",
-            metadata={"review": dg.MetadataValue.md(review.markdown())},
-        )
 
 
-@dg.job(name=REVIEW_JOB, description="What a pull request's dbt build would do to every destination (writes nothing).")
-def review_pull_request_job() -> None:
-    review_pull_request_op()
+def _metadata(s, now, against: str) -> dict:
+    from activation.syncs.review import sync_markdown
+
+    e = s.effect
+    metadata = {
+        "pending_change": dg.MetadataValue.md(sync_markdown(s, now)),
+        "pending_against": against,
+        "pending_refused": s.refused,
+        "pending_changed_models": ", ".join(s.models),
+    }
+    if e is not None:
+        metadata |= {"pending_rows_inserted": e.insert, "pending_rows_deleted": e.delete}
+        if e.update is not None:
+            metadata["pending_rows_updated"] = e.update
+    return metadata

@@ -348,6 +348,12 @@ def load_sync_config(path: str | Path) -> SyncConfig:
         raise SyncConfigError(f"{path}: sync config file not found (set ACTIVATION_SYNCS_FILE)") from exc
     except yaml.YAMLError as exc:
         raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_sync_config(raw, str(path))
+
+
+def parse_sync_config(raw: Any, where: str) -> SyncConfig:
+    """A sync config from its parsed YAML (a file's, or a component's inline `syncs`); errors
+    name `where` and the field."""
     try:
         return SyncConfig.model_validate(raw)
     except ValidationError as exc:
@@ -355,4 +361,4 @@ def load_sync_config(path: str | Path) -> SyncConfig:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
             problems.append(f"  {field}: {err['msg']}")
-        raise SyncConfigError(f"{path}: invalid sync config\n" + "\n".join(problems)) from None
+        raise SyncConfigError(f"{where}: invalid sync config\n" + "\n".join(problems)) from None

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from activation.destinations.sql import apply, prepare
 from activation.destinations.sql.csv_files import CsvFiles
-from activation.destinations.sql.run import Job, Run, count
+from activation.destinations.sql.run import Job, Run
 from activation.syncs.plan import Strategy
 from activation.syncs.results import SyncError
 
@@ -71,12 +71,6 @@ def load_before_writing(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks:
                 apply.judge_guards(run, job)
             rows = run.warehouse.rows(job.mart, job.spec.batch_size, everything=True)
             job.result.rows_sent = load(run, job, table, rows, job.mart.mart_rows, streams)
-            held = count(conn, sa.select(sa.func.count()).select_from(table))
-            if held != job.result.rows_sent:  # every chunk committed on its own connection: all of them
-                raise SyncError(
-                    f"{job.spec.table}: {job.result.rows_sent:,} rows were loaded on {streams} connections but "
-                    f"{table.name} holds {held:,}; nothing was written (the table is dropped)"
-                )
         if job.strategy is Strategy.BULK:
             job.result.inserted = job.result.rows_sent
         job.loaded = True
@@ -136,6 +130,11 @@ def load(run: Run, job: Job, table: sa.Table, batches: Iterable[pa.RecordBatch],
                         errors.append(future.exception())
             if errors:
                 raise errors[0]
+            if done[0] != files.rows:  # every chunk written was loaded, and committed, by one of them
+                raise SyncError(
+                    f"{job.spec.table}: {files.rows:,} rows were written for {streams} connections to load but "
+                    f"{done[0]:,} were loaded; nothing was written (the table is dropped)"
+                )
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
