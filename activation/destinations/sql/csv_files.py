@@ -151,6 +151,7 @@ class CsvFiles:
         self, table: sa.Table, batches: Iterable[pa.RecordBatch], rules: CsvRules, group_bytes: int, waiting: int = 1
     ):
         self._ready: queue.Queue = queue.Queue(maxsize=waiting)
+        self.rows = 0  # rows written into the files handed out so far
         self._stop = threading.Event()
         self._rules, self._group_bytes = rules, group_bytes
         self._thread = threading.Thread(
@@ -206,16 +207,20 @@ class CsvFiles:
                 current.write(prepared)  # straight to the file: no group of batches held in memory
                 if current.bytes >= self._group_bytes:
                     done, current = current, None
-                    self._put(done.close())
+                    self._hand_out(done.close())
             if current is not None:
                 done, current = current, None
-                self._put(done.close())
+                self._hand_out(done.close())
             self._put(_DONE)
         except BaseException as exc:  # handed to the loading thread, which raises it
             self._put(exc)
         finally:
             if current is not None:  # stopped or failed halfway through a file
                 current.discard()
+
+    def _hand_out(self, csv_file: CsvFile) -> None:
+        self.rows += csv_file.rows
+        self._put(csv_file)
 
     def _put(self, item: object) -> None:
         while not self._stop.is_set():
