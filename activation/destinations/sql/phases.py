@@ -69,7 +69,7 @@ def run_phases(
         jobs = prepare.order(jobs, fks)
         undone = conn.begin() if run.dry_run else None  # everything a dry run does is rolled back
         try:
-            fks = plan_tables(run, conn, jobs, full_resync=full_resync)
+            fks = plan_tables(run, conn, jobs, fks, full_resync=full_resync)
             try:
                 write(run, conn, jobs, fks, sample)
             except sa.exc.DBAPIError as exc:
@@ -117,20 +117,25 @@ def describe(run: Run, spec: SyncSpec, relation: MartRelation, plan: SyncPlan | 
     return job
 
 
-def plan_tables(run: Run, conn: sa.Connection, jobs: Sequence[Job], *, full_resync: bool) -> dict:
+def plan_tables(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, *, full_resync: bool) -> dict:
     """Complete each table's plan: DDL and drift, strategy, the diff, the destination's rows, the
-    values and keys it cannot take. Returns the destination's foreign keys."""
+    values and keys it cannot take. Returns the destination's foreign keys (`fks`, read again
+    when the DDL created or dropped a table)."""
     wh, metadata = run.warehouse, sa.MetaData()
+    dropped = False
     with _transaction(run, conn):  # DDL: MySQL commits implicitly on it anyway
         if not run.dry_run:
             prepare.reflect_parents(conn, metadata, jobs)
             for job in reversed(jobs):  # children first: their foreign keys hold the parents
-                prepare.remove_leftovers(run, conn, job)
+                dropped = prepare.remove_leftovers(run, conn, job) or dropped
         for job in jobs:
             with run.refusals(job):
                 prepare.prepare(run, conn, metadata, job)
-    with _transaction(run, conn):
-        fks = all_foreign_keys(conn)  # again: tables created just now have keys too
+    if dropped or any(job.plan.creates_table and not job.virtual for job in jobs):
+        # Again: tables created just now have keys too, and a dropped leftover's are gone. (Reading
+        # every table's foreign keys costs a statement per table on MySQL: not on every run.)
+        with _transaction(run, conn):
+            fks = all_foreign_keys(conn)
     ready = [job for job in jobs if job.target is not None]  # a dry run goes on past a table that does not fit
     for job in ready:
         prepare.choose_strategy(run, job, fks)

@@ -273,14 +273,18 @@ def create_shadow(run: Run, conn: sa.Connection, job: Job) -> None:
     job.shadow = shadow
 
 
-def remove_leftovers(run: Run, conn: sa.Connection, job: Job) -> None:
-    """A run killed between loading a shadow table and dropping the old one leaves either behind."""
+def remove_leftovers(run: Run, conn: sa.Connection, job: Job) -> bool:
+    """A run killed between loading a shadow table and dropping the old one leaves either behind.
+    Whether one was dropped."""
     inspector = sa.inspect(conn)
+    dropped = False
     for suffix in (SHADOW, OLD):
         name = short_name(job.spec.table, suffix)
         if inspector.has_table(name):
             conn.execute(sa.text(f"DROP TABLE {quoted(conn, name)}"))
             run.log(f"{job.spec.table}: dropped {name}, left by an interrupted run")
+            dropped = True
+    return dropped
 
 
 def count_rows_before(run: Run, jobs: Sequence[Job]) -> list[int]:
