@@ -70,28 +70,30 @@ def step_sync(tmp: str, stream: str, dump: str) -> dict:
     seconds = time.monotonic() - started
     out = {"events": result.stream["events_acked"], "seconds": seconds, "publish_seconds": result.stream["seconds"],
            "bytes": result.stream["bytes"], "peak_mb": _hwm_mb(), "by_op": result.stream["events_by_op"]}  # fmt: skip
-    asyncio.run(_dump(stream, dump, result.stream["length_before"] or 0))
+    asyncio.run(_dump(stream, dump, result.stream["length_before"] or 0, out["events"] - result.stream["duplicates_dropped"]))
     return out
 
 
-async def _dump(stream: str, path: str, skip: int) -> None:
-    """The events just published (after the `skip` first), as the raw client will send them."""
+async def _dump(stream: str, path: str, skip: int, count: int) -> None:
+    """The `count` events just published (after the `skip` first), as the raw client will send them,
+    read by sequence (an ephemeral pull consumer from sequence skip + 1), so any size is read whole."""
     import nats
+    from nats.js import api
 
     nc = await nats.connect("nats://127.0.0.1:4222")
     js = nc.jetstream()
-    sub = await js.pull_subscribe("", stream=stream, config=None)
+    start = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=skip + 1,
+                               ack_policy=api.AckPolicy.ALL, max_ack_pending=-1)  # fmt: skip
+    sub = await js.pull_subscribe("", stream=stream, config=start)
+    seen = 0
     with open(path, "wb") as f:
-        seen = 0
-        while True:
-            try:
-                messages = await sub.fetch(5000, timeout=1)
-            except Exception:  # noqa: BLE001 - a timeout: the stream was read to its end
-                break
+        while seen < count:
+            messages = await sub.fetch(min(1000, count - seen), timeout=30)
             for m in messages:
                 seen += 1
-                if seen > skip:
-                    f.write(m.headers["Nats-Msg-Id"].encode() + b"\t" + m.data + b"\n")
+                f.write(m.headers["Nats-Msg-Id"].encode() + b"\t" + m.data + b"\n")
+            await messages[-1].ack()  # AckPolicy.ALL: every message up to it
+    await sub.unsubscribe()
     await nc.close()
 
 
