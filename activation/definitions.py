@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
@@ -9,19 +11,24 @@ from activation.orchestration import automation, partitions
 from activation.orchestration.assets import build_partitioned_sync_assets, build_sync_assets
 from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.orchestration.resources import destination_resource, warehouse_resource
+from activation.orchestration.translation import TranslatedSyncTranslator, Translation
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, Mart, SyncTranslator, destination_resource_key
 from activation.project import dbt_project
 from activation.settings import Settings
 from activation.syncs.masking import with_dbt_masks
 from activation.syncs.model import MartRelation
-from activation.syncs.spec import SyncConfigError, load_sync_config
+from activation.syncs.spec import SyncConfig, SyncConfigError, load_sync_config
 
 ACTIVATE_JOB = "activate"
 DBT_JOB = "dbt_build"
 DAILY_JOB = "activate_daily"
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, *, config: SyncConfig | None = None, translation: Translation | None = None
+) -> dg.Definitions:
+    """Everything from the settings: the dbt project, and the syncs of `settings.syncs_file` (or
+    `config`, a component's inline syncs), their assets renamed by `translation` when given."""
     project = dbt_project(settings)
     manifest = load_manifest(project)
     dbt_models = build_dbt_assets(project).map_asset_specs(automation.with_mart_freshness)
@@ -31,7 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         for model, pdef in sorted(daily.items())
     }
     daily_dbt = list(daily_dbt_by_model.values())
-    config = with_dbt_masks(load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
+    config = with_dbt_masks(config or load_sync_config(settings.syncs_file), manifest)  # PII marked in dbt meta
 
     marts: dict[str, Mart] = {}
     for sync in config.syncs.values():
@@ -51,7 +58,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         name: destination_resource(name, spec, base_dir=settings.syncs_file.parent)
         for name, spec in config.destinations.items()
     }
-    translator = SyncTranslator(config, marts, destinations)  # every sync's asset, checks and metadata
+    # every sync's asset, checks and metadata
+    translator = (
+        TranslatedSyncTranslator(config, marts, destinations, translation)
+        if translation
+        else SyncTranslator(config, marts, destinations)
+    )
     sync_assets = build_sync_assets(translator)
     daily_syncs = build_partitioned_sync_assets(translator, daily)
 
@@ -96,4 +108,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(Settings.from_env())
+    """The code location `dg` and workspace.yaml load: the components of activation/defs (the demo's
+    syncs, activation/defs/syncs/defs.yaml)."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -1,26 +1,27 @@
-"""The sync engine end to end into MariaDB, against the physical LOAD DATA reference, in one run.
+"""The sync engine end to end into MariaDB, PostgreSQL and SQLite, against each one's own reference, in one run.
 
-    uv run python bench/sync_engine.py                    # 1,000,000 and 4,000,000 rows
-    uv run python bench/sync_engine.py --rows 1000000     # one size
+    uv run python bench/sync_engine.py                    # MariaDB, 1,000,000 and 4,000,000 rows
+    uv run python bench/sync_engine.py --destinations mysql,postgres,sqlite --rows 1000000
     uv run python bench/sync_engine.py --rows 16000000 --initial-only   # the reference and our initial sync
     uv run python bench/sync_engine.py --quick            # 100,000 rows
+    uv run python bench/sync_engine.py --no-alternatives  # skip executemany and pandas.to_sql
     uv run python bench/sync_engine.py --buffer-pool-mb 2048   # InnoDB sized to hold the table
 
-
-For each size: the reference (DuckDB COPY to CSV + one LOAD DATA LOCAL INFILE into an empty
-table); the usual alternatives, pymysql executemany and pandas.to_sql (on at most --slow-rows
-rows: it runs at ~5k rows/s); our initial sync (plan in DuckDB, create the table, stream Arrow,
-bulk load, commit, record state); then our incremental sync after 1% and after 10% of rows
-changed (updates, inserts and deletes, mode mirror), each beside its floor: the destination
-work alone for the same change (LOAD DATA of the changed rows into a staging table, one
-INSERT ... ON DUPLICATE KEY UPDATE, one DELETE join), on a copy of the table, with the changed
-rows computed before the clock starts. Ratios are against the reference measured in the same run.
+For each destination and size: the reference load into an empty table (MariaDB: DuckDB COPY to
+CSV + one LOAD DATA LOCAL INFILE; PostgreSQL: the same CSV through one COPY FROM STDIN; SQLite:
+executemany of the rows in one transaction); for MariaDB the usual alternatives, pymysql
+executemany and pandas.to_sql (on at most --slow-rows rows: it runs at ~5k rows/s); our initial
+sync (plan in DuckDB, create the table, stream Arrow, bulk load, commit, record state); then our
+incremental sync after 1% and after 10% of rows changed (updates, inserts and deletes, mode
+mirror), each beside its floor (floors.py): the destination's work alone for the same change,
+on a copy of the table, with the changed rows computed before the clock starts. "vs ref" is
+against the reference load of the same run, "vs floor" against the floor of the same change.
 
 Memory: every step runs in a fresh child process, and its peak is that whole process's peak RSS
 (VmHWM: interpreter, imports, DuckDB, Arrow, driver), what a container limit sees; "at start" is
 its RSS when the step began. Not ru_maxrss: a spawned child's starts at its parent's size. Our
-syncs read the warehouse through `DuckDBWarehouse.connect`, so ACTIVATION_DUCKDB_MEMORY_LIMIT
-applies as in production.
+syncs open the destination as production does (`destinations.sql.engine.create_engine`) and read
+the warehouse through `DuckDBWarehouse.connect`, so ACTIVATION_DUCKDB_MEMORY_LIMIT applies.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from floors import prepare_floor, step_floor  # noqa: E402
 from load_methods import (  # noqa: E402
     COLUMNS,
     MYSQL_SERVER,
@@ -50,13 +52,14 @@ from load_methods import (  # noqa: E402
     TABLE,
     _create_database,
     _drop_database,
-    _reset_peak_rss,
     build_source,
+    m_pg_reference_copy,
     m_reference_load_data,
     run_method,
 )
 
 from activation.destinations.sql import SqlDestination, normalize_url  # noqa: E402
+from activation.destinations.sql.engine import create_engine  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.settings import Settings  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
@@ -100,10 +103,20 @@ def _memory(start_mb: float) -> dict:
     return {"peak_mb": _status_mb("VmHWM"), "start_mb": start_mb}
 
 
-def step_reference(url: str, source: str) -> dict:
+def _sqlite_reference(engine: sa.Engine, con: duckdb.DuckDBPyConnection) -> None:
+    """executemany of every row, 50k a call, in one transaction (SQLite has no bulk load)."""
+    marks = ", ".join("?" * len(COLUMNS))
+    result = con.execute(f"SELECT * REPLACE (CAST(revenue AS VARCHAR) AS revenue) FROM ({QUERY})")
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        while rows := result.fetchmany(50_000):
+            cursor.executemany(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+
+
+def step_reference(kind: str, url: str, source: str) -> dict:
     from load_methods import target_table
 
-    engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
+    engine = create_engine(url)
     with engine.begin() as conn:
         target_table().drop(conn, checkfirst=True)
         target_table().create(conn)
@@ -111,7 +124,12 @@ def step_reference(url: str, source: str) -> dict:
     con.execute("SET enable_progress_bar = false")
     start = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    m_reference_load_data(engine, con, QUERY, 50_000)
+    if kind == "mysql":
+        m_reference_load_data(engine, con, QUERY, 50_000)
+    elif kind == "postgres":
+        m_pg_reference_copy(engine, con, QUERY, 50_000)
+    else:
+        _sqlite_reference(engine, con)
     seconds = time.perf_counter() - t0
     memory = _memory(start)
     with engine.begin() as conn:
@@ -122,7 +140,7 @@ def step_reference(url: str, source: str) -> dict:
 
 
 def step_sync(url: str, source: str, state: str) -> dict:
-    engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
+    engine = create_engine(url)  # as production opens it
     # The imports above leave garbage that the first full collection walks (~0.1 s in this child):
     # collected before the clock, so a step measures the sync, not where that collection falls.
     gc.collect()
@@ -145,69 +163,6 @@ def step_sync(url: str, source: str, state: str) -> dict:
         **memory,
         "note": f"+{result.inserted:,} ~{result.updated:,} -{result.deleted:,} sent {result.rows_sent:,} "
         f"({result.strategy})",
-    }
-
-
-FLOOR_TABLE = "floor_copy"
-
-
-def prepare_floor(url: str, source: str) -> None:
-    """Before a change: copy the destination table and the mart, so the floor can replay the change."""
-    engine = sa.create_engine(normalize_url(url))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
-        conn.exec_driver_sql(f"CREATE TABLE {FLOOR_TABLE} LIKE {TABLE}")
-        conn.exec_driver_sql(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM {TABLE}")
-    engine.dispose()
-    with duckdb.connect(source) as con:
-        con.execute("SET enable_progress_bar = false")
-        con.execute("CREATE OR REPLACE TABLE before_change AS SELECT * FROM src")
-
-
-def step_floor(url: str, source: str, tmp: str) -> dict:
-    """The destination's share of an incremental sync: load the changed rows and the deleted keys,
-    upsert, delete, commit. The changed rows are found before the clock starts."""
-    changed, gone = f"{tmp}/changed.csv", f"{tmp}/gone.csv"
-    with duckdb.connect(source) as con:
-        con.execute("SET enable_progress_bar = false")
-        con.execute(
-            f"COPY (SELECT * REPLACE (CAST(is_active AS TINYINT) AS is_active) FROM "
-            f"(SELECT {', '.join(COLUMNS)} FROM src EXCEPT SELECT {', '.join(COLUMNS)} FROM before_change) "
-            f"ORDER BY customer_key) TO '{changed}' (FORMAT csv, HEADER false, NULLSTR 'NULL', "
-            "FORCE_QUOTE (customer_key, name, email, city))"
-        )
-        con.execute(
-            "COPY (SELECT customer_key FROM before_change ANTI JOIN src USING (customer_key) ORDER BY 1) "
-            f"TO '{gone}' (FORMAT csv, HEADER false, FORCE_QUOTE (customer_key))"
-        )
-        con.execute("DROP TABLE before_change")
-    engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True})
-    load = "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY 0x0A"
-    start = _reset_peak_rss() / 1024  # the peak of the work alone, not of finding the changed rows
-    t0 = time.perf_counter()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE stage LIKE {FLOOR_TABLE}")
-        conn.exec_driver_sql("CREATE TEMPORARY TABLE gone (customer_key VARCHAR(64) COLLATE utf8mb4_bin PRIMARY KEY)")
-        sent = conn.exec_driver_sql(
-            f"LOAD DATA LOCAL INFILE '{changed}' INTO TABLE stage CHARACTER SET utf8mb4 {load} ({', '.join(COLUMNS)})"
-        ).rowcount
-        conn.exec_driver_sql(f"LOAD DATA LOCAL INFILE '{gone}' INTO TABLE gone CHARACTER SET utf8mb4 {load}")
-        updates = ", ".join(f"{c} = VALUES({c})" for c in COLUMNS if c != "customer_key")
-        conn.exec_driver_sql(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM stage ON DUPLICATE KEY UPDATE {updates}")
-        deleted = conn.exec_driver_sql(
-            f"DELETE f FROM {FLOOR_TABLE} f JOIN gone g ON f.customer_key = g.customer_key"
-        ).rowcount
-    seconds = time.perf_counter() - t0
-    memory = _memory(start)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE {FLOOR_TABLE}")
-    engine.dispose()
-    return {
-        "rows": sent + deleted,
-        "written": sent + deleted,
-        "seconds": seconds,
-        **memory,
-        "note": f"{sent:,} rows upserted, {deleted:,} deleted",
     }
 
 
@@ -244,87 +199,101 @@ def run(step, *args) -> dict:
         return pool.submit(step, *args).result()
 
 
-def bench_size(rows: int, tmp: Path, slow_rows: int, executemany_rows: int, initial_only: bool) -> list[dict]:
-    source = str(tmp / f"src_{rows}.duckdb")
+NAMES = {"mysql": "MariaDB", "postgres": "PostgreSQL", "sqlite": "SQLite"}
+REFERENCES = {"mysql": "LOAD DATA", "postgres": "COPY", "sqlite": "executemany"}
+
+
+def _database(kind: str, tmp: Path, rows: int) -> tuple[str, sa.Engine | None, str]:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp}/app_{rows}.sqlite", None, ""
+    return _create_database(kind)
+
+
+def bench_size(
+    kind: str, rows: int, tmp: Path, slow_rows: int, executemany_rows: int, initial_only: bool, alternatives: bool
+) -> list[dict]:
+    source = str(tmp / f"src_{kind}_{rows}.duckdb")
     build_source(source, rows)
-    url, admin, name = _create_database("mysql")
-    state = str(tmp / f"state_{rows}.duckdb")
-    print(f"\nMariaDB, {rows:,} rows x {len(COLUMNS)} columns")
+    url, admin, name = _database(kind, tmp, rows)
+    state = str(tmp / f"state_{kind}_{rows}.duckdb")
+    print(f"\n{NAMES[kind]}, {rows:,} rows x {len(COLUMNS)} columns")
     header = (
-        f"{'step':<34} {'seconds':>8} {'rows/s':>10} {'vs ref':>7} {'% of initial':>12} {'peak RSS MB':>11} "
-        f"{'at start':>8}  what"
+        f"{'step':<34} {'seconds':>8} {'rows/s':>10} {'vs ref':>7} {'vs floor':>8} {'% of initial':>12} "
+        f"{'peak RSS MB':>11} {'at start':>8}  what"
     )
     print(header)
     print("-" * len(header))
     results: list[dict] = []
 
-    def line(label: str, r: dict, rate: float, vs_ref: str, of_initial: str) -> None:
-        results.append({**r, "size": rows, "step": label, "rate": rate, "vs_ref": vs_ref, "of_initial": of_initial})
+    def line(label: str, r: dict, vs_ref: str = "", vs_floor: str = "", of_initial: str = "") -> None:
+        rate = r["written"] / r["seconds"]
+        results.append(
+            {**r, "kind": kind, "size": rows, "step": label, "rate": rate, "vs_ref": vs_ref, "vs_floor": vs_floor}
+        )
         print(
-            f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref:>7} {of_initial:>12} {r['peak_mb']:>11.0f} "
-            f"{r['start_mb']:>8.0f}  {r['note']}",
+            f"{label:<34} {r['seconds']:>8.2f} {rate:>10,.0f} {vs_ref:>7} {vs_floor:>8} {of_initial:>12} "
+            f"{r['peak_mb']:>11.0f} {r['start_mb']:>8.0f}  {r['note']}",
             flush=True,
         )
 
     try:
-        ref = run(step_reference, url, source)
+        ref = run(step_reference, kind, url, source)
         ref_rate = ref["rows"] / ref["seconds"]
-        line("LOAD DATA reference", {**ref, "note": f"{ref['rows']:,} rows"}, ref_rate, "1.00", "")
-        alternatives = (
+        line(f"{REFERENCES[kind]} reference", {**ref, "note": f"{ref['rows']:,} rows"}, "1.00")
+        methods = (
             ("pymysql executemany", "pymysql executemany 10k", min(rows, executemany_rows)),
             ("pandas.to_sql (multi)", "pandas to_sql multi 10k", min(rows, slow_rows)),
         )
-        for label, method, n in () if initial_only else alternatives:
+        for label, method, n in methods if kind == "mysql" and alternatives and not initial_only else ():
             r = run(step_method, "mysql", method, url, source, n, 50_000)
-            rate = r["rows"] / r["seconds"]
             r["note"] = f"{r['rows']:,} rows" + (f" (first {n:,} only)" if n < rows else "")
-            line(label, r, rate, f"{rate / ref_rate:.2f}", "")
+            r["written"] = r["rows"]
+            line(label, r, f"{r['rows'] / r['seconds'] / ref_rate:.2f}")
         initial = run(step_sync, url, source, state)
-        line(
-            "ours: initial sync",
-            initial,
-            initial["rows"] / initial["seconds"],
-            f"{initial['rows'] / initial['seconds'] / ref_rate:.2f}",
-            "100.0%",
-        )
+        line("ours: initial sync", initial, f"{initial['rows'] / initial['seconds'] / ref_rate:.2f}", "", "100.0%")
         for share in () if initial_only else (0.01, 0.10):
-            prepare_floor(url, source)
+            prepare_floor(kind, url, source)
             change(source, share, seed=int(share * 100))
-            floor = run(step_floor, url, source, str(tmp))
+            floor = run(step_floor, kind, url, source, str(tmp))
             r = run(step_sync, url, source, state)
-            pct = f"{share:.0%} changed"
+            ratio = f"{r['seconds'] / floor['seconds']:.2f}x"
             line(
-                f"ours: incremental, {pct}",
+                f"ours: incremental, {share:.0%} changed",
                 r,
-                r["written"] / r["seconds"],
                 "",
+                ratio,
                 f"{100 * r['seconds'] / initial['seconds']:.1f}%",
             )
             line(
                 "  floor: destination work alone",
                 floor,
-                floor["written"] / floor["seconds"],
                 "",
+                "1.00x",
                 f"{100 * floor['seconds'] / initial['seconds']:.1f}%",
             )
     finally:
-        _drop_database("mysql", admin, name)
+        if admin is not None:
+            try:
+                _drop_database(kind, admin, name)
+            except sa.exc.DBAPIError as exc:  # a server restarted by someone else: the run's figures stand
+                print(f"could not drop {name}: {exc.orig!r}")
     return results
 
 
 def print_summary(results: list[dict]) -> None:
-    """Per size: the whole-process peak of the reference and of our syncs, and our initial speed."""
-    print("\nrows         LOAD DATA peak MB  ours initial: peak MB  vs LOAD DATA  ours incremental 1% / 10%: peak MB")
-    for rows in dict.fromkeys(r["size"] for r in results):
-        mine = {r["step"]: r for r in results if r["size"] == rows}
-        ref, ours = mine["LOAD DATA reference"], mine["ours: initial sync"]
-        incremental = " / ".join(
-            f"{mine[k]['peak_mb']:.0f}"
-            for k in ("ours: incremental, 1% changed", "ours: incremental, 10% changed")
-            if k in mine
-        )
-        peaks = f"{ref['peak_mb']:>17.0f}  {ours['peak_mb']:>21.0f}"
-        print(f"{rows:<12,} {peaks}  {ours['vs_ref']:>12}  {incremental or '-':>10}")
+    """Per destination and size: the incrementals against their floors, and every step's peak."""
+    print(
+        "\ndestination  rows         initial vs ref  1% vs floor  10% vs floor  peak RSS MB (ref / initial / 1% / 10%)"
+    )
+    for kind, rows in dict.fromkeys((r["kind"], r["size"]) for r in results):
+        mine = {r["step"]: r for r in results if (r["kind"], r["size"]) == (kind, rows)}
+        ours = mine["ours: initial sync"]
+        steps = [f"{REFERENCES[kind]} reference", "ours: initial sync"] + [
+            f"ours: incremental, {p} changed" for p in ("1%", "10%")
+        ]
+        peaks = " / ".join(f"{mine[k]['peak_mb']:.0f}" for k in steps if k in mine)
+        ratios = [mine.get(f"ours: incremental, {p} changed", {}).get("vs_floor", "-") for p in ("1%", "10%")]
+        print(f"{NAMES[kind]:<12} {rows:<12,} {ours['vs_ref']:>14} {ratios[0]:>12} {ratios[1]:>13}  {peaks}")
 
 
 @contextlib.contextmanager
@@ -353,6 +322,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="table size (repeatable)")
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    parser.add_argument(
+        "--destinations", default="mysql", help="comma-separated, of mysql, postgres, sqlite (default: mysql)"
+    )
+    parser.add_argument(
+        "--no-alternatives", action="store_true", help="skip pymysql executemany and pandas.to_sql (MariaDB)"
+    )
     parser.add_argument("--slow-rows", type=int, default=100_000, help="at most this many rows for pandas.to_sql")
     parser.add_argument(
         "--executemany-rows", type=int, default=4_000_000, help="at most this many rows for pymysql executemany"
@@ -364,15 +339,28 @@ def main() -> None:
         "--buffer-pool-mb", type=int, help="set InnoDB's buffer pool for the run (restored after; needs SUPER)"
     )
     args = parser.parse_args()
+    kinds = [k.strip() for k in args.destinations.split(",") if k.strip()]
+    unknown = set(kinds) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown destination(s) {', '.join(sorted(unknown))}: pick from {', '.join(NAMES)}")
     sizes = [100_000] if args.quick else (args.rows or [1_000_000, 4_000_000])
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_"))
     limit = Settings.from_env().duckdb_memory_limit
     print(f"DuckDB memory limit of our syncs: {limit} (ACTIVATION_DUCKDB_MEMORY_LIMIT)")
     results = []
     try:
-        with buffer_pool(args.buffer_pool_mb):
-            for rows in sizes:
-                results += bench_size(rows, tmp, args.slow_rows, args.executemany_rows, args.initial_only)
+        with buffer_pool(args.buffer_pool_mb) if "mysql" in kinds else contextlib.nullcontext():
+            for kind in kinds:
+                for rows in sizes:
+                    results += bench_size(
+                        kind,
+                        rows,
+                        tmp,
+                        args.slow_rows,
+                        args.executemany_rows,
+                        args.initial_only,
+                        not args.no_alternatives,
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_summary(results)

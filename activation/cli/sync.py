@@ -122,8 +122,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"skipping {', '.join(daily)} (partitioned by day: the activate_daily job and backfills run them)")
     specs = [s for s in specs if not s.partition]
     keys = [sync_asset_key(s) for s in specs]
-    # In one process: without dbt in the run nothing holds the warehouse open, and the shared
-    # pool runs one sync step at a time anyway, so separate processes would only add start-up time.
+    # In one process: without dbt in the run nothing holds the warehouse open, and the demo has
+    # one destination of whole tables (one step), so separate processes would only add start-up time.
     run_config: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
     if args.full_resync:
         destinations = dict.fromkeys(s.destination for s in specs)

@@ -13,9 +13,17 @@ from collections.abc import Mapping
 import dagster as dg
 
 from activation.orchestration import execute
-from activation.orchestration.dbt import WAREHOUSE_POOL
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, SyncTranslator
 from activation.syncs.spec import SyncConfigError, SyncSpec
+
+# Writes into one destination are kept apart across runs by a pool per destination (limit 1 in
+# the demo's dagster.yaml); syncs into different destinations run in parallel. The op tag names
+# the destination for executors that ignore pools (Kubernetes' tag_concurrency_limits, docs/deploy.md).
+DESTINATION_TAG = "activation/destination"
+
+
+def destination_pool(destination: str) -> str:
+    return f"activation/{destination}"
 
 
 class SyncRunConfig(dg.Config):
@@ -57,7 +65,8 @@ def _destination_asset(translator: SyncTranslator, destination: str, ordered: li
         specs=[translator.get_asset_spec(s) for s in ordered],
         check_specs=[c for s in ordered for c in translator.get_check_specs(s)],
         can_subset=True,
-        pool=WAREHOUSE_POOL,
+        pool=destination_pool(destination),
+        op_tags={DESTINATION_TAG: destination},
         required_resource_keys={translator.get_resource_key(ordered[0]), WAREHOUSE_RESOURCE},
     )
     def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
@@ -75,7 +84,8 @@ def _partitioned_asset(
         specs=[translator.get_asset_spec(sync).replace_attributes(partitions_def=partitions_def)],
         check_specs=translator.get_check_specs(sync),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        pool=destination_pool(sync.destination),
+        op_tags={DESTINATION_TAG: sync.destination},
         required_resource_keys={translator.get_resource_key(sync), WAREHOUSE_RESOURCE},
     )
     def _sync(context: dg.AssetExecutionContext):

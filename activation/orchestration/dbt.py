@@ -24,8 +24,9 @@ from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 from activation.orchestration.resources import DuckDBWarehouse
 
 RAW_GROUP_SUFFIX = "_raw"
-# DuckDB admits one writer per file: dbt builds and syncs share a Dagster pool (limit 1 in
-# the shipped dagster.yaml), and syncs also wait on the file lock if run elsewhere.
+# DuckDB admits one writer per file: dbt builds share a Dagster pool (limit 1 in the shipped
+# dagster.yaml). Syncs sit in their destinations' pools; a sync waits on the file lock while dbt
+# builds, and a build waits for syncs still reading (DuckDBWarehouse.wait_until_free).
 WAREHOUSE_POOL = "duckdb_warehouse"
 # Models tagged `daily` are partitioned by day and built by their own asset (activation.orchestration.partitions).
 DAILY_TAG = "daily"
@@ -135,6 +136,7 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         if isinstance(warehouse, DuckDBWarehouse):
             # dbt's profiles.yml reads this variable: dbt builds exactly the warehouse the syncs read.
             os.environ["ACTIVATION_WAREHOUSE_PATH"] = warehouse.path
+            warehouse.wait_until_free(context.log.info)  # a sync of another run may still read the marts
         yield from dbt.cli(["build"], context=context).stream().fetch_row_counts().fetch_column_metadata()
 
     return dbt_models

@@ -66,6 +66,7 @@ def build_daily_dbt_assets(
     )
     def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse):
         os.environ["ACTIVATION_WAREHOUSE_PATH"] = warehouse.path
+        warehouse.wait_until_free(context.log.info)  # a sync of another run may still read the marts
         args = ["build", "--vars", json.dumps(dbt_window_vars(context))]
         # No fetch_row_counts(): it leaves a DuckDB handle open in this process, which an
         # in-process run's sync step (same process) could not open read-only.

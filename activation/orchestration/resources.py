@@ -47,30 +47,39 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         folder.mkdir(parents=True, exist_ok=True)
         return str(folder / f"{destination}.duckdb")
 
-    @contextmanager
-    def connect(self, log: Callable[[str], None] = print) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Read-only, so syncs of several destinations read the marts in parallel processes."""
+    def _open(self, log: Callable[[str], None], *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """The warehouse file, waiting (up to lock_timeout_seconds) while another process writes it,
+        or, read-write, while any other process has it open."""
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay, waited = 0.2, False
         while True:
             try:
-                con = duckdb.connect(self.path, read_only=True)
-                break
+                return duckdb.connect(self.path, read_only=read_only)
             except duckdb.ConnectionException as exc:
                 # This process already holds the file read-write (dbt-duckdb in an in-process run);
                 # share that handle: no other process can hold the file meanwhile.
                 if "different configuration" not in str(exc):
                     raise
-                con = duckdb.connect(self.path)
-                break
+                return duckdb.connect(self.path)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise
                 if not waited:
-                    log(f"warehouse {self.path} is locked by another process (a dbt build?); waiting")
+                    holder = "a dbt build?" if read_only else "a sync reading the marts?"
+                    log(f"warehouse {self.path} is locked by another process ({holder}); waiting")
                     waited = True
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def wait_until_free(self, log: Callable[[str], None] = print) -> None:
+        """Before dbt builds: dbt-duckdb fails at once on a file another process reads. Syncs sit in
+        their destinations' pools, not in dbt's, so a build started while a sync reads waits here."""
+        self._open(log, read_only=False).close()
+
+    @contextmanager
+    def connect(self, log: Callable[[str], None] = print) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Read-only, so syncs of several destinations read the marts in parallel processes."""
+        con = self._open(log, read_only=True)
         try:
             bound_memory(con, self.memory_limit, self.temp_directory, self.threads)
             yield con
@@ -95,7 +104,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
         with self.connect(log=log) as con:
             if not dry_run:
-                yield DuckDB(con, self.state_path(destination), identity)
+                yield DuckDB(
+                    con, self.state_path(destination), identity, wait_seconds=self.lock_timeout_seconds, log=log
+                )
                 return
             with throwaway_state(Path(self.path).parent / "activation_state" / f"{destination}.duckdb") as state:
                 yield DuckDB(con, state, identity, dry_run=True)
@@ -140,6 +151,7 @@ class SQLDestination(dg.ConfigurableResource):
     """An application database reached through a SQLAlchemy URL taken from the environment."""
 
     url: str
+    load_streams: int | None = None  # connections a large load uses at once (None: from the server and cores)
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     @property
@@ -168,7 +180,7 @@ class SQLDestination(dg.ConfigurableResource):
         """The writer of a step (a database reads its foreign keys from its own schema, not `syncs`)."""
         from activation.destinations.sql import SqlDestination
 
-        return SqlDestination(self.engine())
+        return SqlDestination(self.engine(), load_streams=self.load_streams)
 
     def checks(self, planner, destination):
         from activation.orchestration.checks.suites import SqlChecks
@@ -303,9 +315,9 @@ def destination_resource(
     if spec.is_api:
         return ApiDestinationResource(name=name, spec_json=spec.model_dump_json())
     if os.environ.get(spec.url_env):
-        return SQLDestination(url=dg.EnvVar(spec.url_env))
+        return SQLDestination(url=dg.EnvVar(spec.url_env), load_streams=spec.load_streams)
     if not spec.default_url:
         raise SyncConfigError(
             f"set {spec.url_env} to a SQLAlchemy URL: it is unset and the destination has no default_url"
         )
-    return SQLDestination(url=resolve_path(spec.default_url, base_dir))
+    return SQLDestination(url=resolve_path(spec.default_url, base_dir), load_streams=spec.load_streams)

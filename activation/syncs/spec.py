@@ -52,6 +52,9 @@ class DestinationSpec(BaseModel):
     # an API destination's settings, checked at load by its type's `Settings` (destinations/registry.py)
     settings: dict[str, Any] = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    # a database: connections a large initial or replace load uses at once (1: one stream; unset:
+    # chosen from the server's free connections and the cores, destinations/sql/parallel_load.py)
+    load_streams: int | None = Field(default=None, ge=1, le=16)
 
     @property
     def is_api(self) -> bool:
@@ -97,6 +100,8 @@ class DestinationSpec(BaseModel):
             if self.rate_limit:
                 raise ValueError("rate_limit is for API destinations; a database has no request rate")
             return self
+        if self.load_streams is not None:
+            raise ValueError("load_streams is for database destinations (type: sql)")
         if self.url_env or self.default_url:
             raise ValueError(f"a {self.type} destination is reached through its settings, not url_env/default_url")
         if self.is_stream:
@@ -343,6 +348,12 @@ def load_sync_config(path: str | Path) -> SyncConfig:
         raise SyncConfigError(f"{path}: sync config file not found (set ACTIVATION_SYNCS_FILE)") from exc
     except yaml.YAMLError as exc:
         raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_sync_config(raw, str(path))
+
+
+def parse_sync_config(raw: Any, where: str) -> SyncConfig:
+    """A sync config from its parsed YAML (a file's, or a component's inline `syncs`); errors
+    name `where` and the field."""
     try:
         return SyncConfig.model_validate(raw)
     except ValidationError as exc:
@@ -350,4 +361,4 @@ def load_sync_config(path: str | Path) -> SyncConfig:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
             problems.append(f"  {field}: {err['msg']}")
-        raise SyncConfigError(f"{path}: invalid sync config\n" + "\n".join(problems)) from None
+        raise SyncConfigError(f"{where}: invalid sync config\n" + "\n".join(problems)) from None

@@ -11,7 +11,8 @@ import datetime as dt
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,18 +73,48 @@ class DuckDBFlavour(SqlFlavour):
         return f"count(*) FILTER (WHERE {condition})"
 
 
+def attach_state(con: duckdb.DuckDBPyConnection, path: str, *, wait_seconds: float, log: Callable[[str], None]) -> None:
+    """ATTACH a destination's state read-write, waiting while another process holds it. Holding the
+    file is the destination's lock on this machine: a second writer of the destination (another run,
+    a Celery worker that ignores Dagster's pools) waits here before it reads the state, then plans
+    from what the first one committed."""
+    deadline = time.monotonic() + wait_seconds
+    delay, waited = 0.1, False
+    while True:
+        try:
+            con.execute(f"ATTACH IF NOT EXISTS {_literal(path)} AS {STATE} (READ_WRITE)")
+            if waited:
+                log(f"sync state {path} is ours now")
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            if not waited:
+                log(f"sync state {path} is held by another sync of this destination; waiting")
+                waited = True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 class DuckDB(Warehouse):
     """Plans and streams the marts of one read-only warehouse connection."""
 
     flavour = DuckDBFlavour()
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, state_path: str, destination_identity: str, *, dry_run: bool = False
+        self,
+        con: duckdb.DuckDBPyConnection,
+        state_path: str,
+        destination_identity: str,
+        *,
+        dry_run: bool = False,
+        wait_seconds: float = 0.0,
+        log: Callable[[str], None] = log.info,
     ):
         super().__init__(destination_identity, dry_run=dry_run)
         self.con = con
         con.execute("SET enable_progress_bar = false")
-        con.execute(f"ATTACH IF NOT EXISTS {_literal(state_path)} AS {STATE} (READ_WRITE)")
+        attach_state(con, state_path, wait_seconds=wait_seconds, log=log)
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {STATE}.syncs (sync VARCHAR PRIMARY KEY, signature VARCHAR, "
             "synced_at TIMESTAMP)"

@@ -9,11 +9,13 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from activation.destinations.sql import destination, mysql_load
 from activation.syncs.results import SyncError
+from tests.databases import mariadb_database
 from tests.reliability.support import Log, assert_same_rows, make_mart, make_spec, progress, run
-from tests.syncs.test_load import scalar
+from tests.syncs.test_load import engine_for
 
 ROWS = 20_000
 
@@ -51,6 +53,14 @@ class HeldRun(threading.Thread):
             self.held.set()
 
 
+def table_exists(url: str, table: str) -> bool:
+    engine = engine_for(url)
+    try:
+        return sa.inspect(engine).has_table(table)
+    finally:
+        engine.dispose()
+
+
 def two_warehouses(tmp_path):
     a, b = tmp_path / "a" / "w.duckdb", tmp_path / "b" / "w.duckdb"
     a.parent.mkdir()
@@ -74,14 +84,15 @@ def test_second_run_fails_without_writing_while_the_first_holds_the_table(url, t
     try:
         assert a.held.wait(60) and a.error is None, a.error
         monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
-        count_before = scalar(url, "SELECT COUNT(*) FROM items")  # A created the table; its rows are uncommitted
+        # A created the table under a hidden name (its rows not in yet): no reader sees it.
+        assert not table_exists(url, "items")
         log_b = Log()
         started = time.monotonic()
         with pytest.raises(SyncError, match="another sync is writing items in this destination"):
             run(url, duck_b, [spec], log=log_b)
         assert time.monotonic() - started < 10
         assert log_b.lines == [], "B must stop before doing anything"
-        assert scalar(url, "SELECT COUNT(*) FROM items") == count_before == 0
+        assert not table_exists(url, "items")
         assert a.is_alive(), "A is still held while B gave up"
     finally:
         a.release.set()
@@ -115,7 +126,7 @@ def test_second_run_waits_for_the_first_then_finds_nothing_to_do(url, tmp_path, 
         time.sleep(1.5)
         assert b.is_alive() and not b_error, b_error
         assert not [e for e in events if e[0] == "B"], "B must wait before doing anything"
-        assert scalar(url, "SELECT COUNT(*) FROM items") == 0
+        assert not table_exists(url, "items")
     finally:
         a.release.set()
         a.join(60)
@@ -130,3 +141,21 @@ def test_second_run_waits_for_the_first_then_finds_nothing_to_do(url, tmp_path, 
     assert (b_res.inserted, b_res.updated, b_res.deleted) == (0, 0, 0)
     assert b_res.unchanged == ROWS and b_res.rows_in_destination == ROWS
     assert_same_rows(url, duck_a)
+
+
+def test_the_same_table_in_another_database_of_the_server_is_not_locked(tmp_path, monkeypatch):
+    """MySQL's GET_LOCK names are server-wide: a sync into app_a.items must not wait for (or be
+    refused by) a sync holding app_b.items on the same server."""
+    duck_a, duck_b = two_warehouses(tmp_path)
+    spec = make_spec("mirror", batch_size=1_000)
+    monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
+    with mariadb_database() as held_url, mariadb_database() as other_url:
+        holder = sa.create_engine(held_url).connect()
+        try:
+            name = destination.lock_name(sa.make_url(held_url).database, "items")
+            assert holder.execute(sa.text("SELECT GET_LOCK(:n, 5)"), {"n": name}).scalar() == 1
+            assert run(other_url, duck_a, [spec], log=Log())["items"].inserted == ROWS
+            with pytest.raises(SyncError, match="another sync is writing items in this destination"):
+                run(held_url, duck_b, [spec], log=Log())
+        finally:
+            holder.close()

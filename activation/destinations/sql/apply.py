@@ -40,8 +40,9 @@ def stage(run: Run, conn: sa.Connection, job: Job) -> None:
         return
     owned = scope_clause(job, t)
     if job.strategy is Strategy.SHADOW and not run.dry_run:
-        rows = wh.rows(mart, job.spec.batch_size, everything=True)
-        job.result.rows_sent = run.load(conn, job, job.shadow, rows, mart.mart_rows)
+        if not job.loaded:  # else loaded on several connections already (parallel_load.py)
+            rows = wh.rows(mart, job.spec.batch_size, everything=True)
+            job.result.rows_sent = run.load(conn, job, job.shadow, rows, mart.mart_rows)
         job.update(planned=compare(run, conn, job, job.shadow, t, owned))
         return
     job.staging = run.temp_table(conn, job, "__stage", mart.columns)
@@ -91,22 +92,24 @@ def judge_guards(run: Run, job: Job) -> None:
 
 
 def compare(run: Run, conn: sa.Connection, job: Job, new: sa.Table, old: sa.Table, owned) -> Counts:
-    """Rows of `new` to insert and update into `old`, and rows of `old` to delete."""
-    on = on_key(job, old, new)
-    return Counts(
-        insert=count(conn, sa.select(sa.func.count()).select_from(new).where(~sa.exists().where(on, owned))),
-        update=count(
-            conn, sa.select(sa.func.count()).select_from(new.join(old, on)).where(owned, run.differs(job, old, new))
-        ),
-        delete=count(
-            conn,
-            sa.select(sa.func.count())
-            .select_from(old)
-            .where(owned, ~sa.exists().where(on), *kept(run, conn, job, old)),
-        )
-        if job.spec.mode.deletes
-        else 0,
-    )
+    """Rows of `new` to insert and update into `old`, and rows of `old` to delete: one pass of
+    `new` joined with `old` (both keyed by the sync key, so a match is one row each way); the
+    deletes are the owned rows of `old` that no row of `new` matched."""
+    present = sa.and_(*[old.c[k].is_not(None) for k in job.spec.primary_key])
+    joined = new.outerjoin(old, sa.and_(on_key(job, old, new), owned))
+    one = lambda cond: sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)  # noqa: E731
+    sent, matched, updates = conn.execute(
+        sa.select(sa.func.count(), one(present), one(sa.and_(present, run.differs(job, old, new)))).select_from(joined)
+    ).one()
+    deletes = 0
+    if job.spec.mode.deletes:
+        rejected = kept(run, conn, job, old)
+        if rejected:  # a reject's older row stays: the rows that leave are counted one by one
+            gone = sa.and_(owned, ~sa.exists().where(on_key(job, old, new)), *rejected)
+            deletes = count(conn, sa.select(sa.func.count()).select_from(old).where(gone))
+        else:
+            deletes = count(conn, sa.select(sa.func.count()).select_from(old).where(owned)) - int(matched)
+    return Counts(insert=int(sent) - int(matched), update=int(updates), delete=deletes)
 
 
 def kept(run: Run, conn: sa.Connection, job: Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
@@ -128,8 +131,9 @@ def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
         return
     t, s, spec = job.target, job.staging, job.spec
     if job.strategy is Strategy.BULK:
-        rows = run.warehouse.rows(job.mart, spec.batch_size, everything=True)
-        job.result.inserted = job.result.rows_sent = run.load(conn, job, t, rows, job.mart.mart_rows)
+        if not job.loaded:  # else loaded on several connections already (parallel_load.py)
+            rows = run.warehouse.rows(job.mart, spec.batch_size, everything=True)
+            job.result.inserted = job.result.rows_sent = run.load(conn, job, t, rows, job.mart.mart_rows)
         return
     owned = scope_clause(job, t)
     if job.strategy is Strategy.TRUNCATE:
@@ -226,12 +230,14 @@ def naming_foreign_key_violations(
                 sent = job.sent_rows = run.temp_table(conn, job, "__fk", job.mart.columns)
                 rows = run.warehouse.rows(job.mart, spec.batch_size, everything=job.strategy.sends_everything)
                 run.load(conn, job, sent, rows, job.mart.mart_rows)
-                problems = foreign_keys.orphans(conn, spec.table, sent, spec.primary_key, fks.get(spec.table, []))
+                problems = foreign_keys.orphans(conn, spec.table, sent, spec.primary_key, fks.get(job.target.name, []))
                 advice = "Sync the parent tables in the same run (or first), or fix the mart"
         except sa.exc.DBAPIError as unexplained:  # the database's own words, then
             run.log(f"{spec.table}: could not look up the rows behind the foreign-key error: {unexplained.orig}")
             problems, advice = [], "Sync the tables it references, and those that reference it, in one run"
         found = "; ".join(problems) or f"the database said: {getattr(exc, 'orig', exc)}"
+        for table, hidden in run.hidden.items():  # tables not yet renamed into place, by their own names
+            found = found.replace(hidden, table)
         raise SyncError(
             f"{spec.table}: {'deleting' if deleting else 'writing'} rows of mart {spec.source} violates a "
             f"foreign key: {found}. {advice}. "
@@ -243,35 +249,52 @@ def naming_foreign_key_violations(
         ) from exc
 
 
-def swap(run: Run, conn: sa.Connection, job: Job) -> None:
-    """Swap the shadow table in. The rename needs the table's metadata lock: while it waits for a
-    transaction that read the table, new readers queue behind it. So it waits briefly, steps
-    back to let them through, and tries again."""
-    table, new = quoted(conn, job.spec.table), quoted(conn, job.shadow.name)
-    old = quoted(conn, short_name(job.spec.table, OLD))
+def swap_all(run: Run, conn: sa.Connection, jobs: list[Job]) -> None:
+    """Put every shadow table in place of its table and give every table created under a hidden
+    name its own, in one atomic step. The rename needs the tables' metadata locks: while it waits
+    for a transaction that read one, new readers queue behind it. So it waits briefly, steps back
+    to let them through, and tries again."""
+    if not jobs:
+        return
+    renames = [
+        (
+            quoted(conn, job.spec.table),
+            quoted(conn, job.target.name if job.hidden else job.shadow.name),
+            None if job.hidden else quoted(conn, short_name(job.spec.table, OLD)),
+        )
+        for job in jobs
+    ]
+    names = ", ".join(job.spec.table for job in jobs)
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
-            run.dialect.swap(conn, table, new, old, SWAP_LOCK_WAIT_SECONDS)
+            run.dialect.swap(conn, renames, SWAP_LOCK_WAIT_SECONDS)
             break
         except sa.exc.OperationalError as exc:
             if not run.dialect.is_lock_timeout(exc):
                 raise
             if attempt == SWAP_ATTEMPTS:
+                what = "replace could not swap in" if any(not j.hidden for j in jobs) else "could not rename into place"
                 raise SwapNotPossible(
-                    f"{job.spec.table}: replace could not swap in the new table: transactions kept reading it "
-                    f"through {SWAP_ATTEMPTS} tries of {SWAP_LOCK_WAIT_SECONDS}s each. Nothing changed; the next "
-                    "run tries again (look for long-running transactions on this table)."
+                    f"{names}: {what} the new table: transactions kept reading it through {SWAP_ATTEMPTS} tries of "
+                    f"{SWAP_LOCK_WAIT_SECONDS}s each. Nothing changed; the next run tries again (look for "
+                    "long-running transactions on this table)."
                 ) from exc
             pause = min(0.25 * 2**attempt, 8.0)
             run.log(
-                f"{job.spec.table}: swap waited {SWAP_LOCK_WAIT_SECONDS}s for a transaction reading the table; "
+                f"{names}: swap waited {SWAP_LOCK_WAIT_SECONDS}s for a transaction reading the table(s); "
                 f"readers go first, trying again in {pause:.1f}s ({attempt}/{SWAP_ATTEMPTS})"
             )
             time.sleep(pause)
-    run.dialect.after_swap(conn, old)
-    p = job.plan.planned
-    job.result.inserted, job.result.updated, job.result.deleted = p.insert, p.update, p.delete
-    job.shadow = None
+    run.dialect.after_swap(conn, [old for _, _, old in renames if old is not None])
+    for job in jobs:
+        if job.hidden:
+            with conn.begin():
+                job.target, job.hidden = sa.Table(job.spec.table, sa.MetaData(), autoload_with=conn), False
+            run.hidden.pop(job.spec.table, None)
+        elif job.strategy is Strategy.SHADOW:
+            p = job.plan.planned
+            job.result.inserted, job.result.updated, job.result.deleted = p.insert, p.update, p.delete
+        job.shadow = None
 
 
 def written(job: Job) -> sa.Table | None:

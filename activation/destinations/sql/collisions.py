@@ -54,7 +54,7 @@ def _compares(loose: dict[str, Rule]) -> str:
 def key_rules(run: Run, conn: sa.Connection, job: Job) -> dict[str, Rule]:
     """The rules of the target's text key columns, read once per run."""
     if job.key_rules is None:
-        job.key_rules = run.dialect.key_rules(conn, job.spec.table, job.spec.primary_key)
+        job.key_rules = run.dialect.key_rules(conn, job.target.name, job.spec.primary_key)
     return job.key_rules
 
 
@@ -232,12 +232,13 @@ def check_parents(run: Run, conn: sa.Connection, job: Job, written: sa.Table | N
     inspector = sa.inspect(conn)
     references = [
         (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
-        for fk in inspector.get_foreign_keys(job.spec.table)
+        for fk in inspector.get_foreign_keys(job.target.name)
     ]
     known = {(tuple(c), t) for c, t, _ in references}
     for fk in job.spec.parsed_foreign_keys:
-        if ((fk.column,), fk.references_table) not in known:
-            references.append(([fk.column], fk.references_table, [fk.references_column]))
+        parent = run.hidden.get(fk.references_table, fk.references_table)  # created in this run: not yet renamed
+        if ((fk.column,), parent) not in known:
+            references.append(([fk.column], parent, [fk.references_column]))
     q = lambda c: quoted(conn, c)  # noqa: E731
     problems = []
     for columns, parent, parent_columns in references:

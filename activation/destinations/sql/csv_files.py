@@ -144,10 +144,14 @@ class CsvFiles:
     """CSV files of about `group_bytes` of Arrow data each (the CSV is about as big), written by a
     thread while the server loads the previous one: the load overlaps reading the warehouse and
     writing CSV (DuckDB and pyarrow release the GIL). At most one file waits, and a batch is in
-    memory only while it is written, so memory stays at a batch or two and disk at two or three files."""
+    memory only while it is written, so memory stays at a batch or two and disk at two or three files.
+    Several loaders may share one producer (`take`, parallel_load.py): then `waiting` files wait."""
 
-    def __init__(self, table: sa.Table, batches: Iterable[pa.RecordBatch], rules: CsvRules, group_bytes: int):
-        self._ready: queue.Queue = queue.Queue(maxsize=1)
+    def __init__(
+        self, table: sa.Table, batches: Iterable[pa.RecordBatch], rules: CsvRules, group_bytes: int, waiting: int = 1
+    ):
+        self._ready: queue.Queue = queue.Queue(maxsize=waiting)
+        self.rows = 0  # rows written into the files handed out so far
         self._stop = threading.Event()
         self._rules, self._group_bytes = rules, group_bytes
         self._thread = threading.Thread(
@@ -169,6 +173,17 @@ class CsvFiles:
                 yield item
             finally:
                 os.unlink(item.path)
+
+    def take(self) -> CsvFile | None:
+        """The next file, for one of several loader threads (the caller removes the file once
+        loaded), or None when every file was taken; the producer's error is raised to every taker."""
+        item = self._ready.get()
+        if item is _DONE or isinstance(item, BaseException):
+            self._ready.put(item)  # for the other takers: the producer puts nothing after it
+            if item is _DONE:
+                return None
+            raise item
+        return item
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
@@ -192,16 +207,20 @@ class CsvFiles:
                 current.write(prepared)  # straight to the file: no group of batches held in memory
                 if current.bytes >= self._group_bytes:
                     done, current = current, None
-                    self._put(done.close())
+                    self._hand_out(done.close())
             if current is not None:
                 done, current = current, None
-                self._put(done.close())
+                self._hand_out(done.close())
             self._put(_DONE)
         except BaseException as exc:  # handed to the loading thread, which raises it
             self._put(exc)
         finally:
             if current is not None:  # stopped or failed halfway through a file
                 current.discard()
+
+    def _hand_out(self, csv_file: CsvFile) -> None:
+        self.rows += csv_file.rows
+        self._put(csv_file)
 
     def _put(self, item: object) -> None:
         while not self._stop.is_set():

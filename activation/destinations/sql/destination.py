@@ -30,12 +30,19 @@ RETRY_FIRST_PAUSE_SECONDS = 2.0
 LOCK_WAIT_SECONDS = 60
 
 
+def lock_name(database: str | None, table: str) -> str:
+    """The advisory lock of one destination table. MySQL's GET_LOCK names are server-wide, so the
+    name carries the database: two apps' `facilities` tables on one server are not one table."""
+    return f"activation:{database or ''}.{table}"
+
+
 class SqlDestination(Destination):
     """One SQL database (MySQL/MariaDB, PostgreSQL, SQLite) reached through a SQLAlchemy engine."""
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, *, load_streams: int | None = None):
         super().__init__()
         self.engine = engine
+        self.load_streams = load_streams  # parallel_load.py: None chooses from the server and cores
         self.dialect: SqlDialect = sql_dialect(engine)
 
     @property
@@ -63,7 +70,7 @@ class SqlDestination(Destination):
         from the same point and nothing is skipped or applied twice."""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             self.within_guards = {}
-            run = Run(self.engine, self.dialect, warehouse, log, self.within_guards)
+            run = Run(self.engine, self.dialect, warehouse, log, self.within_guards, load_streams=self.load_streams)
             try:
                 with self._exclusive(specs):
                     jobs = run_phases(run, specs, relations, plans or {}, full_resync=full_resync)
@@ -125,7 +132,7 @@ class SqlDestination(Destination):
         if not self.capabilities.advisory_locks:
             yield  # the database serializes writers itself (SQLite: on the file)
             return
-        names = sorted({f"activation:{s.table}" for s in specs})
+        names = sorted({lock_name(self.engine.url.database, s.table) for s in specs})
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             held: list[str] = []
@@ -133,7 +140,7 @@ class SqlDestination(Destination):
                 for name in names:
                     if not self.dialect.lock(conn, name, LOCK_WAIT_SECONDS):
                         raise SyncError(
-                            f"another sync is writing {name.split(':', 1)[1]} in this destination (it held the "
+                            f"another sync is writing {name.split('.', 1)[1]} in this destination (it held the "
                             f"lock for more than {LOCK_WAIT_SECONDS}s); nothing was written, run again later"
                         )
                     held.append(name)

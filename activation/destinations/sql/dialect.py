@@ -7,6 +7,7 @@ particular to their database; a database without a module gets these generic def
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from activation.destinations.base import Capabilities
 from activation.syncs.validate import Check
 
 if TYPE_CHECKING:
+    from activation.destinations.sql.csv_files import CsvFile, CsvRules
     from activation.destinations.sql.key_rules import Rule
     from activation.destinations.sql.run import Job, Run
 
@@ -59,6 +61,9 @@ class SqlDialect:
     errors_abort_transaction: ClassVar[bool] = False
     # Declared widths (DECIMAL(p,s), INTEGER) limit the values a column holds
     fixed_widths: ClassVar[bool] = True
+    # A table a sync creates is created under a hidden name, loaded, and renamed into place with
+    # the run's other new and replaced tables (renames are atomic, foreign keys follow them)
+    hides_new_tables: ClassVar[bool] = False
 
     def __init__(self, name: str = "") -> None:
         self.name = name or (self.names[0] if self.names else "")
@@ -183,19 +188,42 @@ class SqlDialect:
         """Update the rows that differ from the staged ones in one statement; returns the count."""
         raise NotImplementedError
 
-    def swap(self, conn: sa.Connection, table: str, new: str, old: str, wait_seconds: float) -> None:
-        """One attempt to put table `new` in place of `table` atomically, waiting at most
-        `wait_seconds` for readers; a lock timeout raises OperationalError (`is_lock_timeout`)."""
+    def swap(self, conn: sa.Connection, renames: Sequence[tuple[str, str, str | None]], wait_seconds: float) -> None:
+        """One attempt to put every table `new` in place of its `table` at once, atomically, waiting
+        at most `wait_seconds` for readers (`renames`: (table, new, old), quoted; `old` is None
+        where no table is replaced); a lock timeout raises OperationalError (`is_lock_timeout`)."""
         with conn.begin():
             self.set_lock_timeout(conn, wait_seconds)
-            conn.execute(sa.text(f"DROP TABLE {table}"))
-            conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
+            for table, new, old in renames:
+                if old is not None:
+                    conn.execute(sa.text(f"DROP TABLE {table}"))
+                conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
 
     def set_lock_timeout(self, conn: sa.Connection, wait_seconds: float) -> None:
         """Wait at most this long for a lock, in the open transaction."""
 
-    def after_swap(self, conn: sa.Connection, old: str) -> None:
+    def after_swap(self, conn: sa.Connection, olds: Sequence[str]) -> None:
         """Clean up after a swap succeeded."""
+
+    # -- loading on several connections (parallel_load.py) ---------------------------------------
+    def parallel_loads(self, conn: sa.Connection) -> bool:
+        """Whether `load_csv` can load one table on several connections at once."""
+        return False
+
+    def csv_rules(self) -> CsvRules:
+        raise NotImplementedError
+
+    def loading(self, conn: sa.Connection) -> contextlib.AbstractContextManager[None]:
+        """The session settings a loader connection needs while it loads."""
+        return contextlib.nullcontext()
+
+    def load_csv(self, conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
+        """Load one CSV file written with `csv_rules` into `table`; the rows the server inserted."""
+        raise NotImplementedError
+
+    def free_connections(self, conn: sa.Connection) -> int | None:
+        """How many more connections the server accepts now (None: it does not say)."""
+        return None
 
     # -- one writer per table ---------------------------------------------------------------------
     def lock(self, conn: sa.Connection, name: str, wait_seconds: float) -> bool:

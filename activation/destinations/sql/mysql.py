@@ -1,6 +1,7 @@
 """MySQL and MariaDB: what they do their own way.
 
-- DDL commits implicitly (no transactional DDL); `replace` swaps with one atomic RENAME TABLE.
+- DDL commits implicitly (no transactional DDL); new and replaced tables appear in one atomic
+  RENAME TABLE (foreign keys follow a renamed table).
 - Types: DATETIME(6) for every timestamp (no zone-aware type: aware values are stored as UTC),
   MEDIUMTEXT, JSON; tables are utf8mb4 with a binary collation.
 - Keys compare by their collation: `_ci` ignores case, `_ai` accents, PAD SPACE collations
@@ -26,6 +27,7 @@ from sqlalchemy.engine import URL
 from activation.destinations.base import Capabilities
 from activation.destinations.sql import mysql_load
 from activation.destinations.sql.bulk import insert_rows
+from activation.destinations.sql.csv_files import CsvFile, CsvRules
 from activation.destinations.sql.dialect import Report, SqlDialect, quoted
 from activation.destinations.sql.key_rules import Rule
 from activation.destinations.sql.mysql_connect import share_tls_context
@@ -60,6 +62,7 @@ class MySQL(SqlDialect):
         count=True,
     )
     create_like: ClassVar[str | None] = "CREATE TABLE {new} LIKE {table}"
+    hides_new_tables = True
 
     @property
     def kind(self) -> str:
@@ -284,20 +287,42 @@ class MySQL(SqlDialect):
             raise SyncError(f"{spec.table}: the server reported {affected} affected rows for an update of whole rows")
         return affected // 2
 
-    def swap(self, conn: sa.Connection, table: str, new: str, old: str, wait_seconds: float) -> None:
-        """RENAME TABLE swaps both names atomically; every statement commits implicitly."""
+    def swap(self, conn: sa.Connection, renames: Sequence[tuple[str, str, str | None]], wait_seconds: float) -> None:
+        """One RENAME TABLE swaps every name at once, atomically; every statement commits implicitly."""
+        olds = [old for _, _, old in renames if old is not None]
+        pairs = [f"{table} TO {old}, {new} TO {table}" if old else f"{new} TO {table}" for table, new, old in renames]
         try:
             with conn.begin():
                 conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {wait_seconds}")
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {old}"))
-                conn.execute(sa.text(f"RENAME TABLE {table} TO {old}, {new} TO {table}"))
+                if olds:
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(olds)}"))
+                conn.execute(sa.text(f"RENAME TABLE {', '.join(pairs)}"))
         finally:
             with conn.begin():
                 conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
 
-    def after_swap(self, conn: sa.Connection, old: str) -> None:
-        with conn.begin():
-            conn.execute(sa.text(f"DROP TABLE {old}"))
+    def after_swap(self, conn: sa.Connection, olds: Sequence[str]) -> None:
+        if olds:
+            with conn.begin():
+                conn.execute(sa.text(f"DROP TABLE {', '.join(olds)}"))
+
+    # -- loading on several connections -----------------------------------------------------------
+    def parallel_loads(self, conn: sa.Connection) -> bool:
+        return conn.dialect.driver == "pymysql"
+
+    def csv_rules(self) -> CsvRules:
+        return mysql_load.CSV
+
+    def loading(self, conn: sa.Connection) -> contextlib.AbstractContextManager[None]:
+        return mysql_load.loading(conn)
+
+    def load_csv(self, conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
+        return mysql_load.load_file(conn, table, csv_file)
+
+    def free_connections(self, conn: sa.Connection) -> int | None:
+        return conn.execute(
+            sa.text("SELECT @@max_connections - (SELECT COUNT(*) FROM information_schema.PROCESSLIST)")
+        ).scalar_one()
 
     # -- one writer per table ---------------------------------------------------------------------
     def lock(self, conn: sa.Connection, name: str, wait_seconds: float) -> bool:

@@ -5,7 +5,8 @@ keys, even in strict mode, so every LOAD is checked: any warning, or fewer rows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -33,27 +34,33 @@ CSV = CsvRules(
 def load_data(
     conn: sa.Connection, table: sa.Table, batches: Iterable[pa.RecordBatch], report: Callable[[int], None]
 ) -> int:
+    total = 0
+    with loading(conn), CsvFiles(table, batches, CSV, GROUP_BYTES) as files:
+        for csv_file in files:
+            total += load_file(conn, table, csv_file)
+            report(total)
+    return total
+
+
+@contextlib.contextmanager
+def loading(conn: sa.Connection) -> Iterator[None]:
+    """The session a LOAD needs, put back afterwards (the connection goes back to its pool)."""
     dbapi = conn.connection.dbapi_connection
     if getattr(dbapi, "_local_infile", True) is False:  # pymysql
         raise ValueError("LOAD DATA LOCAL INFILE needs the engine created with connect_args={'local_infile': True}")
     remove_orphaned_files()
-    total = 0
     # A 0 sent to an AUTO_INCREMENT column would otherwise become the next id (mysqldump does the same).
     conn.exec_driver_sql(
         "SET @activation_sql_mode = @@SESSION.sql_mode, "
         "SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
     )
     try:
-        with CsvFiles(table, batches, CSV, GROUP_BYTES) as files:
-            for csv_file in files:
-                total += _load_file(conn, table, csv_file)
-                report(total)
+        yield
     finally:
         conn.exec_driver_sql("SET SESSION sql_mode = @activation_sql_mode")
-    return total
 
 
-def _load_file(conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
+def load_file(conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
     """LOAD one CSV file; raise unless the server took every row cleanly."""
     statement = _load_statement(conn, table, csv_file.names, csv_file.hexed)
     sql = statement.replace("%(path)s", _literal(conn, csv_file.path))

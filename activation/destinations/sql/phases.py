@@ -10,7 +10,9 @@ For the selected tables of one destination, parents first:
 4. one transaction, table by table: stage what the plan sends, count what would change, judge
    the guards (a tripped guard rolls the whole transaction back), insert and update (apply.py);
    without shadow tables the deletes (children first) join it;
-5. shadow swaps, each atomic; then the deletes, once no swapped-out table references a parent.
+5. the tables no reader saw (shadows, and tables created under a hidden name) take their names,
+   all in one atomic step; then the deletes, once no swapped-out table references a parent.
+Large loads into those tables run on several connections before step 4 (parallel_load.py).
 A dry run (`Run.dry_run`) runs the same phases inside one transaction that is always rolled back,
 and differs only where it must: no DDL (a missing table is planned in memory, a shadow's rows are
 staged in a temporary table), every refusal recorded in the plan instead of raised, the counts
@@ -28,7 +30,16 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from activation.destinations.sql import apply, collisions, described, prepare, preview, values, written_keys
+from activation.destinations.sql import (
+    apply,
+    collisions,
+    described,
+    parallel_load,
+    prepare,
+    preview,
+    values,
+    written_keys,
+)
 from activation.destinations.sql.foreign_keys import all_foreign_keys
 from activation.destinations.sql.run import Job, Run, cleanup, count
 from activation.syncs.model import MartRelation, PlanError
@@ -58,7 +69,7 @@ def run_phases(
         jobs = prepare.order(jobs, fks)
         undone = conn.begin() if run.dry_run else None  # everything a dry run does is rolled back
         try:
-            fks = plan_tables(run, conn, jobs, full_resync=full_resync)
+            fks = plan_tables(run, conn, jobs, fks, full_resync=full_resync)
             try:
                 write(run, conn, jobs, fks, sample)
             except sa.exc.DBAPIError as exc:
@@ -106,20 +117,25 @@ def describe(run: Run, spec: SyncSpec, relation: MartRelation, plan: SyncPlan | 
     return job
 
 
-def plan_tables(run: Run, conn: sa.Connection, jobs: Sequence[Job], *, full_resync: bool) -> dict:
+def plan_tables(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, *, full_resync: bool) -> dict:
     """Complete each table's plan: DDL and drift, strategy, the diff, the destination's rows, the
-    values and keys it cannot take. Returns the destination's foreign keys."""
+    values and keys it cannot take. Returns the destination's foreign keys (`fks`, read again
+    when the DDL created or dropped a table)."""
     wh, metadata = run.warehouse, sa.MetaData()
+    dropped = False
     with _transaction(run, conn):  # DDL: MySQL commits implicitly on it anyway
         if not run.dry_run:
             prepare.reflect_parents(conn, metadata, jobs)
+            for job in reversed(jobs):  # children first: their foreign keys hold the parents
+                dropped = prepare.remove_leftovers(run, conn, job) or dropped
         for job in jobs:
             with run.refusals(job):
                 prepare.prepare(run, conn, metadata, job)
-            if not run.dry_run:
-                prepare.remove_leftovers(run, conn, job)
-    with _transaction(run, conn):
-        fks = all_foreign_keys(conn)  # again: tables created just now have keys too
+    if dropped or any(job.plan.creates_table and not job.virtual for job in jobs):
+        # Again: tables created just now have keys too, and a dropped leftover's are gone. (Reading
+        # every table's foreign keys costs a statement per table on MySQL: not on every run.)
+        with _transaction(run, conn):
+            fks = all_foreign_keys(conn)
     ready = [job for job in jobs if job.target is not None]  # a dry run goes on past a table that does not fit
     for job in ready:
         prepare.choose_strategy(run, job, fks)
@@ -160,7 +176,8 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
             if job.strategy is Strategy.SHADOW:
                 with conn.begin():
                     prepare.create_shadow(run, conn, job)
-    shadows = [j for j in jobs if j.shadow is not None]
+        parallel_load.load_before_writing(run, conn, jobs, fks)
+    shadows = [j for j in jobs if j.shadow is not None]  # replacing a table: the deletes wait for the swap
     with _transaction(run, conn):
         # Parents first: a child's shadow table checks its foreign keys as it loads.
         # A guard tripping on any table rolls back this whole transaction.
@@ -183,8 +200,7 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
             for job in reversed(jobs):  # children first
                 with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=True):
                     apply.delete(run, conn, job)
-    for job in shadows:
-        apply.swap(run, conn, job)
+    apply.swap_all(run, conn, [j for j in jobs if j.shadow is not None or j.hidden])
     if shadows:
         with conn.begin():
             for job in reversed(jobs):

@@ -1,6 +1,7 @@
 """PostgreSQL: what it does its own way.
 
-- Transactional DDL: a swap is DROP + RENAME in one transaction, bounded by `lock_timeout`.
+- Transactional DDL: a swap is DROP + RENAME in one transaction, bounded by `lock_timeout`; a new
+  table is created under a hidden name and renamed into place the same way.
 - Types: TIMESTAMP(6) WITH TIME ZONE for zone-aware timestamps, JSONB.
 - Keys compare byte for byte unless the column is `citext` or has a nondeterministic collation.
 - Rows load with COPY ... FROM STDIN (psycopg 3), fed with CSV written by pyarrow.
@@ -24,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from activation.destinations.base import Capabilities
 from activation.destinations.sql.bulk import insert_rows, non_empty, wrapped_driver_errors
-from activation.destinations.sql.csv_files import CsvRules, csv_batch
+from activation.destinations.sql.csv_files import CsvFile, CsvRules, csv_batch
 from activation.destinations.sql.dialect import Report, SqlDialect, quoted
 from activation.destinations.sql.key_rules import Rule
 from activation.syncs.validate import Check
@@ -34,6 +35,7 @@ from activation.syncs.validate import Check
 _TRANSIENT = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 _LOCK_NOT_AVAILABLE = "55P03"
 _FOREIGN_KEY_VIOLATION = "23503"
+_COPY_BLOCK = 1024 * 1024
 
 CSV = CsvRules(
     database="PostgreSQL",
@@ -63,6 +65,7 @@ class Postgres(SqlDialect):
     )
     create_like: ClassVar[str | None] = "CREATE TABLE {new} (LIKE {table} INCLUDING ALL)"
     errors_abort_transaction = True
+    hides_new_tables = True
 
     @property
     def kind(self) -> str:
@@ -153,6 +156,34 @@ class Postgres(SqlDialect):
 
     def set_lock_timeout(self, conn: sa.Connection, wait_seconds: float) -> None:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_seconds}s'")
+
+    # -- loading on several connections -----------------------------------------------------------
+    def parallel_loads(self, conn: sa.Connection) -> bool:
+        return conn.dialect.driver == "psycopg"
+
+    def csv_rules(self) -> CsvRules:
+        return CSV
+
+    def load_csv(self, conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
+        """COPY ... FROM STDIN of one CSV file, read in blocks."""
+        columns = ", ".join(quoted(conn, n) for n in csv_file.names)
+        statement = f"COPY {quoted(conn, table)} ({columns}) FROM STDIN (FORMAT csv)"
+        with wrapped_driver_errors(conn, statement), conn.connection.dbapi_connection.cursor() as cursor:
+            with cursor.copy(statement) as copy, open(csv_file.path, "rb") as source:
+                while block := source.read(_COPY_BLOCK):
+                    copy.write(block)
+            inserted = cursor.rowcount
+        if inserted != csv_file.rows:
+            raise ValueError(f"COPY into {table.name}: the server inserted {inserted} of {csv_file.rows} rows")
+        return inserted
+
+    def free_connections(self, conn: sa.Connection) -> int | None:
+        return conn.execute(
+            sa.text(
+                "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')"
+                "::int - (SELECT count(*) FROM pg_stat_activity)"
+            )
+        ).scalar_one()
 
     def lock(self, conn: sa.Connection, name: str, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds

@@ -57,17 +57,21 @@ def reflect_parents(conn: sa.Connection, metadata: sa.MetaData, jobs: Sequence[J
             sa.Table(fk.references_table, metadata, autoload_with=conn)
 
 
-def new_table(run: Run, metadata: sa.MetaData, job: Job) -> sa.Table:
-    """The table the sync would create for the mart."""
+def new_table(run: Run, metadata: sa.MetaData, job: Job, name: str | None = None) -> sa.Table:
+    """The table the sync would create for the mart, named `name` (default: the sync's table);
+    its foreign keys point at the hidden names of parents this run creates too."""
     spec, plan = job.spec, job.mart
     return schema.build_table(
         run.dialect,
         metadata,
-        spec.table,
+        name or spec.table,
         plan.arrow_schema,
         spec.primary_key,
         string_lengths=run.warehouse.string_lengths(plan),
-        foreign_keys=spec.parsed_foreign_keys,
+        foreign_keys=[
+            fk.model_copy(update={"references_table": run.hidden.get(fk.references_table, fk.references_table)})
+            for fk in spec.parsed_foreign_keys
+        ],
         soft_delete_column=spec.soft_delete_column,
     )
 
@@ -101,11 +105,19 @@ def prepare(run: Run, conn: sa.Connection, metadata: sa.MetaData, job: Job) -> N
         if soft and soft not in target.columns:
             raise SyncError(f"{spec.table}: the destination table has no soft-delete column {soft!r}; add it")
     else:
-        target = new_table(run, metadata, job)
         job.update(creates_table=True)
         if run.dry_run:
+            target = new_table(run, metadata, job)
             job.virtual = True  # planned against the table it would create, which exists only here
+        elif run.dialect.hides_new_tables:
+            # Readers see no table until it is renamed into place, loaded (apply.swap_all).
+            run.hidden[spec.table] = short_name(spec.table, SHADOW)
+            target = new_table(run, metadata, job, run.hidden[spec.table])
+            target.create(conn)
+            job.hidden = True
+            run.log(f"{spec.table}: created table with {len(target.columns)} columns as {target.name}")
         else:
+            target = new_table(run, metadata, job)
             target.create(conn)
             run.log(f"{spec.table}: created table with {len(target.columns)} columns")
     job.target = target
@@ -261,14 +273,18 @@ def create_shadow(run: Run, conn: sa.Connection, job: Job) -> None:
     job.shadow = shadow
 
 
-def remove_leftovers(run: Run, conn: sa.Connection, job: Job) -> None:
-    """A run killed between loading a shadow table and dropping the old one leaves either behind."""
+def remove_leftovers(run: Run, conn: sa.Connection, job: Job) -> bool:
+    """A run killed between loading a shadow table and dropping the old one leaves either behind.
+    Whether one was dropped."""
     inspector = sa.inspect(conn)
+    dropped = False
     for suffix in (SHADOW, OLD):
         name = short_name(job.spec.table, suffix)
         if inspector.has_table(name):
             conn.execute(sa.text(f"DROP TABLE {quoted(conn, name)}"))
             run.log(f"{job.spec.table}: dropped {name}, left by an interrupted run")
+            dropped = True
+    return dropped
 
 
 def count_rows_before(run: Run, jobs: Sequence[Job]) -> list[int]:

@@ -44,6 +44,8 @@ class Job:
     sent_rows: sa.Table | None = None  # the rows to write, staged again to explain a foreign-key violation
     shadow: sa.Table | None = None
     virtual: bool = False  # `target` is the table a dry run would create, never created
+    hidden: bool = False  # `target` is a table this run created under a hidden name, not yet renamed into place
+    loaded: bool = False  # its rows were loaded on several connections before the write transaction
     key_rules: dict | None = None  # how the destination compares the text key columns (collisions.py)
     sends_trailing_space: bool | None = None  # a key to send ends with a space (collisions.py)
     may_merge: bool | None = None  # a trigger or another unique key could merge keys (written_keys.py)
@@ -84,11 +86,17 @@ def count(conn: sa.Connection, stmt: sa.Select) -> int:
 
 
 def cleanup(conn: sa.Connection, jobs: Sequence[Job]) -> None:
-    """Roll back what is open, then drop the run's helper tables (a shadow table not swapped in too)."""
+    """Roll back what is open, then drop the run's helper tables, and the shadow and new tables not
+    swapped in (children first: a child's foreign key holds its parent)."""
     if conn.in_transaction():
         conn.rollback()
     for job in jobs:
-        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows, job.shadow):
+        for table in (job.staging, job.deleted_keys, job.rejected_keys, job.sent_rows):
+            if table is not None:
+                with conn.begin():
+                    table.drop(conn, checkfirst=True)
+    for job in reversed(jobs):
+        for table in (job.shadow, job.target if job.hidden else None):
             if table is not None:
                 with conn.begin():
                     table.drop(conn, checkfirst=True)
@@ -106,6 +114,7 @@ class Run:
         within_guards: dict[str, dict[str, int]] | None = None,
         *,
         dry_run: bool = False,
+        load_streams: int | None = None,
     ):
         self.engine = engine
         self.dialect = dialect
@@ -116,6 +125,10 @@ class Run:
         self.dry_run = dry_run
         # table -> planned counts of each table whose plan passed the guards
         self.within_guards = within_guards if within_guards is not None else {}
+        # connections a large load uses at once (parallel_load.py); None: chosen from the server and cores
+        self.load_streams = load_streams
+        # table -> the hidden name it is created under in this run, until it is renamed into place
+        self.hidden: dict[str, str] = {}
 
     def temp_table(
         self, conn: sa.Connection, job: Job, suffix: str, columns: Sequence[str], *, keyed: bool = True

@@ -178,9 +178,9 @@ def _charsets(run: Run, job: Job, conn: sa.Connection | None = None) -> Mapping[
     if job.virtual:
         return {}
     if conn is not None:
-        return run.dialect.character_sets(conn, job.spec.table)
+        return run.dialect.character_sets(conn, job.target.name)
     with run.engine.connect() as own:
-        return run.dialect.character_sets(own, job.spec.table)
+        return run.dialect.character_sets(own, job.target.name)
 
 
 def check_values(run: Run, conn: sa.Connection, job: Job) -> None:

@@ -1,0 +1,123 @@
+"""`activation.components.ActivationSyncs`: `dg` lists it, scaffolds it into a fresh project against
+the demo's dbt project and loads it; the demo's code location, loaded through it, is the one
+`build_definitions` makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from activation.definitions import build_definitions, defs
+from activation.settings import PROJECT_ROOT, Settings
+
+TYPE = "activation.components.ActivationSyncs"
+PYPROJECT = """\
+[project]
+name = "newproj"
+version = "0.1.0"
+
+[tool.dg]
+directory_type = "project"
+
+[tool.dg.project]
+root_module = "newproj"
+"""
+DEFINITIONS = """\
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs():
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+"""
+TRANSLATION = """\
+  translation:
+    key: "apps/{{ sync.destination }}/{{ sync.table }}"
+    group_name: "{{ sync.destination }}_tables"
+    description: "{{ sync.table }} from {{ sync.source }}"
+"""
+
+
+def dg_cli(project: Path, *args: str) -> str:
+    bin_dir = str(Path(sys.executable).parent)  # this virtualenv's dg, with activation installed
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    for var in ("ACTIVATION_SYNCS_FILE", "ACTIVATION_DBT_PROJECT_DIR", "ACTIVATION_WAREHOUSE_PATH"):
+        env.pop(var, None)  # the new project says where everything is
+    proc = subprocess.run(["dg", *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_dg_scaffolds_the_component_in_a_fresh_project_and_loads_it(prepared_project, tmp_path):
+    project = tmp_path / "newproj"
+    (project / "newproj" / "defs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    (project / "newproj" / "__init__.py").touch()
+    (project / "newproj" / "defs" / "__init__.py").touch()
+    (project / "newproj" / "definitions.py").write_text(DEFINITIONS)
+    # The demo's dbt project, parsed (target/manifest.json) so the starter can pick a keyed model.
+    shutil.copytree(PROJECT_ROOT / "dbt_project", project / "dbt_project", ignore=shutil.ignore_patterns("logs"))
+
+    listed = json.loads(dg_cli(project, "list", "components", "--json"))
+    assert TYPE in {c["key"] for c in listed["items"]}
+
+    dg_cli(project, "scaffold", "defs", TYPE, "syncs", "--dbt-project", "dbt_project")
+    folder = project / "newproj" / "defs" / "syncs"
+    written = (folder / "defs.yaml").read_text()
+    assert f"type: {TYPE}" in written and "dbt_project: '{{ context.project_root }}/dbt_project'" in written
+    starter = (folder / "syncs.yml").read_text()
+    assert "source: app_applications" in starter and "primary_key: application_id" in starter, starter
+    (folder / "defs.yaml").write_text(written + TRANSLATION)
+
+    found = json.loads(dg_cli(project, "list", "defs", "--json"))
+    assets = {a["asset_key"]: a for a in found["assets"]}
+    synced = assets["apps/app/app_applications"]  # the starter's sync, renamed by the translation
+    assert synced["group_name"] == "app_tables"
+    assert synced["description"] == "app_applications from app_applications"
+    assert synced["dependency_keys"] == ["app_applications"], "it reads the dbt model of the demo's project"
+    assert synced["source"] == "newproj/defs/syncs/defs.yaml:1"
+    assert {"app_applications", "salesforce/application__c"} <= set(assets), "dbt models and raw sources"
+    checks = {c["key"] for c in found["asset_checks"]}
+    assert "apps/app/app_applications:row_count_matches_mart" in checks, "the checks follow the renamed asset"
+    assert "app_applications:unique_app_applications_application_id" in checks, "dbt tests are checks"
+    assert {j["name"] for j in found["jobs"]} == {"activate", "dbt_build", "activate_daily"}
+    # one automation sensor per group of destination tables: the translated group's
+    assert {s["name"] for s in found["sensors"]} == {"app_tables_automation", "sync_failure_alerts"}
+
+
+def test_the_demo_loads_through_the_component_with_everything_build_definitions_makes(settings):
+    through_component = defs()  # activation/defs/syncs/defs.yaml
+    direct = build_definitions(Settings.from_env())
+
+    def described(d: dg.Definitions) -> dict:
+        graph = d.resolve_asset_graph()
+        assets = {
+            key.to_user_string(): (
+                graph.get(key).group_name,
+                sorted(k.to_user_string() for k in graph.get(key).parent_keys),
+                sorted(graph.get(key).kinds),
+                repr(graph.get(key).freshness_policy),
+                graph.get(key).pools,
+            )
+            for key in graph.get_all_asset_keys()
+        }
+        return {
+            "assets": assets,
+            "checks": sorted(str(k) for k in graph.asset_check_keys),
+            "jobs": sorted(j.name for j in d.resolve_all_job_defs()),
+            "schedules": sorted(s.name for s in d.schedules),
+            "sensors": sorted(s.name for s in d.sensors),
+        }
+
+    mine, theirs = described(through_component), described(direct)
+    assert mine == theirs
+    assert mine["assets"]["app/facilities"][4] == {"activation/app"}, "destination tables sit in their pools"
+    assert mine["assets"]["app_facilities"][4] == {"duckdb_warehouse"}, "dbt keeps the warehouse's pool"
