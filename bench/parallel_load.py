@@ -13,10 +13,12 @@ timestamp), sorted by key. Per database:
   key-sorted CSV file written before the clock starts, into an empty table, committed; SQLite: one
   executemany transaction of the rows fetched from DuckDB (no bulk loader);
 - the ceiling: the same file's two key-sorted halves on two connections at once;
-- ours, initial sync on one stream (`load_streams: 1`) and with the streams it picks
-  (parallel_load.py: min(4, cores, free connections / 2, rows / 100k)): plan in DuckDB, create
-  the table under a hidden name, load, rename into place, record the state;
-- ours, replace after 1% of the rows changed: every row into a shadow table, compare, swap.
+- ours, initial sync on one stream (`load_streams: 1`) and on two (`load_streams: 2`): plan in
+  DuckDB, create the table under a hidden name, load, rename into place, record the state;
+- ours, replace after 1% of the rows changed, on one and two streams: every row into a shadow
+  table, compare, swap.
+Without `load_streams` a sync picks its streams (parallel_load.py); the first line says how many
+it would pick here.
 "vs ref" is the reference's seconds over the step's: above 1 is faster than one stream. "cpu s"
 is the CPU time of the step's own process (all its threads), "server" the database server's CPU
 time over the step (read from /proc: the server must run on this host), so a run on a busy host
@@ -46,11 +48,13 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_methods import COLUMNS, _create_database, _drop_database  # noqa: E402
+from load_methods import COLUMNS, MYSQL_SERVER, _create_database, _drop_database  # noqa: E402
 from sync_engine import _memory, _status_mb, run  # noqa: E402
 
-from activation.destinations.sql import SqlDestination, normalize_url  # noqa: E402
+from activation.destinations.sql import SqlDestination, normalize_url, parallel_load  # noqa: E402
+from activation.destinations.sql.dialect import sql_dialect  # noqa: E402
 from activation.destinations.sql.engine import create_engine  # noqa: E402
+from activation.destinations.sql.run import Run  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
 from activation.syncs.spec import SyncConfig  # noqa: E402
@@ -129,6 +133,7 @@ def _spec(mode: str):
 def change(source: str, share: float) -> None:
     """Update, insert and delete `share` of the rows between them (80/10/10)."""
     con = duckdb.connect(source)
+    con.execute("SET enable_progress_bar = false")
     n = con.execute("SELECT count(*) FROM src").fetchall()[0][0]
     k = int(n * share)
     con.execute(f"UPDATE src SET score = score + 1 WHERE customer_key % {n // int(k * 0.8)} = 1")
@@ -146,6 +151,7 @@ def change(source: str, share: float) -> None:
 def _ready_files(source: str, tmp: str, kind: str, parts: int) -> list[str]:
     """The mart as `parts` key-sorted CSV files the loader reads as they are (before the clock)."""
     con = duckdb.connect(source, read_only=True)
+    con.execute("SET enable_progress_bar = false")
     n = con.execute("SELECT count(*) FROM src").fetchall()[0][0]
     quoted = ", ".join(TEXT)
     options = (
@@ -304,19 +310,33 @@ def bench(kind: str, rows: int, tmp: Path) -> list[tuple[str, dict]]:
             loader = "LOAD DATA" if kind == "mysql" else "COPY"
             steps.append((f"reference: one {loader}, ready file", run(step_reference, url, kind, work, str(tmp), 1)))
             steps.append((f"ceiling: two {loader}s, ready halves", run(step_reference, url, kind, work, str(tmp), 2)))
-            steps.append(
-                ("ours: initial, 1 stream", run(step_sync, url, work, str(tmp / "s1.duckdb"), "replace", 1, kind))
-            )
+        for streams in (1,) if kind == "sqlite" else (1, 2):
+            shutil.copy(source, work)
             _drop_table(url)
-        state = str(tmp / f"s_{kind}.duckdb")
-        steps.append(("ours: initial", run(step_sync, url, work, state, "replace", None, kind)))
-        change(work, 0.01)
-        steps.append(("ours: replace after 1% changed", run(step_sync, url, work, state, "replace", None, kind)))
+            state = str(tmp / f"s_{kind}_{streams}.duckdb")
+            label = f"{streams} stream{'s' if streams > 1 else ''}"
+            steps.append((f"ours: initial, {label}", run(step_sync, url, work, state, "replace", streams, kind)))
+            change(work, 0.01)
+            steps.append(
+                (f"ours: replace 1% changed, {label}", run(step_sync, url, work, state, "replace", streams, kind))
+            )
     finally:
         if admin is not None:
             _drop_database(kind, admin, name)
         os.unlink(work)
     return steps
+
+
+def _default_streams() -> int:
+    url, admin, name = _create_database("mysql")
+    try:
+        engine = create_engine(url)
+        run_ = Run(engine, sql_dialect(engine), None, print)
+        with engine.connect() as conn:
+            return parallel_load.stream_count(run_, conn, 1_000_000)
+    finally:
+        engine.dispose()
+        _drop_database("mysql", admin, name)
 
 
 def _s(value: float) -> str:
@@ -333,7 +353,12 @@ def main() -> None:
     sizes = [200_000] if args.quick else (args.rows or [1_000_000])
     kinds = {"mariadb": "mysql", "postgres": "postgres", "sqlite": "sqlite"}
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_parallel_"))
-    print(f"{os.cpu_count()} cores; every step in its own process; vs ref = reference seconds / step seconds")
+    local = parallel_load.LOCAL_HOSTS
+    print(
+        f"{os.cpu_count()} cores; servers on this host: {sa.engine.make_url(MYSQL_SERVER).host in local}; a sync "
+        f"picks {_default_streams()} stream(s) for 1M rows here; every step in its own process; "
+        "vs ref = reference seconds / step seconds"
+    )
     header = (
         f"{'database':<9} {'rows':>10} {'step':<34} {'seconds':>8} {'rows/s':>9} {'vs ref':>7} {'cpu s':>6} "
         f"{'server':>6} {'peak RSS MB':>11}  what"

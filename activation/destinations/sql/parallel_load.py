@@ -17,9 +17,12 @@ transaction, which it would wait for). Readers never see the table before it is 
 place (apply.swap_all); any failure drops it (run.cleanup): the destination stays as it was.
 
 How many streams: the destination's `load_streams` when set (1: the single-stream load, in the
-write transaction); otherwise min(MAX_STREAMS, this machine's cores, half the connections the
-server still accepts, rows // ROWS_PER_STREAM), and at least 2 for a parallel load. SQLite has
-one writer: it always loads in one stream.
+write transaction); otherwise min(MAX_STREAMS, this machine's cores (one fewer when the server
+runs on this machine too), half the connections the server still accepts, rows //
+ROWS_PER_STREAM), and at least 2 for a parallel load. The one fewer core: our own work (the
+warehouse read, CSV writing, the state) keeps about one core busy, so with the server on a
+2-core host one stream already uses both cores, and a second stream measured no faster
+(bench/README.md). SQLite has one writer: it always loads in one stream.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from activation.syncs.results import SyncError
 MAX_STREAMS = 4  # past a few streams InnoDB's index latches, not the client, bound the load
 ROWS_PER_STREAM = 100_000  # below this many rows per stream the extra connections do not pay
 CHUNK_BYTES = 8 * 1024 * 1024  # Arrow bytes per file: several chunks per stream balance the streams
+LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")  # the server shares this machine's cores
 
 
 def load_before_writing(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict[str, list[dict]]) -> None:
@@ -83,7 +87,10 @@ def stream_count(run: Run, conn: sa.Connection, rows: int) -> int:
     if rows < 2 * ROWS_PER_STREAM:
         return 1
     free = run.dialect.free_connections(conn)
-    limits = [MAX_STREAMS, os.cpu_count() or 1, rows // ROWS_PER_STREAM]
+    cores = os.cpu_count() or 1
+    if run.engine.url.host in LOCAL_HOSTS:
+        cores -= 1  # the server runs here: planning, CSV writing and the state take a core from it
+    limits = [MAX_STREAMS, cores, rows // ROWS_PER_STREAM]
     if free is not None:
         limits.append(free // 2)
     return max(1, min(limits))
