@@ -17,7 +17,7 @@ import os
 import dagster as dg
 from dagster_celery import celery_executor
 
-from activation.definitions import build_definitions
+from activation.definitions import ACTIVATE_JOB, build_definitions
 from activation.settings import Settings
 
 BROKER_ENV = "ACTIVATION_CELERY_BROKER"
@@ -25,12 +25,18 @@ DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 IO_DIR_ENV = "ACTIVATION_IO_DIR"  # where steps leave their outputs for the next (default: DAGSTER_HOME/storage)
 
 
+QUEUE_ENV = "ACTIVATION_CELERY_QUEUE"  # the queue steps are sent to (default: dagster); workers listen with -q
+
+
 def executor() -> dg.ExecutorDefinition:
     """Celery on the broker in $ACTIVATION_CELERY_BROKER; results come back over the broker (rpc)."""
-    return celery_executor.configured(
-        {"broker": os.environ.get(BROKER_ENV, DEFAULT_BROKER), "backend": "rpc://"},
-        name="celery",
-    )
+    # Acknowledged when done: a worker busy with a step (a sync waiting for its destination) takes
+    # no other, which stays on the queue for a free worker.
+    source: dict = {"task_acks_late": True}
+    if os.environ.get(QUEUE_ENV):
+        source["task_default_queue"] = os.environ[QUEUE_ENV]
+    config = {"broker": os.environ.get(BROKER_ENV, DEFAULT_BROKER), "backend": "rpc://", "config_source": source}
+    return celery_executor.configured(config, name="celery")
 
 
 def build_celery_definitions(settings: Settings) -> dg.Definitions:
@@ -47,3 +53,9 @@ def build_celery_definitions(settings: Settings) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     return build_celery_definitions(Settings.from_env())
+
+
+def activate_job() -> dg.JobDefinition:
+    """The `activate` job on Celery, importable by name: `dg.execute_job(dg.reconstructable(activate_job))`
+    sends its steps to the workers, which rebuild it from this pointer."""
+    return build_celery_definitions(Settings.from_env()).resolve_job_def(ACTIVATE_JOB)

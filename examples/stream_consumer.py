@@ -2,8 +2,9 @@
 
 Each event is applied at most once (its id is recorded in the same transaction as the row), and
 applying `after` by key is itself idempotent, so a redelivery, a replay from the start of the
-stream or an event published twice changes nothing. Run against JetStream:
-    uv run python examples/stream_consumer.py activation_scores scores.sqlite scores
+stream or an event published twice changes nothing. A message is acknowledged only after its row
+committed: a consumer that dies in between gets it again, and skips it. Run against JetStream:
+    uv run python examples/stream_consumer.py customer_scores scores.sqlite customer_scores
 """
 
 from __future__ import annotations
@@ -37,22 +38,33 @@ def apply(con: sqlite3.Connection, table: str, event: dict) -> bool:
     return True
 
 
-async def consume_jetstream(stream: str, path: str, table: str, server: str = "nats://127.0.0.1:4222") -> None:
+async def consume_jetstream(
+    stream: str, path: str, table: str, server: str = "nats://127.0.0.1:4222", ack_wait: float = 30.0
+) -> int:
+    """Apply what the stream holds beyond what this consumer acknowledged (a durable pull consumer
+    named `<table>_sqlite`), until it is caught up; the events applied."""
     import nats
+    from nats.js.api import ConsumerConfig
 
     nc = await nats.connect(server)
     con = sqlite3.connect(path)
-    subscription = await nc.jetstream().pull_subscribe("", durable=f"{table}_sqlite", stream=stream)
-    while True:
-        try:
-            messages = await subscription.fetch(500, timeout=2)
-        except TimeoutError:
-            break  # caught up
-        for message in messages:
-            apply(con, table, json.loads(message.data))
-            await message.ack()  # after the row committed: a crash before it redelivers, and apply skips it
-    await nc.close()
+    applied = 0
+    try:
+        subscription = await nc.jetstream().pull_subscribe(
+            "", durable=f"{table}_sqlite", stream=stream, config=ConsumerConfig(ack_wait=ack_wait)
+        )
+        while True:
+            try:
+                messages = await subscription.fetch(500, timeout=2)
+            except TimeoutError:
+                return applied  # caught up
+            for message in messages:
+                applied += apply(con, table, json.loads(message.data))
+                await message.ack()  # after the row committed: a crash before it redelivers, and apply skips it
+    finally:
+        con.close()
+        await nc.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(consume_jetstream(*sys.argv[1:4]))
+    print(asyncio.run(consume_jetstream(*sys.argv[1:4])), "events applied")

@@ -104,5 +104,6 @@ class ActivationSyncs(dg.Component, dg.Resolvable):
                 f"{context.path / 'defs.yaml'}: set either syncs_file or syncs (inline), not both"
             )
         settings = self.build_settings(context)
-        config = parse_sync_config(self.syncs, f"{settings.syncs_file}: attributes.syncs") if self.syncs else None
+        inline = self.syncs is not None
+        config = parse_sync_config(self.syncs, f"{settings.syncs_file}: attributes.syncs") if inline else None
         return build_definitions(settings, config=config, translation=self.translation)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import dagster as dg
 
 from activation.destinations.base import Capabilities
-from activation.orchestration import automation
+from activation.orchestration import automation, stream_translation
 from activation.orchestration.checks.post_write import unavailable
 from activation.orchestration.checks.results import metadata_value
 from activation.syncs.model import MartRelation
@@ -112,12 +112,7 @@ class SyncTranslator:
         if sync.description:
             return sync.description
         if self.is_stream(sync):
-            kind = self.destinations[sync.destination].kind
-            deletes = "inserts, updates and deletes" if sync.mode.deletes else "inserts and updates"
-            return (
-                f"The {deletes} of `{sync.source}` published as change events (CloudEvents, Debezium-shaped) into "
-                f"the {kind} stream `{sync.table}` of destination `{sync.destination}`, keyed by {sync.primary_key}."
-            )
+            return stream_translation.description(sync, self.destinations[sync.destination].kind)
         if self.is_api(sync):
             kind = self.destinations[sync.destination].kind
             return (
@@ -188,19 +183,7 @@ class SyncTranslator:
 
     def get_stream_metadata(self, sync: SyncSpec) -> dict[str, Any]:
         """What a stream's asset shows before any run: where, how events are keyed and deduplicated."""
-        from activation.destinations.streams import config as streams
-        from activation.destinations.streams.envelope import VERSION
-
-        spec = self.config.destinations[sync.destination]
-        settings = streams.settings(spec)
-        metadata: dict[str, Any] = {
-            "dagster/table_name": f"{sync.destination}.{sync.table}",
-            "stream": sync.table,
-            "broker": streams.endpoint(spec),
-            "envelope": f"CloudEvents 1.0, data in Debezium's shape, envelopeversion {VERSION}",
-            "first_sync": sync.initial,
-            "retry_horizon_seconds": settings.retry_horizon_seconds,
-        }
+        metadata = stream_translation.metadata(sync, self.config.destinations[sync.destination])
         if sync.columns:
             metadata["dagster/column_lineage"] = self._column_lineage(sync, sync.columns)
         return metadata
@@ -257,20 +240,7 @@ class SyncTranslator:
         return checks
 
     def get_stream_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
-        from activation.syncs.outcome import ACKED, PUBLISHED, VISIBLE
-
-        return {
-            KEYS: f"Before publishing: the key {sync.primary_key} of mart {sync.source} is not null and unique.",
-            FITS: "Before publishing: no value JSON cannot carry (NaN, infinity) and no event over the broker's "
-            "payload limit, found in the warehouse (within max_rejects they are set aside).",
-            GUARDS: "Before publishing: the planned inserts, updates and deletes stay within the sync's guards.",
-            PUBLISHED: "After publishing: the events published, by op, are the changes the plan found (less the rows "
-            "set aside).",
-            ACKED: "After publishing: the broker acknowledged every event sent (stored, or dropped as a duplicate).",
-            VISIBLE: "After publishing: the stream holds the events stored (stream info, XLEN): its length grew by "
-            "the events acknowledged and not dropped as duplicates.",
-            REJECTS: f"After publishing: rows set aside are within {sync.checks.max_rejected}.",
-        }
+        return stream_translation.check_descriptions(sync)
 
     def get_api_check_descriptions(self, sync: SyncSpec) -> dict[str, str]:
         key, table = sync.primary_key[0], sync.table
@@ -362,22 +332,7 @@ class SyncTranslator:
 
     def get_stream_run_metadata(self, result: SyncResult) -> dict[str, Any]:
         """What a run published: events by op, bytes, the rate, what the broker dropped and holds."""
-        stream = result.stream or {}
-        by_op = stream.get("events_by_op", {})
-        seconds = stream.get("seconds") or 0.0
-        acked = stream.get("events_acked", 0)
-        metadata: dict[str, Any] = {
-            **{f"events_{op}": int(by_op.get(op, 0)) for op in ("c", "u", "d", "r")},
-            "events_published": acked,
-            "duplicates_dropped_by_broker": stream.get("duplicates_dropped", 0),
-            "bytes_published": stream.get("bytes", 0),
-            "events_per_second": round(acked / seconds, 1) if seconds else 0.0,
-            "publish_seconds": seconds,
-        }
-        if stream.get("length_after") is not None:
-            metadata["dagster/row_count"] = stream["length_after"]
-            metadata["stream_length"] = stream["length_after"]
-        return metadata
+        return stream_translation.run_metadata(result)
 
     def get_api_calls_metadata(self, result: SyncResult) -> dict[str, Any]:
         """What a run's calls to an API cost and met (also recorded in the run history's `sync_api_calls`)."""

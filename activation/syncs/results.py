@@ -139,4 +139,5 @@ class SyncPreview:
             "blocked": self.blocked,
             "problems": found.as_json(self.problems),
             "warnings": self.warnings,
+            **({"events": self.events} if self.events else {}),  # a stream's sample envelopes
         }

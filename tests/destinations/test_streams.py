@@ -34,6 +34,10 @@ def consumer_table(events: list[dict]) -> dict[str, dict]:
 
 def test_a_snapshot_then_only_changes_as_documented_events(streams):
     streams.mart(account_rows(range(1, 11)))
+    [preview] = streams.preview()  # `activation plan`: counts and sample envelopes, nothing published
+    assert preview.counts["insert"] == 10 and streams.events() == []
+    assert [e["data"]["op"] for e in preview.as_dict()["events"]] == ["r"] * 3
+    assert preview.events[0]["subject"] == "A0001" and preview.events[0]["data"]["after"]["ltv"] == "1000.25"
     first = streams.run()
     assert (first.inserted, first.updated, first.deleted, first.rows_sent) == (10, 0, 0, 10)
     events = streams.events()

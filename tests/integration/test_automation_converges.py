@@ -13,7 +13,10 @@ the test within its time.
 
 from __future__ import annotations
 
+import functools
+import operator
 import shutil
+from collections.abc import Sequence
 
 import dagster as dg
 import pytest
@@ -44,10 +47,11 @@ def dbt_job() -> dg.JobDefinition:
 class Daemon:
     """The automation sensor's ticks on one instance, and the runs they request."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance):
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, sensors: Sequence[str] = (APP_SENSOR,)):
         self.defs, self.instance = defs, instance
-        sensor = next(s for s in defs.sensors if s.name == APP_SENSOR)
-        self.selection = sensor.asset_selection
+        selections = [s.asset_selection for s in defs.sensors if s.name in sensors]
+        assert len(selections) == len(sensors), f"sensors {sensors} are not all in the definitions"
+        self.selection = functools.reduce(operator.or_, selections)
         self.cursor = dg.evaluate_automation_conditions(defs, instance, asset_selection=self.selection).cursor
         self.runs: list[dg.ExecuteInProcessResult] = []
 

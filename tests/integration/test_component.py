@@ -88,7 +88,7 @@ def test_dg_scaffolds_the_component_in_a_fresh_project_and_loads_it(prepared_pro
     checks = {c["key"] for c in found["asset_checks"]}
     assert "apps/app/app_applications:row_count_matches_mart" in checks, "the checks follow the renamed asset"
     assert "app_applications:unique_app_applications_application_id" in checks, "dbt tests are checks"
-    assert {j["name"] for j in found["jobs"]} == {"activate", "dbt_build", "activate_daily"}
+    assert {j["name"] for j in found["jobs"]} == {"activate", "dbt_build", "activate_daily", "review_pull_request"}
     # one automation sensor per group of destination tables: the translated group's
     assert {s["name"] for s in found["sensors"]} == {"app_tables_automation", "sync_failure_alerts"}
 
@@ -121,3 +121,38 @@ def test_the_demo_loads_through_the_component_with_everything_build_definitions_
     assert mine == theirs
     assert mine["assets"]["app/facilities"][4] == {"activation/app"}, "destination tables sit in their pools"
     assert mine["assets"]["app_facilities"][4] == {"duckdb_warehouse"}, "dbt keeps the warehouse's pool"
+
+
+def test_inline_syncs_and_a_key_prefix_in_process(settings, tmp_path):
+    """`syncs:` inline instead of a file; `translation.key_prefix` renames every table and its checks."""
+    from dagster.components.testing import create_defs_folder_sandbox
+
+    from activation.components import ActivationSyncs
+
+    attributes = {
+        "dbt_project": str(settings.dbt_project_dir),
+        "warehouse_path": str(settings.warehouse_path),
+        "syncs": {
+            "destinations": {"app": {"url_env": "INLINE_APP_URL", "default_url": f"sqlite:///{tmp_path}/app.sqlite"}},
+            "syncs": {
+                "facilities": {
+                    "source": "app_facilities",
+                    "destination": "app",
+                    "table": "facilities",
+                    "primary_key": "facility_id",
+                }
+            },
+        },
+        "translation": {"key_prefix": "prod", "group_name": "apps"},
+    }
+    with create_defs_folder_sandbox() as sandbox:
+        path = sandbox.scaffold_component(ActivationSyncs, defs_yaml_contents={"type": TYPE, "attributes": attributes})
+        with sandbox.load_component_and_build_defs(defs_path=path) as (component, built):
+            assert isinstance(component, ActivationSyncs)
+            graph = built.resolve_asset_graph()
+            node = graph.get(dg.AssetKey(["prod", "app", "facilities"]))
+            assert node.group_name == "apps" and dg.AssetKey("app_facilities") in node.parent_keys
+            assert node.pools == {"activation/app"}
+            checks = {k.name for k in graph.asset_check_keys if k.asset_key == node.key}
+            assert {"row_count_matches_mart", "mart_keys_not_null_and_unique"} <= checks, checks
+            assert {s.name for s in built.sensors} == {"apps_automation", "sync_failure_alerts"}

@@ -83,7 +83,7 @@ def test_second_run_fails_without_writing_while_the_first_holds_the_table(url, t
     a.start()
     try:
         assert a.held.wait(60) and a.error is None, a.error
-        monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
+        monkeypatch.setenv(destination.LOCK_WAIT_ENV, "1")
         # A created the table under a hidden name (its rows not in yet): no reader sees it.
         assert not table_exists(url, "items")
         log_b = Log()
@@ -121,7 +121,7 @@ def test_second_run_waits_for_the_first_then_finds_nothing_to_do(url, tmp_path, 
     b = threading.Thread(target=run_b, daemon=True)
     try:
         assert a.held.wait(60) and a.error is None, a.error
-        monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 30)
+        monkeypatch.setenv(destination.LOCK_WAIT_ENV, "30")
         b.start()
         time.sleep(1.5)
         assert b.is_alive() and not b_error, b_error
@@ -148,7 +148,7 @@ def test_the_same_table_in_another_database_of_the_server_is_not_locked(tmp_path
     refused by) a sync holding app_b.items on the same server."""
     duck_a, duck_b = two_warehouses(tmp_path)
     spec = make_spec("mirror", batch_size=1_000)
-    monkeypatch.setattr(destination, "LOCK_WAIT_SECONDS", 1)
+    monkeypatch.setenv(destination.LOCK_WAIT_ENV, "1")
     with mariadb_database() as held_url, mariadb_database() as other_url:
         holder = sa.create_engine(held_url).connect()
         try:

@@ -202,6 +202,19 @@ def test_several_batches_and_an_empty_one(engine):
     assert seen == sorted(seen) and seen[-1] == 8
 
 
+def test_a_batch_larger_than_one_executemany_arrives_whole(engine):
+    """The generic loader sends a big batch in slices (bounded memory): every row, each once."""
+    from activation.destinations.sql import bulk
+
+    table = _keyed("sliced")
+    n = 2 * bulk.ROWS_PER_EXECUTEMANY + 7
+    with engine.begin() as conn:
+        table.create(conn)
+        assert bulk_insert(conn, table, [_batch(range(n))]) == n
+        keys = conn.execute(sa.select(table.c.k).order_by(table.c.k)).scalars().all()
+    assert keys == list(range(n))
+
+
 def test_a_subset_of_the_columns_in_another_order(engine):
     table = _keyed("subset")
     with engine.begin() as conn:

@@ -8,6 +8,7 @@ after transient errors. Everything particular to one database is its dialect's.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -26,8 +27,13 @@ from activation.warehouses.base import Warehouse
 # Transient destination errors retry the whole run: RETRY_ATTEMPTS tries, pauses doubling from the first.
 RETRY_ATTEMPTS = 4
 RETRY_FIRST_PAUSE_SECONDS = 2.0
-# A second run of the same sync waits this long for the first to finish.
-LOCK_WAIT_SECONDS = 60
+# A second run of the same sync waits this long for the first to finish ($ACTIVATION_LOCK_WAIT_SECONDS).
+LOCK_WAIT_ENV = "ACTIVATION_LOCK_WAIT_SECONDS"
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+
+
+def lock_wait_seconds() -> float:
+    return float(os.environ.get(LOCK_WAIT_ENV) or DEFAULT_LOCK_WAIT_SECONDS)
 
 
 def lock_name(database: str | None, table: str) -> str:
@@ -128,20 +134,21 @@ class SqlDestination(Destination):
     @contextlib.contextmanager
     def _exclusive(self, specs: Sequence[SyncSpec]) -> Iterator[None]:
         """One writer per destination table: a second run of the same sync (another process, another
-        deployment) waits for the first, up to LOCK_WAIT_SECONDS, then fails without writing."""
+        deployment) waits for the first, up to lock_wait_seconds(), then fails without writing."""
         if not self.capabilities.advisory_locks:
             yield  # the database serializes writers itself (SQLite: on the file)
             return
         names = sorted({lock_name(self.engine.url.database, s.table) for s in specs})
+        wait = lock_wait_seconds()
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             held: list[str] = []
             try:
                 for name in names:
-                    if not self.dialect.lock(conn, name, LOCK_WAIT_SECONDS):
+                    if not self.dialect.lock(conn, name, wait):
                         raise SyncError(
                             f"another sync is writing {name.split('.', 1)[1]} in this destination (it held the "
-                            f"lock for more than {LOCK_WAIT_SECONDS}s); nothing was written, run again later"
+                            f"lock for more than {wait:g}s); nothing was written, run again later"
                         )
                     held.append(name)
                 yield

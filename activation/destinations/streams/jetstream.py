@@ -2,11 +2,19 @@
 the stream `<table>`. Each event carries `Nats-Msg-Id: <event id>`; JetStream drops a second
 message with an id it saw within the stream's `duplicate_window` (its PubAck says `duplicate`).
 The window must cover the retry horizon: a stream we create gets `max(2 min, horizon)`, an existing
-one with a shorter window refuses the sync (a retry past it could be stored twice)."""
+one with a shorter window refuses the sync (a retry past it could be stored twice).
+
+Publishing: a batch's messages are plain publishes whose reply subject names the batch
+(`<inbox>.<batch>`), and one subscription counts the PubAcks per batch (stored, duplicate, or
+an error), so a batch is one future, not one per message. nats-py's `publish_async` waits on a
+semaphore and creates a future and a PubAck per message, which cost more than the encoding of
+the event itself (bench/README.md). A message the server never answers leaves its batch short:
+the publisher's acknowledgement timeout fails the run, and the state stays where it was."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Sequence
 
@@ -25,12 +33,24 @@ class StreamRefused(RuntimeError):
     """The broker's stream cannot take the sync as configured (missing, a short duplicate window)."""
 
 
+class _Batch:
+    """The PubAcks one batch is waiting for."""
+
+    def __init__(self, size: int):
+        self.left, self.duplicates, self.error = size, 0, None
+        self.done: asyncio.Future[Acks] = asyncio.get_running_loop().create_future()
+        self.size = size
+
+
 class JetStream:
     kind = "nats"
 
     def __init__(self, settings: NatsSettings, nc, js):
         self.settings, self.nc, self.js = settings, nc, js
         self.max_payload = min(settings.max_payload_bytes, nc.max_payload)
+        self.inbox = nc.new_inbox()
+        self._batches: dict[str, _Batch] = {}
+        self._next = 0
 
     @classmethod
     async def connect(cls, settings: NatsSettings) -> JetStream:
@@ -47,8 +67,9 @@ class JetStream:
         if settings.token_env:
             options["token"] = os.environ[settings.token_env]
         nc = await nats.connect(**options)
-        js = nc.jetstream(publish_async_max_pending=settings.max_in_flight)
-        return cls(settings, nc, js)
+        broker = cls(settings, nc, nc.jetstream())
+        await nc.subscribe(f"{broker.inbox}.*", cb=broker._on_ack, pending_msgs_limit=settings.max_in_flight * 2)
+        return broker
 
     def subject(self, stream: str) -> str:
         return f"{self.settings.subject_prefix}.{stream}"
@@ -85,20 +106,38 @@ class JetStream:
         return (await self.js.stream_info(stream)).state.messages
 
     async def submit(self, stream: str, events: Sequence[Event]) -> Awaitable[Acks]:
-        subject, publish = self.subject(stream), self.js.publish_async
-        futures = [await publish(subject, e.payload, headers={"Nats-Msg-Id": e.id}) for e in events]
-        return _acks(futures)
+        self._next += 1
+        name = str(self._next)
+        batch = self._batches[name] = _Batch(len(events))
+        subject, reply, publish = self.subject(stream), f"{self.inbox}.{name}", self.nc.publish
+        for e in events:
+            await publish(subject, e.payload, reply=reply, headers={"Nats-Msg-Id": e.id})
+        return batch.done
+
+    async def _on_ack(self, msg) -> None:
+        batch = self._batches.get(msg.subject.rpartition(".")[2])
+        if batch is None or batch.done.done():
+            return
+        data = msg.data
+        if msg.headers and msg.headers.get("Status") == "503":
+            batch.error = batch.error or "no JetStream stream captures the subject (no responders)"
+        elif b'"error"' in data:
+            batch.error = batch.error or f"JetStream refused a message: {json.loads(data)['error']}"
+        elif b'"duplicate"' in data and json.loads(data).get("duplicate"):  # (parsed only when it may be one)
+            batch.duplicates += 1
+        batch.left -= 1
+        if batch.left == 0:
+            del self._batches[msg.subject.rpartition(".")[2]]
+            if batch.error:
+                batch.done.set_exception(RuntimeError(batch.error))
+            else:
+                batch.done.set_result(Acks(batch.size, batch.duplicates))
 
     async def close(self) -> None:
         try:
             await self.nc.drain()
         except Exception:  # noqa: BLE001 - a connection already gone has nothing to drain
             await self.nc.close()
-
-
-async def _acks(futures) -> Acks:
-    done = await asyncio.gather(*futures)
-    return Acks(len(done), sum(1 for ack in done if ack.duplicate))
 
 
 async def open_broker(settings: NatsSettings) -> JetStream:
