@@ -47,7 +47,9 @@ def config(syncs: dict) -> list:
 
 
 def items(mode: str = "mirror", **options) -> list:
-    return config({"items": {"source": "items", "table": "items", "primary_key": "id", "mode": mode} | options})
+    # Batches of 500 rows: a chunk file closes at the first batch past CHUNK_BYTES
+    body = {"source": "items", "table": "items", "primary_key": "id", "mode": mode, "batch_size": 500}
+    return config({"items": body | options})
 
 
 def sync(url, duck, specs, lines=None):
@@ -112,12 +114,14 @@ def recorded_syncs(duck) -> list[str]:
 
 
 def parallel(lines: list[str], table: str) -> bool:
-    return any(line.startswith(f"{table}: loaded into ") and " on 2 connections " in line for line in lines)
+    """Loaded on 2 connections, in several chunks (a progress line before the last)."""
+    loads = [line for line in lines if line.startswith(f"{table}: loaded into ") and " on 2 connections " in line]
+    return len(loads) > 1
 
 
 class Killer(threading.Thread):
-    """Kills, from its own connection, the first connection it finds in the middle of a load into
-    `table` (never one that is done: the kill would change nothing)."""
+    """Kills, from its own connection, the first connection of this database it finds in the middle
+    of a load into `table` (never one that is done: the kill would change nothing)."""
 
     def __init__(self, url: str, table: str):
         super().__init__(daemon=True)
@@ -128,10 +132,10 @@ class Killer(threading.Thread):
         with self.engine.connect() as conn:
             mysql = conn.dialect.name in ("mysql", "mariadb")
             find = (
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE :q"
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE :q AND DB = DATABASE()"
                 if mysql
                 else "SELECT pid FROM pg_stat_activity WHERE query LIKE :q AND state = 'active' "
-                "AND pid <> pg_backend_pid()"
+                "AND datname = current_database() AND pid <> pg_backend_pid()"
             )
             pattern = f"{'LOAD DATA' if mysql else 'COPY'}%{self.table}%"
             while not self.stop.is_set() and not self.killed:
@@ -195,11 +199,12 @@ def family(duck, orphan: bool) -> list:
             con.execute(f"UPDATE children SET parent_id = 999999 WHERE id = {ROWS - 7}")
     return config(
         {
-            "parents": {"source": "parents", "table": "parents", "primary_key": "id"},
+            "parents": {"source": "parents", "table": "parents", "primary_key": "id", "batch_size": 500},
             "children": {
                 "source": "children",
                 "table": "children",
                 "primary_key": "id",
+                "batch_size": 500,
                 "foreign_keys": {"parent_id": "parents.id"},
             },
         }

@@ -56,8 +56,11 @@ def loading(conn: sa.Connection) -> Iterator[None]:
     )
     try:
         yield
-    finally:
-        conn.exec_driver_sql("SET SESSION sql_mode = @activation_sql_mode")
+    except BaseException:
+        with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection: the error that matters is raised
+            conn.exec_driver_sql("SET SESSION sql_mode = @activation_sql_mode")
+        raise
+    conn.exec_driver_sql("SET SESSION sql_mode = @activation_sql_mode")
 
 
 def load_file(conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
