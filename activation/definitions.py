@@ -11,6 +11,7 @@ from activation.orchestration import automation, partitions
 from activation.orchestration.assets import build_partitioned_sync_assets, build_sync_assets
 from activation.orchestration.dbt import build_dbt_assets, dbt_resource, load_manifest, model_relation, raw_source_specs
 from activation.orchestration.resources import destination_resource, warehouse_resource
+from activation.orchestration.review_job import build_review_job
 from activation.orchestration.translation import TranslatedSyncTranslator, Translation
 from activation.orchestration.translator import WAREHOUSE_RESOURCE, Mart, SyncTranslator, destination_resource_key
 from activation.project import dbt_project
@@ -91,6 +92,8 @@ def build_definitions(
                 description="Build the dbt project, then sync every mart into its destination tables.",
             ),
             dbt_job,
+            # plan --against in the UI: an observation on each destination asset, under its key
+            build_review_job({s.name: translator.get_asset_key(s) for s in config.syncs.values()}),
             *([daily_job] if daily_dbt else []),
         ],
         schedules=[automation.dbt_schedule(dbt_job), *([automation.daily_schedule(daily_job)] if daily_dbt else [])],

@@ -42,6 +42,22 @@ def changed_models(base: dict[str, Any], other: dict[str, Any]) -> list[tuple[st
 
 
 @contextmanager
+def _reader(project: Project, against_warehouse: Path | None, destination: str, identity: str) -> Iterator:
+    """The warehouse the review reads: the other build's marts and the production state, read-only."""
+    if project.settings.warehouse != "bigquery":
+        with _duckdb_reader(project, against_warehouse, destination, identity) as wh:
+            yield wh
+        return
+    from activation.orchestration.resources import warehouse_resource
+
+    # BigQuery: the other build's marts are in its own datasets (its manifest names them), the state
+    # in the production state dataset, read by SELECTs only (a dry run makes no table there)
+    warehouse = warehouse_resource(project.settings).process_config_and_initialize()  # its EnvVars resolved
+    with warehouse.open(destination, identity, dry_run=True, log=lambda _: None) as wh:
+        yield wh
+
+
+@contextmanager
 def _duckdb_reader(project: Project, against_warehouse: Path | None, destination: str, identity: str) -> Iterator:
     """The other build's marts on a read-only connection, with a throwaway copy of the production
     state of `destination` attached (copying is the only way DuckDB attaches a file it may not lock)."""
@@ -74,8 +90,6 @@ def review_build(
     from activation.syncs.review import ModelChange, Review
     from activation.syncs.spec import load_sync_config
 
-    if project.settings.warehouse == "bigquery":
-        raise UsageError("plan --against reads DuckDB builds only for now (BigQuery: not yet)")
     other = read_manifest(against)
     base = read_manifest(base_manifest) if base_manifest else project.manifest
     config = with_dbt_masks(load_sync_config(project.settings.syncs_file), other)  # the build's own masks
@@ -85,7 +99,7 @@ def review_build(
     reviews = []
     for destination in dict.fromkeys(s.destination for s in chosen):
         identity = _identity(project, destination)
-        with _duckdb_reader(project, against_warehouse, destination, identity) as wh:
+        with _reader(project, against_warehouse, destination, identity) as wh:
             for spec in [s for s in chosen if s.destination == destination]:
                 relation = model_relation(other, spec.source)
                 review = review_sync(wh, spec, MartRelation(*relation) if relation else None, sample=sample)
@@ -122,8 +136,14 @@ def _feeds(project, config, manifest, against: Path, against_warehouse: Path | N
     compiled = against / "compiled"
     if not models or not compiled.is_dir():
         return {m: set() for m in models}
-    path = against_warehouse or project.settings.warehouse_path
-    with duckdb.connect(str(path), read_only=True) as con:
+    # the columns of `SELECT *` come from the warehouse's catalog: DuckDB's file; on BigQuery the
+    # compiled SQL and the manifest alone (an empty catalog)
+    path = (
+        ":memory:"
+        if project.settings.warehouse == "bigquery"
+        else str(against_warehouse or project.settings.warehouse_path)
+    )
+    with duckdb.connect(path, read_only=path != ":memory:") as con:
         graph = build_lineage(manifest, compiled, con, config)
     out: dict[str, set[str]] = {}
     for model in models:

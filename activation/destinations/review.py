@@ -12,6 +12,7 @@ import dataclasses
 
 import pyarrow as pa
 
+from activation.destinations.api import described as api_described
 from activation.destinations.sql import described, schema
 from activation.destinations.sql.dialect import dialect_named
 from activation.destinations.sql.prechecks import PreWriteChecks
@@ -25,8 +26,8 @@ from activation.warehouses import destination_schemas, effects
 from activation.warehouses.base import Warehouse
 
 NOT_DESCRIBED = (
-    "No destination schema is kept for this sync yet (it is recorded at each real sync into a database): "
-    "values and schema drift were not checked against the destination."
+    "No destination schema is kept for this sync yet (it is recorded at each real sync: a database's table, "
+    "an API object's describe): values and schema drift were not checked against the destination."
 )
 DRIFT_FIX = "set on_schema_change (evolve or ignore) or map columns in `columns`, or migrate the column"
 
@@ -49,6 +50,11 @@ def review_sync(wh: Warehouse, spec: SyncSpec, relation: MartRelation | None, *,
     fed = plan
     if last is None:
         out.schema_note = NOT_DESCRIBED
+    elif api_described.is_api(last.description):
+        out.described_at = last.described_at
+        found, notes = api_described.problems(wh, dataclasses.replace(plan, full=True), last.description)
+        out.problems += found
+        out.notes += notes
     else:
         out.described_at = last.described_at
         fed = _drift(wh, out, plan, last.description)

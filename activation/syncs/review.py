@@ -168,6 +168,11 @@ class Review:
         return "\n".join(lines)
 
 
+def sync_markdown(s: SyncReview, now: dt.datetime) -> str:
+    """One sync's part of the comment: its summary line, then its details (Dagster's asset page)."""
+    return "\n".join([summary_line(s), "", *sync_details(s, now)]) + "\n"
+
+
 def summary_line(s: SyncReview) -> str:
     e = s.effect
     mark = "**refused**" if s.refused else "changes"

@@ -88,7 +88,7 @@ def test_dg_scaffolds_the_component_in_a_fresh_project_and_loads_it(prepared_pro
     checks = {c["key"] for c in found["asset_checks"]}
     assert "apps/app/app_applications:row_count_matches_mart" in checks, "the checks follow the renamed asset"
     assert "app_applications:unique_app_applications_application_id" in checks, "dbt tests are checks"
-    assert {j["name"] for j in found["jobs"]} == {"activate", "dbt_build", "activate_daily"}
+    assert {j["name"] for j in found["jobs"]} == {"activate", "dbt_build", "activate_daily", "review_pull_request"}
     # one automation sensor per group of destination tables: the translated group's
     assert {s["name"] for s in found["sensors"]} == {"app_tables_automation", "sync_failure_alerts"}
 

@@ -1,221 +1,214 @@
-"""`activation plan --against`: a pull request's dbt build reviewed against the production sync state.
-
-Production: the session's day-1 build, synced for real into MariaDB. The pull request: a copy of
-the dbt project whose `app_facilities` changes one expression (the masked `address` of large
-facilities) and drops a column (`phone`), built over the day-2 lake (a day of new, edited and
-deleted records since the last sync). The report must name exactly what a SQL diff of the two
-builds finds, write nothing anywhere, and never show a masked value unmasked.
+# ruff: noqa: F811  (pytest fixtures arrive as arguments named like the imported fixtures)
+"""`activation plan --against`: a pull request's dbt build reviewed against the production sync state
+(the scenario: tests/integration/review_scenario.py). The report must name exactly the rows, columns
+and values a SQL diff of the two builds finds, write nothing anywhere, ask no destination, never
+show a masked value unmasked, and exit 3 where the destinations as last described would refuse;
+in Dagster, the `review_pull_request` job observes each destination asset with its part of it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy as sa
 
-from activation.cli import EXIT_OK, EXIT_REFUSED, main
-from activation.orchestration.dbt import dbt_executable
-from activation.settings import PROJECT_ROOT
-from tests.databases import destination_database
+from activation.cli import EXIT_OK, EXIT_REFUSED
+from activation.definitions import build_definitions
+from activation.destinations.sql import normalize_url
+from activation.orchestration.review_job import REVIEW_JOB, REVIEW_OP
+from activation.settings import Settings
+from tests.destinations.salesforce_fixtures import keys  # noqa: F401  (the scenario's org)
+from tests.destinations.salesforce_org import Field
+from tests.integration.review_scenario import (  # noqa: F401  (scenario: a fixture)
+    ACCOUNT_COLUMNS,
+    Scenario,
+    assert_exact,
+    digests,
+    review,
+    review_scenario,
+    scenario,
+    sql_diff,
+    syncs_yml,
+)
 from tests.integration.test_cli_plan_and_sync import app_fingerprint
 
-SYNCS = """
-destinations:
-  app: {{url_env: ACTIVATION_APP_DB_URL, default_url: "sqlite:///unused.sqlite"}}
-syncs:
-  facilities:
-    source: app_facilities
-    destination: app
-    table: facilities
-    primary_key: facility_id
-    mode: mirror
-    mask: {{address: hash}}
-  job_postings:
-    source: app_job_postings
-    destination: app
-    table: job_postings
-    primary_key: job_posting_id
-    mode: mirror
-    foreign_keys: {{facility_id: facilities.facility_id}}
-    guards: {{max_deletes: {max_deletes}}}
-"""
-CHANGED = "case when bed_count >= 200 then address || ' (large)' else address end as address"
 
-
-@dataclass(frozen=True)
-class Scenario:
-    production: Path  # the production warehouse (its state beside it, in activation_state/)
-    base_target: Path  # production's dbt target (manifest)
-    pr_warehouse: Path
-    pr_target: Path
-    app_url: str
-    env: dict[str, str]
-
-
-def _pr_project(tmp: Path) -> Path:
-    project = tmp / "pr_project"
-    shutil.copytree(PROJECT_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models/marts/app/app_facilities.sql"
-    sql = model.read_text()
-    assert "    address,\n" in sql and "    phone,\n" in sql
-    model.write_text(sql.replace("    address,\n", f"    {CHANGED},\n").replace("    phone,\n", ""))
-    yml = project / "models/marts/app/_app__models.yml"
-    text = yml.read_text()
-    phone = re.search(r"      - name: phone\n(        .*\n)+?(?=      - name: bed_count)", text)
-    yml.write_text(text[: phone.start()] + text[phone.end() :])
-    return project
-
-
-@pytest.fixture(scope="module")
-def scenario(lake, prepared_project, tmp_path_factory) -> Scenario:
-    tmp = tmp_path_factory.mktemp("review")
-    production = tmp / "prod" / "warehouse.duckdb"
-    production.parent.mkdir()
-    shutil.copy(lake.day1, production)
-    pr = tmp / "pr" / "warehouse.duckdb"
-    pr.parent.mkdir()
-    shutil.copy(lake.day2, pr)
-    project = _pr_project(tmp)
-    proc = subprocess.run(
-        [dbt_executable(), "run", "-s", "app_facilities", "--profiles-dir", ".", "--target-path", str(pr.parent / "t")],
-        cwd=project,
-        env={**os.environ, "ACTIVATION_WAREHOUSE_PATH": str(pr)},
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    (tmp / "syncs.yml").write_text(SYNCS.format(max_deletes="50%"))
-    with destination_database("mariadb", tmp) as url, pytest.MonkeyPatch.context() as mp:
-        env = {
-            "ACTIVATION_WAREHOUSE_PATH": str(production),
-            "ACTIVATION_SYNCS_FILE": str(tmp / "syncs.yml"),
-            "ACTIVATION_APP_DB_URL": url,
-            "DAGSTER_HOME": str(tmp / "dagster_home"),
-        }
-        for k, v in env.items():
-            mp.setenv(k, v)
-        assert main(["sync", "facilities", "job_postings"]) == EXIT_OK
-        yield Scenario(production, lake.day1.parent / "dbt_target", pr, pr.parent / "t", url, env)
-
-
-def review(s: Scenario, capsys, *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(
-        ["plan", "-v", "--against", str(s.pr_target), "--against-warehouse", str(s.pr_warehouse)]
-        + ["--base-manifest", str(s.base_target), *args]
-    )
-    captured = capsys.readouterr()
-    assert code in (EXIT_OK, EXIT_REFUSED), captured.err
-    return code, captured.out
-
-
-def digests(*paths: Path) -> dict[str, str]:
-    files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*"))) if p.is_file()]
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def sql_diff(s: Scenario, mart: str, key: str, masked: set[str]) -> dict:
-    """The truth, from the two builds directly: keys only in one, and per column the keys whose
-    value (as sent: hashed where masked) differs."""
-    con = duckdb.connect()
-    con.execute(f"ATTACH '{s.production}' AS a (READ_ONLY)")
-    con.execute(f"ATTACH '{s.pr_warehouse}' AS b (READ_ONLY)")
-    old, new = f"a.main_app.{mart}", f"b.main_app.{mart}"
-    cols_a = [r[0] for r in con.execute(f"DESCRIBE {old}").fetchall()]
-    cols_b = [r[0] for r in con.execute(f"DESCRIBE {new}").fetchall()]
-
-    def keys(q: str) -> set[str]:
-        return {r[0] for r in con.execute(q).fetchall()}
-
-    out = {
-        "insert": keys(f"SELECT {key} FROM {new} EXCEPT SELECT {key} FROM {old}"),
-        "delete": keys(f"SELECT {key} FROM {old} EXCEPT SELECT {key} FROM {new}"),
-        "columns": {},
-        "dropped": sorted(set(cols_a) - set(cols_b)),
-        "raw": set(),
-    }
-    for c in [c for c in cols_b if c in cols_a and c != key]:
-        found = keys(f"SELECT o.{key} FROM {old} o JOIN {new} n USING ({key}) WHERE o.{c} IS DISTINCT FROM n.{c}")
-        if found:
-            out["columns"][c] = found
-        if c in masked:
-            out["raw"] |= {r[0] for r in con.execute(f"SELECT {c} FROM {old} UNION SELECT {c} FROM {new}").fetchall()}
-    out["update"] = set().union(*out["columns"].values()) if out["columns"] else set()
-    con.close()
-    return out
-
-
-def test_the_review_names_what_a_sql_diff_of_the_builds_finds_and_writes_nothing(scenario, capsys):
+def test_the_review_names_exactly_what_a_sql_diff_of_the_builds_finds_and_writes_nothing(scenario, capsys):
     s = scenario
-    state = s.production.parent / "activation_state"
-    before = digests(state, s.production, s.pr_warehouse), app_fingerprint(s.app_url)
-    code, out = review(s, capsys, "--format", "json", "--sample", "3")
+    code, out = review(s, capsys, s.pr, "--format", "json", "--sample", "100000")
     assert code == EXIT_OK, out
-    assert (digests(state, s.production, s.pr_warehouse), app_fingerprint(s.app_url)) == before, "nothing written"
     report = json.loads(out)
     assert report["version"] == 1 and report["refused"] == []
-    assert report["changed_models"] == [
-        {"model": "app_facilities", "change": "modified", "feeds": report["changed_models"][0]["feeds"]}
-    ]
-    assert {"app.facilities.address", "app.facilities.city"} <= set(report["changed_models"][0]["feeds"])
-    assert "app.facilities.phone" not in report["changed_models"][0]["feeds"]
+    [model] = report["changed_models"]
+    assert model["model"] == "app_facilities" and model["change"] == "modified"
+    assert {"app.facilities.address", "app.facilities.city"} <= set(model["feeds"])
+    assert "app.facilities.phone" not in model["feeds"]
     syncs = {r["sync"]: r for r in report["syncs"]}
+
     facilities = syncs["facilities"]
-    truth = sql_diff(s, "app_facilities", "facility_id", {"address"})
+    truth = sql_diff(s.production, s.pr.warehouse, "app_facilities", "facility_id", {}, {"address"})
     assert truth["dropped"] == ["phone"] and truth["columns"]["address"], "the scenario changes what it says"
-    rows = facilities["rows"]
-    assert (rows["insert"], rows["delete"]) == (len(truth["insert"]), len(truth["delete"]))
-    assert set(facilities["sample_keys"]["insert"]) <= truth["insert"]
+    assert_exact(facilities, truth)
     assert facilities["drift"] == [
         {"column": "phone", "change": "dropped", "detail": facilities["drift"][0]["detail"], "action": "left as it is"}
     ]
-    assert facilities["destination_schema"]["described_at"] and facilities["destination_schema"]["age_seconds"] < 600
-    assert facilities["changed_models"] == ["app_facilities"]
-    if facilities["column_detail"] is None:  # values as last sent are kept: the diff is exact per column
-        assert rows["update"] == len(truth["update"])
-        assert {c["column"]: c["rows"] for c in facilities["columns"]} == {
-            c: len(k) for c, k in truth["columns"].items()
-        }
-        for c in facilities["columns"]:
-            assert {x["key"] for x in c["samples"]} <= truth["columns"][c["column"]]
-    else:  # an older state: counts, and why there is no column detail
-        assert "keeps no values" in facilities["column_detail"] and facilities["columns"] == []
-        assert rows["update"] is None, "phone left the mart: the hashes cannot count updates"
-    # job_postings: same columns as last synced, so the row hashes count its updates exactly
-    jobs, jtruth = syncs["job_postings"], sql_diff(s, "app_job_postings", "job_posting_id", set())
-    assert (jobs["rows"]["insert"], jobs["rows"]["update"], jobs["rows"]["delete"]) == (
-        len(jtruth["insert"]),
-        len(jtruth["update"]),
-        len(jtruth["delete"]),
-    )
+    assert facilities["destination_schema"]["described_at"] and facilities["destination_schema"]["age_seconds"] < 900
+    assert facilities["changed_models"] == ["app_facilities"] and facilities["problems"] == []
+
+    jobs = syncs["job_postings"]
+    assert_exact(jobs, sql_diff(s.production, s.pr.warehouse, "app_job_postings", "job_posting_id", {}, set()))
+
+    # the API object: its kept values, and the checks run against its describe as last read
+    accounts = syncs["account_scores"]
+    atruth = sql_diff(s.production, s.pr.warehouse, "crm_customer_scores", "account_id", ACCOUNT_COLUMNS, set())
+    assert atruth["update"], "day 2 changes scores"
+    assert_exact(accounts, atruth, deletes=False)
+    assert accounts["destination_schema"]["described_at"] and accounts["problems"] == []
     assert not any(raw and raw in out for raw in truth["raw"]), "a masked value appears unmasked"
 
-    code, markdown = review(s, capsys, "--format", "markdown")
+    code, markdown = review(s, capsys, s.pr, "--format", "markdown")
     assert code == EXIT_OK
-    assert (digests(state, s.production, s.pr_warehouse), app_fingerprint(s.app_url)) == before
-    first = markdown.split("\n\n")[1].splitlines()
-    assert first[0].startswith("- `app.facilities` changes +") and "phone dropped" in first[0]
+    summary = markdown.split("\n\n")[1].splitlines()
+    facilities_line = next(line for line in summary if line.startswith("- `app.facilities` changes +"))
+    assert "address" in facilities_line and "phone dropped" in facilities_line
+    assert any(line.startswith("- `salesforce.Account` changes +") for line in summary)
     assert "<details><summary>app.facilities</summary>" in markdown
-    assert not any(raw and raw in markdown for raw in truth["raw"])
+    key, (before, after) = sorted(truth["columns"]["address"].items())[0]
+    assert len(before) == len(after) == 64, "sent hashed"
+    assert f"`{key}: '{before[:57]}...' -> '{after[:57]}...'`" in markdown, "long values are cut at 60 characters"
+    assert "Checked against the destination schema as described" in markdown
+    assert not any(raw and raw in markdown for raw in truth["raw"]), "a masked value appears unmasked"
 
 
-def test_a_guard_that_would_trip_exits_3(scenario, capsys, monkeypatch, tmp_path):
-    jtruth = sql_diff(scenario, "app_job_postings", "job_posting_id", set())
+def _without_kept_values(s: Scenario) -> Path:
+    """A copy of production whose state was written before values were kept: no values__ tables."""
+    copy = s.tmp / "older" / "warehouse.duckdb"
+    shutil.copytree(s.production.parent, copy.parent, dirs_exist_ok=True)
+    for state in (copy.parent / "activation_state").glob("*.duckdb"):
+        with duckdb.connect(str(state)) as con:
+            for (table,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'values__%'"
+            ).fetchall():
+                con.execute(f'DROP TABLE "{table}"')
+    return copy
+
+
+@pytest.mark.parametrize("older", ["state written before values were kept", "keep_values: false"])
+def test_a_state_without_values_gives_counts_and_says_why_there_is_no_column_detail(
+    scenario, capsys, monkeypatch, older
+):
+    s = scenario
+    if older == "keep_values: false":
+        off = {"keep_values": False}
+        path = syncs_yml(s.tmp / "off.yml", s.org, s.ca, facilities=off, job_postings=off, account_scores=off)
+        monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(path))
+    else:
+        monkeypatch.setenv("ACTIVATION_WAREHOUSE_PATH", str(_without_kept_values(s)))
+    code, out = review(s, capsys, s.pr, "--format", "json", "--sample", "100000")
+    assert code == EXIT_OK
+    syncs = {r["sync"]: r for r in json.loads(out)["syncs"]}
+    truth = sql_diff(s.production, s.pr.warehouse, "app_facilities", "facility_id", {}, {"address"})
+    facilities = syncs["facilities"]
+    assert "keeps no values" in facilities["column_detail"] and facilities["columns"] == []
+    assert (facilities["rows"]["insert"], facilities["rows"]["delete"]) == (len(truth["insert"]), len(truth["delete"]))
+    assert facilities["rows"]["update"] is None, "phone left the mart: the hashes cannot count updates"
+    assert "cannot say which rows update" in facilities["column_detail"]
+    # the others kept their columns: the row hashes count their updates exactly
+    jtruth = sql_diff(s.production, s.pr.warehouse, "app_job_postings", "job_posting_id", {}, set())
+    atruth = sql_diff(s.production, s.pr.warehouse, "crm_customer_scores", "account_id", ACCOUNT_COLUMNS, set())
+    for name, t in (("job_postings", jtruth), ("account_scores", atruth)):
+        assert "keeps no values" in syncs[name]["column_detail"] and syncs[name]["columns"] == []
+        assert syncs[name]["rows"]["update"] == len(t["update"]) and syncs[name]["rows"]["insert"] == len(t["insert"])
+    code, markdown = review(s, capsys, s.pr, "--format", "markdown")
+    assert "No column detail: the production state keeps no values for this sync" in markdown
+    assert not any(raw and raw in out + markdown for raw in truth["raw"])
+
+
+def test_rows_the_destinations_would_refuse_as_last_described_exit_3(scenario, capsys):
+    """The live table now takes longer names and the org the new band: the review still judges by the
+    description each real sync kept (VARCHAR(255), the picklist as read), and says how old it is."""
+    s = scenario
+    engine = sa.create_engine(normalize_url(s.app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE facilities MODIFY name VARCHAR(1000)"))
+    engine.dispose()
+    band = s.org.objects["Account"].fields["Churn_Band__c"]
+    s.org.objects["Account"].fields["Churn_Band__c"] = Field(
+        band.name, band.type, length=band.length, picklist=(*band.picklist, "critical"), restricted=True
+    )
+    code, out = review(s, capsys, s.wide, "--format", "json")
+    assert code == EXIT_REFUSED
+    report = json.loads(out)
+    assert sorted(report["refused"]) == ["account_scores", "facilities"]
+    syncs = {r["sync"]: r for r in report["syncs"]}
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{s.wide.warehouse}' AS b (READ_ONLY)")
+    [[long_names]] = con.execute("SELECT count(*) FROM b.main_app.app_facilities WHERE length(name) > 255").fetchall()
+    [[critical]] = con.execute(
+        "SELECT count(*) FROM b.main_crm.crm_customer_scores WHERE score_band = 'critical'"
+    ).fetchall()
+    con.close()
+    assert long_names and critical, "the refused variant makes what it says"
+    [name] = syncs["facilities"]["problems"]
+    assert (name["column"], name["reason"], name["rows"]) == ("name", "longer than VARCHAR(255)", long_names)
+    [picklist] = syncs["account_scores"]["problems"]
+    assert (picklist["column"], picklist["rows"]) == ("Churn_Band__c", critical)
+    assert "picklist Account.Churn_Band__c (high, medium, low)" in picklist["reason"], "the picklist as described"
+    for sync in ("facilities", "account_scores"):
+        described = syncs[sync]["destination_schema"]
+        assert described["described_at"] and 0 <= described["age_seconds"] < 900
+    code, markdown = review(s, capsys, s.wide, "--format", "markdown")
+    assert code == EXIT_REFUSED
+    assert "`app.facilities` **refused**" in markdown and "`salesforce.Account` **refused**" in markdown
+    assert "longer than VARCHAR(255)" in markdown and "as described" in markdown and "minutes ago" in markdown
+
+
+def test_a_guard_that_would_trip_exits_3(scenario, capsys, monkeypatch):
+    s = scenario
+    jtruth = sql_diff(s.production, s.pr.warehouse, "app_job_postings", "job_posting_id", {}, set())
     assert jtruth["delete"], "day 2 deletes job postings"
-    strict = tmp_path / "syncs.yml"
-    strict.write_text(SYNCS.format(max_deletes=0))
+    strict = syncs_yml(s.tmp / "strict.yml", s.org, s.ca, job_postings={"guards": {"max_deletes": 0}})
     monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(strict))
-    code, out = review(scenario, capsys, "--format", "json")
+    code, out = review(s, capsys, s.pr, "--format", "json")
     assert code == EXIT_REFUSED
     report = json.loads(out)
     assert report["refused"] == ["job_postings"]
     [guard] = {r["sync"]: r for r in report["syncs"]}["job_postings"]["guards"]
     assert f"would delete {len(jtruth['delete'])}" in guard and "max_deletes" in guard
+
+
+def test_the_review_pull_request_job_records_the_effect_on_each_destination_asset(scenario, monkeypatch):
+    """The Dagster idiom: a job whose run observes each destination asset with its part of the review."""
+    s = scenario
+    monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(syncs_yml(s.tmp / "dagster.yml", s.org, s.ca)))
+    before = digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)
+    calls = len(s.org.traffic.requests)
+    job = build_definitions(Settings.from_env()).get_job_def(REVIEW_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"against": str(s.pr.target), "against_warehouse": str(s.pr.warehouse)}
+    config["base_manifest"] = str(s.base_target)
+    result = job.execute_in_process(run_config={"ops": {REVIEW_OP: {"config": config}}}, instance=instance)
+    assert result.success
+    assert (digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)) == before
+    assert len(s.org.traffic.requests) == calls
+    assert not result.get_asset_materialization_events(), "a review materializes nothing"
+    truth = sql_diff(s.production, s.pr.warehouse, "app_facilities", "facility_id", {}, {"address"})
+    for key, sync in ((("app", "facilities"), "facilities"), (("salesforce", "Account"), "account_scores")):
+        [record] = instance.fetch_observations(dg.AssetKey(list(key)), limit=5).records
+        observation = record.asset_observation
+        assert observation.description == "effect of the pending change"
+        metadata = observation.metadata
+        assert metadata["pending_refused"].value is False and metadata["pending_against"].value == str(s.pr.target)
+        markdown = metadata["pending_change"].value
+        assert markdown.startswith(f"`{key[0]}.{key[1]}` changes +")
+        if sync == "facilities":
+            assert metadata["pending_rows_inserted"].value == len(truth["insert"])
+            assert metadata["pending_rows_updated"].value == len(truth["update"])
+            assert metadata["pending_rows_deleted"].value == len(truth["delete"])
+            assert metadata["pending_changed_models"].value == "app_facilities" and "phone" in markdown
+            assert not any(raw and raw in markdown for raw in truth["raw"])

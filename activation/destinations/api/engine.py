@@ -35,6 +35,7 @@ from activation.syncs.plan import SyncPlan
 from activation.syncs.problems import Problem
 from activation.syncs.results import ApiCalls, GuardTripped, SyncError, SyncPreview, SyncResult
 from activation.syncs.spec import DestinationSpec, SyncSpec
+from activation.warehouses import destination_schemas
 from activation.warehouses.base import Warehouse
 
 OpenClient = Callable[[Log], ObjectClient]
@@ -279,6 +280,8 @@ class ApiDestination(Destination):
         spec = job.spec
         record_refusals(wh, job, tally)
         wh.commit(job.mart)
+        if job.description is not None:  # read this run: kept for reviews without credentials
+            destination_schemas.record(wh, spec, job.description)
         result = result_of(job, tally, calls, time.monotonic() - started)
         log(
             f"{spec.table}: {result.inserted:,} inserted, {result.updated:,} updated, {result.deleted:,} deleted, "

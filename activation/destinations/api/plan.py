@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from activation.destinations.api import described as api_described
 from activation.destinations.api import fields as mapping
 from activation.destinations.api import parents as relationships
 from activation.destinations.api import twins
@@ -40,6 +41,7 @@ class ApiJob:
     sending: int | None = None  # the rows the upserts carry, counted once the rows set aside are known
     parents: list[Parent] = field(default_factory=list)  # its foreign keys' parent syncs (api/parents.py)
     children: list[Child] = field(default_factory=list)  # syncs relating their records to its object
+    description: dict | None = None  # the describe as kept beside the state (api/described.py)
 
     @property
     def mart(self) -> Plan:
@@ -118,6 +120,8 @@ def check_fields(
     read already, else asked for."""
     spec, plan, object_name = job.spec, job.mart, job.spec.table
     job.fields = client.describe(object_name)
+    if job.fields is not None:
+        job.description = api_described.describe(client, object_name, job.fields)
     associations = bool(getattr(client, "associates", False))
     problems = mapping.check_mapping(plan, object_name, job.fields, spec.destination, associations=associations)
     problems += filter(None, [twins.key_problem(client.kind, plan, object_name, job.fields)])
