@@ -76,9 +76,14 @@ def test_plan_against_a_pull_request_build_on_bigquery(bq, tmp_path, monkeypatch
     lake.parent.mkdir()
     demo.generate_lake(lake, scale=0.003, seed=7)
     load_raw_lake(bq.client, lake)
+    # production's own copy of the project: the manifest the definitions read stays out of the
+    # repository's target/ (the end-to-end test, perhaps on another worker, writes there)
+    production_project = tmp_path / "prod_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", production_project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setenv("ACTIVATION_DBT_PROJECT_DIR", str(production_project))
     settings = Settings.from_env()
     production_target = dbt_project(settings).manifest_path.parent  # where the definitions read it
-    dbt_run(PROJECT_ROOT / "dbt_project", env, production_target)
+    dbt_run(production_project, env, production_target)
     pr_target = tmp_path / "pr_target"
     dbt_run(pr_project(tmp_path), {**env, "ACTIVATION_BQ_DATASET": "review_pr"}, pr_target)
     (tmp_path / "syncs.yml").write_text(yaml.safe_dump(SYNCS))

@@ -88,7 +88,3 @@ def warehouse(lake, tmp_path) -> Path:
 def settings(warehouse, prepared_project, monkeypatch) -> Settings:
     monkeypatch.setenv("ACTIVATION_WAREHOUSE_PATH", str(warehouse))
     return Settings.from_env()
-
-
-from tests.destinations.salesforce_fixtures import keys  # noqa: E402, F401  (the review scenario's org)
-from tests.integration.review_scenario import review_scenario  # noqa: E402, F401

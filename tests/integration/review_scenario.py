@@ -5,7 +5,7 @@ address, job_postings) and into the local Salesforce org (account_scores onto Ac
 request: a copy of the dbt project whose `app_facilities` changes one expression (the masked
 `address` of large facilities) and drops a column (`phone`), built over the day-2 lake (a day of
 new, edited and deleted records since the last sync). `sql_diff` is the truth a review must match:
-the two builds compared directly in SQL. One scenario per test session's package (its builds and
+the two builds compared directly in SQL. One scenario per test module that imports it (its builds and
 syncs take a minute and a half).
 """
 
@@ -133,7 +133,7 @@ def _build(tmp: Path, lake_day2: Path, name: str, *, refused: bool) -> Build:
     return Build(warehouse, target)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def review_scenario(lake, prepared_project, tmp_path_factory, keys) -> Scenario:
     tmp = tmp_path_factory.mktemp("review")
     production = tmp / "prod" / "warehouse.duckdb"

@@ -2,7 +2,8 @@
 """`activation plan --against`: a pull request's dbt build reviewed against the production sync state
 (the scenario: tests/integration/review_scenario.py). The report must name exactly the rows, columns
 and values a SQL diff of the two builds finds, write nothing anywhere, ask no destination, never
-show a masked value unmasked, and exit 3 where the destinations as last described would refuse.
+show a masked value unmasked, and exit 3 where the destinations as last described would refuse;
+in Dagster, the `review_pull_request` job observes each destination asset with its part of it.
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ import json
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
 
 from activation.cli import EXIT_OK, EXIT_REFUSED
+from activation.definitions import build_definitions
 from activation.destinations.sql import normalize_url
+from activation.orchestration.review_job import REVIEW_JOB, REVIEW_OP
+from activation.settings import Settings
+from tests.destinations.salesforce_fixtures import keys  # noqa: F401  (the scenario's org)
 from tests.destinations.salesforce_org import Field
 from tests.integration.review_scenario import (  # noqa: F401  (scenario: a fixture)
     ACCOUNT_COLUMNS,
     Scenario,
     assert_exact,
+    digests,
     review,
+    review_scenario,
     scenario,
     sql_diff,
     syncs_yml,
 )
+from tests.integration.test_cli_plan_and_sync import app_fingerprint
 
 
 def test_the_review_names_exactly_what_a_sql_diff_of_the_builds_finds_and_writes_nothing(scenario, capsys):
@@ -171,3 +180,35 @@ def test_a_guard_that_would_trip_exits_3(scenario, capsys, monkeypatch):
     assert report["refused"] == ["job_postings"]
     [guard] = {r["sync"]: r for r in report["syncs"]}["job_postings"]["guards"]
     assert f"would delete {len(jtruth['delete'])}" in guard and "max_deletes" in guard
+
+
+def test_the_review_pull_request_job_records_the_effect_on_each_destination_asset(scenario, monkeypatch):
+    """The Dagster idiom: a job whose run observes each destination asset with its part of the review."""
+    s = scenario
+    monkeypatch.setenv("ACTIVATION_SYNCS_FILE", str(syncs_yml(s.tmp / "dagster.yml", s.org, s.ca)))
+    before = digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)
+    calls = len(s.org.traffic.requests)
+    job = build_definitions(Settings.from_env()).get_job_def(REVIEW_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"against": str(s.pr.target), "against_warehouse": str(s.pr.warehouse)}
+    config["base_manifest"] = str(s.base_target)
+    result = job.execute_in_process(run_config={"ops": {REVIEW_OP: {"config": config}}}, instance=instance)
+    assert result.success
+    assert (digests(s.production.parent, s.pr.warehouse.parent), app_fingerprint(s.app_url)) == before
+    assert len(s.org.traffic.requests) == calls
+    assert not result.get_asset_materialization_events(), "a review materializes nothing"
+    truth = sql_diff(s.production, s.pr.warehouse, "app_facilities", "facility_id", {}, {"address"})
+    for key, sync in ((("app", "facilities"), "facilities"), (("salesforce", "Account"), "account_scores")):
+        [record] = instance.fetch_observations(dg.AssetKey(list(key)), limit=5).records
+        observation = record.asset_observation
+        assert observation.description == "effect of the pending change"
+        metadata = observation.metadata
+        assert metadata["pending_refused"].value is False and metadata["pending_against"].value == str(s.pr.target)
+        markdown = metadata["pending_change"].value
+        assert markdown.startswith(f"`{key[0]}.{key[1]}` changes +")
+        if sync == "facilities":
+            assert metadata["pending_rows_inserted"].value == len(truth["insert"])
+            assert metadata["pending_rows_updated"].value == len(truth["update"])
+            assert metadata["pending_rows_deleted"].value == len(truth["delete"])
+            assert metadata["pending_changed_models"].value == "app_facilities" and "phone" in markdown
+            assert not any(raw and raw in markdown for raw in truth["raw"])
