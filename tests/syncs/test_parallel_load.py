@@ -5,7 +5,8 @@ against real MariaDB and PostgreSQL:
 - parents load before children, the children's foreign keys are checked as they load, an orphan
   in a late chunk rolls back both tables, and the children's keys point at the parents' real name;
 - a reader during the load sees no table (first sync) or the old table, whole (replace);
-- collation twins under a case-insensitive key are still refused, or set aside, before the load.
+- collation twins under a case-insensitive key are still refused, or set aside, before the load;
+- an empty app table is swapped for a parallel load only under replace (its trigger stays otherwise).
 Chunks are made small so that each load spans many of them on both connections.
 """
 
@@ -24,7 +25,7 @@ from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, execute
+from tests.syncs.test_load import engine_for, execute, scalar
 
 ROWS = 20_000
 # version -> (first id, end id, multiplier of v)
@@ -309,3 +310,24 @@ def test_collation_twins_are_found_before_a_parallel_load(url, tmp_path):
             assert conn.execute(sa.text("SELECT COUNT(*) FROM items WHERE id = 'K000001'")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_an_empty_app_table_outside_replace_loads_in_place_keeping_its_trigger(url, tmp_path):
+    """A swap would take the app's triggers (and any row it writes meanwhile): only replace swaps."""
+    execute(url, "CREATE TABLE items (id BIGINT PRIMARY KEY, v BIGINT, label VARCHAR(100))")
+    if url.startswith("mysql"):
+        execute(url, "CREATE TRIGGER app_audit BEFORE INSERT ON items FOR EACH ROW SET NEW.label = NEW.label")
+        triggers = "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+    else:
+        execute(
+            url,
+            "CREATE FUNCTION app_audit() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER app_audit BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION app_audit()",
+        )
+        triggers = "SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'app_audit'"
+    duck = tmp_path / "w.duckdb"
+    write_items(duck, "A")
+    lines: list[str] = []
+    result = sync(url, duck, items("mirror"), lines)["items"]
+    assert result.strategy == "bulk" and not parallel(lines, "items")
+    assert seen(url) == expected("A") and scalar(url, triggers) == 1
