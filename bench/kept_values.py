@@ -28,28 +28,13 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_methods import TABLE, _create_database, _drop_database, build_source  # noqa: E402
+from load_methods import _create_database, _drop_database, bench_spec, build_source  # noqa: E402
 from sync_engine import _status_mb, change, run  # noqa: E402
 
 from activation.destinations.sql import SqlDestination, normalize_url  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
-from activation.syncs.spec import SyncConfig  # noqa: E402
 from activation.warehouses.duckdb import DuckDB  # noqa: E402
-
-
-def _spec(keep_values: bool):
-    body = {
-        "source": "src",
-        "destination": "app",
-        "table": TABLE,
-        "primary_key": "customer_key",
-        "mode": "mirror",
-        "guards": {"max_deletes": "100%", "max_updates": "100%"},
-        "keep_values": keep_values,
-    }
-    config = SyncConfig.model_validate({"destinations": {"app": {"url_env": "UNUSED"}}, "syncs": {"bench": body}})
-    return config.syncs["bench"]
 
 
 class _TimedDuckDB(DuckDB):
@@ -68,9 +53,9 @@ def step(url: str, source: str, state: str, keep_values: bool) -> dict:
     with DuckDBWarehouse(path=source).connect() as con:
         planner = _TimedDuckDB(con, state, url)
         [result] = SqlDestination(engine).sync(
-            planner, [_spec(keep_values)], {"bench": MartRelation("main", "src")}, log=lambda _: None
+            planner, [bench_spec(keep_values=keep_values)], {"bench": MartRelation("main", "src")}, log=lambda _: None
         )
-        kept = planner.kept_values_relation(_spec(keep_values))
+        kept = planner.kept_values_relation(bench_spec(keep_values=keep_values))
         values = con.execute(f"SELECT count(*) FROM {kept}").fetchall()[0][0] if kept else 0
     seconds = time.perf_counter() - t0
     engine.dispose()

@@ -55,15 +55,16 @@ COLUMNS = [
 QUERY = f"SELECT {', '.join(COLUMNS)} FROM src"
 
 
-def build_source(path: str, rows: int) -> None:
-    """11 columns, sorted by key: varchar key, text incl. Japanese and NULLs, ints, decimal, double,
-    bool, date, timestamp with microseconds."""
+def build_source(path: str, rows: int, *, integer_keys: bool = False) -> None:
+    """11 columns, sorted by key: a varchar key (BIGINT with integer_keys), text incl. Japanese and
+    NULLs, ints, decimal, double, bool, date, timestamp with microseconds."""
+    key = "CAST(i AS BIGINT)" if integer_keys else "'C' || lpad(CAST(i AS VARCHAR), 9, '0')"
     con = duckdb.connect(path)
     con.sql("SET enable_progress_bar = false")
     con.sql(f"""
         CREATE TABLE src AS
         SELECT
-          'C' || lpad(CAST(i AS VARCHAR), 9, '0') AS customer_key,
+          {key} AS customer_key,
           'Customer ' || CAST(i AS VARCHAR) || CASE WHEN i % 7 = 0 THEN ' 株式会社' ELSE '' END AS name,
           CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || CAST(i AS VARCHAR) || '@example.com' END AS email,
           (['東京都', '大阪府', '札幌市', 'Zürich', 'São Paulo', 'New York'])[1 + i % 6] AS city,
@@ -78,6 +79,23 @@ def build_source(path: str, rows: int) -> None:
         ORDER BY customer_key
     """)
     con.close()
+
+
+def bench_spec(mode: str = "mirror", **options):
+    """The benches' one sync: `src` into TABLE by customer_key, guards open (a bench changes a lot)."""
+    from activation.syncs.spec import SyncConfig
+
+    body = {
+        "source": "src",
+        "destination": "app",
+        "table": TABLE,
+        "primary_key": "customer_key",
+        "mode": mode,
+        "guards": {"max_deletes": "100%", "max_updates": "100%"},
+        **options,
+    }
+    config = SyncConfig.model_validate({"destinations": {"app": {"url_env": "UNUSED"}}, "syncs": {"bench": body}})
+    return config.syncs["bench"]
 
 
 def target_table() -> sa.Table:

@@ -48,7 +48,15 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_methods import COLUMNS, MYSQL_SERVER, _create_database, _drop_database  # noqa: E402
+from load_methods import (  # noqa: E402
+    COLUMNS,
+    MYSQL_SERVER,
+    TABLE,
+    _create_database,
+    _drop_database,
+    bench_spec,
+    build_source,
+)
 from sync_engine import _memory, _status_mb, run  # noqa: E402
 
 from activation.destinations.sql import SqlDestination, normalize_url, parallel_load  # noqa: E402
@@ -57,35 +65,9 @@ from activation.destinations.sql.engine import create_engine  # noqa: E402
 from activation.destinations.sql.run import Run  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
-from activation.syncs.spec import SyncConfig  # noqa: E402
 from activation.warehouses.duckdb import DuckDB  # noqa: E402
 
-TABLE = "customers"
 TEXT = ("name", "email", "city")
-
-
-def build_source(path: str, rows: int) -> None:
-    """load_methods.build_source's columns, with a BIGINT key."""
-    con = duckdb.connect(path)
-    con.sql("SET enable_progress_bar = false")
-    con.sql(f"""
-        CREATE TABLE src AS
-        SELECT
-          CAST(i AS BIGINT) AS customer_key,
-          'Customer ' || CAST(i AS VARCHAR) || CASE WHEN i % 7 = 0 THEN ' 株式会社' ELSE '' END AS name,
-          CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || CAST(i AS VARCHAR) || '@example.com' END AS email,
-          (['東京都', '大阪府', '札幌市', 'Zürich', 'São Paulo', 'New York'])[1 + i % 6] AS city,
-          CAST(i % 1000 AS INTEGER) AS orders,
-          CAST(i AS BIGINT) * 1000003 AS lifetime_views,
-          CAST((i % 100000) / 100.0 AS DECIMAL(18, 2)) AS revenue,
-          CAST(i AS DOUBLE) / 7.0 AS score,
-          i % 3 = 0 AS is_active,
-          DATE '2020-01-01' + CAST(i % 1500 AS INTEGER) AS signup_date,
-          TIMESTAMP '2024-01-01 00:00:00' + to_microseconds(CAST(i AS BIGINT) * 1234567) AS updated_at
-        FROM range({rows}) t(i)
-        ORDER BY customer_key
-    """)
-    con.close()
 
 
 def server_cpu(kind: str) -> float:
@@ -109,25 +91,6 @@ def server_cpu(kind: str) -> float:
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def _spec(mode: str):
-    config = SyncConfig.model_validate(
-        {
-            "destinations": {"app": {"url_env": "UNUSED"}},
-            "syncs": {
-                "bench": {
-                    "source": "src",
-                    "destination": "app",
-                    "table": TABLE,
-                    "primary_key": "customer_key",
-                    "mode": mode,
-                    "guards": {"max_deletes": "100%", "max_updates": "100%"},
-                }
-            },
-        }
-    )
-    return config.syncs["bench"]
 
 
 def change(source: str, share: float) -> None:
@@ -181,12 +144,12 @@ def _reference_table(url: str) -> None:
     """The table our sync creates for this mart, created by a sync of its first row."""
     with tempfile.TemporaryDirectory() as tmp:
         small = os.path.join(tmp, "one.duckdb")
-        build_source(small, 1)
+        build_source(small, 1, integer_keys=True)
         engine = create_engine(url)
         with duckdb.connect(small) as con:
             SqlDestination(engine).sync(
                 DuckDB(con, os.path.join(tmp, "state.duckdb"), url),
-                [_spec("replace")],
+                [bench_spec("replace")],
                 {"bench": MartRelation("main", "src")},
                 log=lambda _: None,
             )
@@ -271,7 +234,7 @@ def step_sync(url: str, source: str, state: str, mode: str, streams: int | None,
     t0, c0, s0 = time.perf_counter(), _cpu(), server_cpu(kind)
     with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
         [result] = SqlDestination(engine, load_streams=streams).sync(
-            DuckDB(con, state, url), [_spec(mode)], {"bench": MartRelation("main", "src")}, log=lines.append
+            DuckDB(con, state, url), [bench_spec(mode)], {"bench": MartRelation("main", "src")}, log=lines.append
         )
     seconds = time.perf_counter() - t0
     memory = _memory(start) | {"cpu": _cpu() - c0, "server_cpu": server_cpu(kind) - s0}
@@ -295,7 +258,7 @@ def _drop_table(url: str) -> None:
 def bench(kind: str, rows: int, tmp: Path) -> list[tuple[str, dict]]:
     source = str(tmp / f"src_{rows}.duckdb")
     if not os.path.exists(source):
-        build_source(source, rows)
+        build_source(source, rows, integer_keys=True)
     work = str(tmp / f"work_{kind}_{rows}.duckdb")
     shutil.copy(source, work)
     if kind == "sqlite":

@@ -52,6 +52,7 @@ from load_methods import (  # noqa: E402
     TABLE,
     _create_database,
     _drop_database,
+    bench_spec,
     build_source,
     m_pg_reference_copy,
     m_reference_load_data,
@@ -63,27 +64,7 @@ from activation.destinations.sql.engine import create_engine  # noqa: E402
 from activation.orchestration.resources import DuckDBWarehouse  # noqa: E402
 from activation.settings import Settings  # noqa: E402
 from activation.syncs.model import MartRelation  # noqa: E402
-from activation.syncs.spec import SyncConfig  # noqa: E402
 from activation.warehouses.duckdb import DuckDB  # noqa: E402
-
-
-def _spec():
-    config = SyncConfig.model_validate(
-        {
-            "destinations": {"app": {"url_env": "UNUSED"}},
-            "syncs": {
-                "bench": {
-                    "source": "src",
-                    "destination": "app",
-                    "table": TABLE,
-                    "primary_key": "customer_key",
-                    "mode": "mirror",
-                    "guards": {"max_deletes": "100%", "max_updates": "100%"},
-                }
-            },
-        }
-    )
-    return config.syncs["bench"]
 
 
 def _status_mb(key: str) -> float:
@@ -149,7 +130,7 @@ def step_sync(url: str, source: str, state: str) -> dict:
     with DuckDBWarehouse(path=source).connect() as con:  # bounded as in production
         planner = DuckDB(con, state, url)
         [result] = SqlDestination(engine).sync(
-            planner, [_spec()], {"bench": MartRelation("main", "src")}, log=lambda _: None
+            planner, [bench_spec()], {"bench": MartRelation("main", "src")}, log=lambda _: None
         )
     seconds = time.perf_counter() - t0
     memory = _memory(start)
