@@ -68,7 +68,7 @@ def load_file(conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
     statement = _load_statement(conn, table, csv_file.names, csv_file.hexed)
     sql = statement.replace("%(path)s", _literal(conn, csv_file.path))
     with wrapped_driver_errors(conn, sql), conn.connection.dbapi_connection.cursor() as cursor:
-        cursor.execute(sql)  # no parameters: a '%' in a column name stays as it is
+        _execute_load(conn, cursor, sql)
         inserted = cursor.rowcount
         cursor.execute("SHOW WARNINGS LIMIT 5")
         warnings = [row for row in cursor.fetchall() if row[0] != "Note"]
@@ -84,6 +84,19 @@ def load_file(conn: sa.Connection, table: sa.Table, csv_file: CsvFile) -> int:
 def _literal(conn: sa.Connection, value: str) -> str:
     """A string literal as this server parses it (the dialect knows about NO_BACKSLASH_ESCAPES)."""
     return str(sa.literal(value, sa.String()).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _execute_load(conn: sa.Connection, cursor, sql: str) -> None:
+    """The LOAD, with the server's lost-connection error raised as itself: when the server drops the
+    connection while PyMySQL uploads the file, PyMySQL raises that error, then, writing the upload's
+    last packet to the closed socket, an AttributeError, which no retry would recognise."""
+    try:
+        cursor.execute(sql)  # no parameters: a '%' in a column name stays as it is
+    except AttributeError as exc:
+        lost = exc.__context__
+        if isinstance(lost, conn.dialect.loaded_dbapi.OperationalError):
+            raise lost from None
+        raise
 
 
 def _load_statement(conn: sa.Connection, table: sa.Table, names: list[str], hexed: list[bool]) -> str:
