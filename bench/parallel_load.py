@@ -316,7 +316,7 @@ def main() -> None:
     sizes = [200_000] if args.quick else (args.rows or [1_000_000])
     kinds = {"mariadb": "mysql", "postgres": "postgres", "sqlite": "sqlite"}
     tmp = Path(tempfile.mkdtemp(prefix="activation_bench_parallel_"))
-    local = parallel_load.LOCAL_HOSTS
+    local = (None, "", "localhost", "127.0.0.1", "::1")
     print(
         f"{os.cpu_count()} cores; servers on this host: {sa.engine.make_url(MYSQL_SERVER).host in local}; a sync "
         f"picks {_default_streams()} stream(s) for 1M rows here; every step in its own process; "
