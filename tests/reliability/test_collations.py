@@ -14,7 +14,7 @@ from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, execute
+from tests.syncs.test_load import engine_for, execute, recorded_syncs
 
 MODES = ["insert", "update", "upsert", "mirror", "replace", "truncate_insert"]
 CASE, SPACE, ACCENT = ("ABC", "abc"), ("pad", "pad "), ("resume", "résumé")
@@ -84,14 +84,6 @@ def table_rows(url, table: str) -> list[tuple]:
             return sorted(tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}")).all())
     finally:
         engine.dispose()
-
-
-def recorded_syncs(duck) -> list[str]:
-    path = duck.parent / "state.duckdb"
-    if not path.exists():
-        return []
-    with duckdb.connect(str(path), read_only=True) as con:
-        return [r[0] for r in con.execute("SELECT sync FROM syncs ORDER BY 1").fetchall()]
 
 
 def refused(url, duck, sync_specs, *words: str) -> str:

@@ -62,6 +62,15 @@ def make_marts(path, n_parents: int = 50, n_children: int = 120, offset: int = 0
         """)
 
 
+def recorded_syncs(duck) -> list[str]:
+    """The syncs whose state a run committed (state.duckdb beside the warehouse file)."""
+    path = duck.parent / "state.duckdb"
+    if not path.exists():
+        return []
+    with duckdb.connect(str(path), read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT sync FROM syncs ORDER BY 1").fetchall()]
+
+
 def engine_for(url: str) -> sa.Engine:
     engine = sa.create_engine(normalize_url(url), connect_args={"local_infile": True} if "mysql" in url else {})
     if engine.dialect.name == "sqlite":

@@ -25,7 +25,7 @@ from activation.syncs.results import SyncError
 from activation.syncs.spec import SyncConfig
 from activation.warehouses.duckdb import DuckDB
 from tests.databases import destination_database
-from tests.syncs.test_load import engine_for, execute, scalar
+from tests.syncs.test_load import engine_for, execute, recorded_syncs, scalar
 
 ROWS = 20_000
 # version -> (first id, end id, multiplier of v)
@@ -104,14 +104,6 @@ def tables(url) -> list[str]:
         return sorted(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-
-
-def recorded_syncs(duck) -> list[str]:
-    path = duck.parent / "state.duckdb"
-    if not path.exists():
-        return []
-    with duckdb.connect(str(path), read_only=True) as con:
-        return [r[0] for r in con.execute("SELECT sync FROM syncs ORDER BY 1").fetchall()]
 
 
 def parallel(lines: list[str], table: str) -> bool:
