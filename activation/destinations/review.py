@@ -45,7 +45,7 @@ def review_sync(wh: Warehouse, spec: SyncSpec, relation: MartRelation | None, *,
     keys = PreWriteChecks(wh, None).keys(dataclasses.replace(plan, full=True))
     out.problems += keys.problems
     kept = wh.kept_values_relation(spec)
-    kept_columns = wh.relation_columns(kept) if kept else []
+    kept_columns = wh.kept_values_columns(spec) if kept else []
     last = destination_schemas.last_described(wh, spec)
     fed = plan
     if last is None:

@@ -120,10 +120,6 @@ class Warehouse(KeptValues, MartChecks, ABC):
         """A relation (k0, k1, ...) holding these tuples (the key's values, maybe more after them),
         for as long as the context lasts."""
 
-    def relation_columns(self, relation: str) -> list[str]:
-        """The column names of a quoted relation (a mart as read, the kept values)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list the columns of {relation}")
-
     def sorted_reader(self, query: str, order: str, schema: pa.Schema, batch_size: int) -> pa.RecordBatchReader:
         """The query's rows ordered by `order` (a warehouse may fall back to its own order)."""
         return self.reader(f"{query} ORDER BY {order}", schema, batch_size)

@@ -195,9 +195,6 @@ class BigQuery(Warehouse):
     def relation(self, relation: MartRelation) -> str:
         return quote_bigquery(self.project, relation.schema, relation.name)
 
-    def relation_columns(self, relation: str) -> list[str]:
-        return [f.name for f in self.client.query(f"SELECT * FROM {relation} LIMIT 0").result().schema]
-
     def mart_columns(self, spec: SyncSpec, relation: MartRelation) -> dict[str, MartColumn]:
         where = f"{self.project}.{relation.schema}.{relation.name}"
         try:

@@ -145,9 +145,6 @@ class DuckDB(Warehouse):
             columns[name] = MartColumn(type_, JSON if json else "value")
         return columns
 
-    def relation_columns(self, relation: str) -> list[str]:
-        return list(self.con.sql(f"SELECT * FROM {relation} LIMIT 0").columns)
-
     def work_table(self, spec: SyncSpec, kind: str) -> str:
         return quote(f"_activation_{kind}_{spec.name}")
 
