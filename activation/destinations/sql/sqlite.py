@@ -14,16 +14,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 
 from activation.destinations.base import Capabilities
+from activation.destinations.sql import on_conflict
 from activation.destinations.sql.dialect import SqlDialect
 from activation.destinations.sql.key_rules import Rule
 from activation.syncs.validate import Check
+
+if TYPE_CHECKING:
+    from activation.destinations.sql.run import Job, Run
 
 
 def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
@@ -95,6 +99,18 @@ class SQLite(SqlDialect):
 
     def loose_key_type(self, rule: Rule, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
         return sa.Text(collation=rule.collation)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
+        return on_conflict.can_upsert(conn, table, list(key))
+
+    def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
+        return on_conflict.merge(run, conn, job)
+
+    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
+        from activation.destinations.sql.apply import update_changed
+
+        return update_changed(run, conn, job)
 
     # -- errors -----------------------------------------------------------------------------------
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
