@@ -129,10 +129,8 @@ def assert_each_event_once(events: list[dict]) -> None:
     assert len(ids) == len(set(ids)), "a consumer would see an event twice"
 
 
-@pytest.mark.parametrize("kind", ["nats", "redis_stream"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_crash_mid_publish_then_a_redelivery_converge_without_duplicates(kind, tmp_path):
-    # (RabbitMQ: see test_a_crash_then_a_retry_of_the_same_change_is_dropped_by_every_broker; its
-    # deduplication by producer sequence cannot drop a retry whose change differs, rabbitmq_stream.py)
     ensure_broker(kind)
     streams = StreamHarness(tmp_path, kind)
     streams.mart(account_rows(range(1, 31)))
