@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from activation.destinations.streams import columnar
-from activation.destinations.streams.envelope import BEFORE, KEPT, Encoder, Origin
+from activation.destinations.streams.envelope import BEFORE, KEPT, Encoder, Event, Origin
 from activation.syncs.results import SyncError
 from examples.stream_consumer import apply
 from tests.destinations.cut_proxy import CutProxy
@@ -245,3 +245,29 @@ def test_the_batch_encoder_writes_the_bytes_the_row_by_row_encoder_writes():
         pc.equal(batch.column("op"), "delete")
     )
     assert [e.payload for e in encoder.events(deletes, "op")] == [e.payload for e in encoder.row_events(deletes, "op")]
+
+
+def test_a_jetstream_batch_given_up_on_leaves_nothing_behind_and_its_late_acks_are_ignored(tmp_path):
+    import asyncio
+
+    from activation.destinations.streams.jetstream import open_broker
+
+    ensure_broker("nats")
+    streams = StreamHarness(tmp_path, "nats")
+
+    async def give_up_on_a_batch() -> tuple[int, int]:
+        broker = await open_broker(streams.destination().settings)
+        try:
+            await broker.prepare(streams.stream, 60)
+            events = [Event(f"id-{i}", b"{}", str(i), "r") for i in range(50)]
+            waiting = await broker.submit(streams.stream, events)
+            with pytest.raises(TimeoutError):  # what the publisher's acknowledgement timeout does
+                await asyncio.wait_for(waiting, 0)
+            left = len(broker._batches)
+            await asyncio.sleep(0.5)  # the PubAcks arrive for a batch no longer waited for
+            return left, await broker.length(streams.stream)
+        finally:
+            await broker.close()
+
+    assert asyncio.run(give_up_on_a_batch()) == (0, 50)
+    streams.drop()
