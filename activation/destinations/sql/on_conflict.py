@@ -10,51 +10,43 @@ It is used only where it means the same as the two statements:
   another unique key is not an arbiter: a row that meets it fails, as the separate INSERT would;
 - the table has no trigger of its own: an upsert fires the INSERT triggers of a row it ends up
   updating.
-The counts: PostgreSQL returns, per written row, whether it was inserted (`xmax = 0`: a tuple no
-transaction has locked or updated is a new one); SQLite counts the staged keys already in the
-table before the write (an index probe each), and the statement's row count is inserts plus updates.
+How the statement's rows split into inserts and updates is each dialect's (postgres.py: returned
+by the statement; sqlite.py: the staged keys already in the table, counted before it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from activation.destinations.sql.run import on_key
+from activation.destinations.sql.dialect import quoted
 from activation.syncs.results import SyncError
 
 if TYPE_CHECKING:
     from activation.destinations.sql.run import Job, Run
 
-_TRIGGERS = {
-    "sqlite": "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t",
-    "postgresql": "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass(:q) AND NOT tgisinternal",
-}
 
-
-def can_upsert(conn: sa.Connection, table: sa.Table, key: list[str]) -> bool:
-    """A unique key on exactly `key` to be the conflict target, and no trigger of the table's own."""
-    from activation.destinations.sql.dialect import quoted
-
+def can_upsert(conn: sa.Connection, table: sa.Table, key: Sequence[str], triggers: str) -> bool:
+    """A unique key on exactly `key` to be the conflict target, and no trigger of the table's own
+    (`triggers`: the dialect's count of them, with :t the table's name and :q its quoted name)."""
     inspector = sa.inspect(conn)
-    wanted = set(key)
     uniques = [inspector.get_pk_constraint(table.name, schema=table.schema).get("constrained_columns") or []]
     uniques += [u["column_names"] for u in inspector.get_unique_constraints(table.name, schema=table.schema)]
     uniques += [
         i["column_names"]
         for i in inspector.get_indexes(table.name, schema=table.schema)
-        if i.get("unique") and not i.get("dialect_options", {}).get("postgresql_where")
+        if i.get("unique") and not any(k.endswith("_where") for k in i.get("dialect_options", {}))  # not partial
     ]
-    if not any(set(u) == wanted and len(u) == len(wanted) for u in uniques):
+    if not any(sorted(u) == sorted(key) for u in uniques):
         return False
-    triggers = conn.execute(sa.text(_TRIGGERS[conn.dialect.name]), {"t": table.name, "q": quoted(conn, table)})
-    return triggers.scalar_one() == 0 and not any("%" in c.name for c in table.columns)
+    found = conn.execute(sa.text(triggers), {"t": table.name, "q": quoted(conn, table)}).scalar_one()
+    return found == 0 and not any("%" in c.name for c in table.columns)  # SQLAlchemy 2.1 escapes '%' twice
 
 
-def merge(run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
-    """Insert and update the staged rows in one statement; returns (inserted, updated)."""
+def upsert(run: Run, job: Job, insert: Callable[[sa.Table], sa.Insert]) -> sa.Insert:
+    """The statement, from the dialect's `insert` construct (one with `on_conflict_do_update`)."""
     t, s, spec = job.target, job.staging, job.spec
     columns = list(job.mart.columns)
     selected: list[sa.ColumnElement] = [s.c[c] for c in columns]
@@ -63,29 +55,21 @@ def merge(run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
         selected.append(sa.null())
     # WHERE true: SQLite reads ON CONFLICT after a bare SELECT as a join constraint.
     rows = sa.select(*selected).where(sa.true()).order_by(*[s.c[k] for k in spec.primary_key])
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
     stmt = insert(t).from_select(columns, rows)
-    excluded = t.alias("excluded")  # the row the INSERT proposed, as ON CONFLICT names it (stmt.excluded)
-    stmt = stmt.on_conflict_do_update(
+    excluded = t.alias("excluded")  # the row the INSERT proposed, as ON CONFLICT names it
+    return stmt.on_conflict_do_update(
         index_elements=[t.c[k] for k in spec.primary_key],
         set_={c: excluded.c[c] for c in columns if c not in spec.primary_key},
         where=run.differs(job, t, excluded),
     )
+
+
+def checked(job: Job, inserted: int, updated: int, met: int) -> tuple[int, int]:
+    """(inserted, updated), once they add up with the rows staged and the rows that met a key."""
     staged = job.result.rows_sent
-    if conn.dialect.name == "postgresql":
-        written = stmt.returning(sa.literal_column("xmax = 0").label("inserted")).cte("written")
-        inserted, updated = conn.execute(
-            sa.select(sa.func.count().filter(written.c.inserted), sa.func.count().filter(sa.not_(written.c.inserted)))
-        ).one()
-        met = staged - inserted
-    else:
-        present = sa.exists().where(on_key(job, t, s))
-        met = conn.execute(sa.select(sa.func.count()).select_from(s).where(present)).scalar_one()
-        inserted = staged - met
-        updated = conn.execute(stmt).rowcount - inserted
-    if not (0 <= inserted <= staged and 0 <= updated <= met):
+    if not (0 <= inserted <= staged and 0 <= updated <= met and inserted + met == staged):
         raise SyncError(
-            f"{spec.table}: the upsert of {staged} staged rows reported {inserted} inserted and {updated} updated; "
-            "these counts do not add up, so the write was rolled back"
+            f"{job.spec.table}: the upsert of {staged} staged rows reported {inserted} inserted and {updated} "
+            f"updated, {met} meeting an existing key; these counts do not add up, so the write was rolled back"
         )
     return inserted, updated

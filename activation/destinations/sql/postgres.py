@@ -159,10 +159,18 @@ class Postgres(SqlDialect):
         return insert_rows(conn, table, batches, report)
 
     def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
-        return on_conflict.can_upsert(conn, table, list(key))
+        triggers = "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass(:q) AND NOT tgisinternal"
+        return on_conflict.can_upsert(conn, table, key, triggers)
 
     def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
-        return on_conflict.merge(run, conn, job)
+        """One INSERT ... ON CONFLICT DO UPDATE (on_conflict.py) returning, per row written, whether
+        it was inserted: a new tuple has `xmax = 0`, an updated one the xmax of the lock the upsert took."""
+        written = on_conflict.upsert(run, job, postgresql.insert)
+        written = written.returning(sa.literal_column("xmax = 0").label("inserted")).cte("written")
+        inserted, updated = conn.execute(
+            sa.select(sa.func.count().filter(written.c.inserted), sa.func.count().filter(sa.not_(written.c.inserted)))
+        ).one()
+        return on_conflict.checked(job, inserted, updated, job.result.rows_sent - inserted)
 
     def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
         from activation.destinations.sql.apply import update_changed

@@ -24,6 +24,7 @@ from activation.destinations.base import Capabilities
 from activation.destinations.sql import on_conflict
 from activation.destinations.sql.dialect import SqlDialect
 from activation.destinations.sql.key_rules import Rule
+from activation.destinations.sql.run import on_key
 from activation.syncs.validate import Check
 
 if TYPE_CHECKING:
@@ -102,10 +103,19 @@ class SQLite(SqlDialect):
 
     # -- writing ----------------------------------------------------------------------------------
     def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
-        return on_conflict.can_upsert(conn, table, list(key))
+        triggers = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"
+        return on_conflict.can_upsert(conn, table, key, triggers)
 
     def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
-        return on_conflict.merge(run, conn, job)
+        """One INSERT ... ON CONFLICT DO UPDATE (on_conflict.py). SQLite returns no sign of an
+        insert, so the staged keys already in the table are counted first (a key-index probe each);
+        the statement's row count is the inserts plus the updates."""
+        t, s = job.target, job.staging
+        met = conn.execute(sa.select(sa.func.count()).select_from(s).where(sa.exists().where(on_key(job, t, s))))
+        met = met.scalar_one()
+        inserted = job.result.rows_sent - met
+        written = conn.execute(on_conflict.upsert(run, job, sqlite.insert)).rowcount
+        return on_conflict.checked(job, inserted, written - inserted, met)
 
     def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
         from activation.destinations.sql.apply import update_changed
