@@ -2,7 +2,9 @@
 swap. The caller (destination.py) orders them: parents' writes first and children's deletes
 first, all in one transaction where no shadow table is swapped in.
 
-Every count is a row count the database reported, or a COUNT over the tables themselves.
+Every count is a row count the database reported, or a COUNT over the tables themselves; replace's
+swap may take the warehouse's diff instead, only where the destination provably holds what the
+state says (shadow_counts.py).
 """
 
 from __future__ import annotations
