@@ -58,10 +58,11 @@ def _harness(tmp: Path, stream: str):
 def step_sync(tmp: str, stream: str, dump: str) -> dict:
     """Our sync (snapshot or change, whatever the state says), then (off the clock) the events it
     published dumped for the raw client."""
-    from activation.destinations.streams.engine import StreamDestination
+    from activation.destinations.streams.engine import StreamDestination, broker_module
     from activation.orchestration.resources import DuckDBWarehouse
     from activation.syncs.model import MartRelation
 
+    broker_module("nats")  # nats-py imported before the clock, as the raw client's step does
     config = _harness(Path(tmp), stream)
     spec = config.syncs["accounts"]
     destination = StreamDestination("bench", config.destinations["bench"])

@@ -8,28 +8,24 @@ UTC with milliseconds, a cleared property absent.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from tests.destinations.hubspot_properties import BUILT_IN, Invalid, Prop
+from tests.destinations.hubspot_requests import (
+    ApiError,
+    batch_inputs,
+    problems_details,
+    problems_message,
+    refuse_duplicates,
+    refuse_unknown_fields,
+    require_fields,
+)
 
-BATCH_LIMIT = 100  # inputs per batch call
 SEARCH_LIMIT = 200  # results per search page
-
-
-class ApiError(Exception):
-    """A request refused as a whole, in HubSpot's error shape."""
-
-    def __init__(self, status: int, message: str, category: str = "VALIDATION_ERROR", **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.body = {"status": "error", "message": message, "correlationId": str(uuid4()), "category": category}
-        self.body.update(extra)
 
 
 @dataclass
@@ -113,22 +109,22 @@ class Portal:
 
     def upsert(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
         obj = self.object(name)
-        inputs = _inputs(body, {"inputs"}, {"id", "idProperty", "properties", "objectWriteTraceId"})
+        inputs = batch_inputs(body, {"inputs"}, {"id", "idProperty", "properties", "objectWriteTraceId"})
         for item in inputs:
-            _require(item, ("id", "idProperty", "properties"))
+            require_fields(item, ("id", "idProperty", "properties"))
             if not isinstance(item["properties"], dict) or not all(
                 isinstance(v, str) for v in item["properties"].values()
             ):
                 raise ApiError(400, "Invalid input JSON: properties must map property names to strings")
             _id_property(obj, item["idProperty"])
-        _no_duplicates([item["id"] for item in inputs], "Duplicate IDs found in batch input")
+        refuse_duplicates([item["id"] for item in inputs], "Duplicate IDs found in batch input")
         traced = all("objectWriteTraceId" in item for item in inputs) and self.multi_status
         if traced:
-            _no_duplicates([item["objectWriteTraceId"] for item in inputs], "Duplicate objectWriteTraceIds")
+            refuse_duplicates([item["objectWriteTraceId"] for item in inputs], "Duplicate objectWriteTraceIds")
         checked = [self._checked(obj, item) for item in inputs]
         problems = [(item, errors) for item, (_, _, errors) in zip(inputs, checked, strict=True) if errors]
         if problems and not traced:  # without trace ids one bad input fails the batch, nothing written
-            raise ApiError(400, _message(problems[0][1]), errors=_details(problems[0][1]))
+            raise ApiError(400, problems_message(problems[0][1]), errors=problems_details(problems[0][1]))
         now = _now()
         results, errors = [], []
         for item, (record_id, values, problem) in zip(inputs, checked, strict=True):
@@ -138,9 +134,9 @@ class Portal:
                     {
                         "status": "error",
                         "category": "VALIDATION_ERROR",
-                        "message": _message(problem),
+                        "message": problems_message(problem),
                         "context": {"objectWriteTraceId": [trace]},
-                        "errors": _details(problem),
+                        "errors": problems_details(problem),
                     }
                 )
                 continue
@@ -159,14 +155,14 @@ class Portal:
     def read(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
         obj = self.object(name)
         top = {"inputs", "idProperty", "properties", "propertiesWithHistory", "archived"}
-        inputs = _inputs(body, top, {"id"})
-        _require(body, ("properties", "propertiesWithHistory"))
+        inputs = batch_inputs(body, top, {"id"})
+        require_fields(body, ("properties", "propertiesWithHistory"))
         id_property = body.get("idProperty") or "hs_object_id"
         _id_property(obj, id_property)
         wanted = [p for p in body["properties"] if isinstance(p, str)]
         results, missing = [], []
         for item in inputs:
-            _require(item, ("id",))
+            require_fields(item, ("id",))
             record_id = obj.find(id_property, str(item["id"]))
             if record_id is None:
                 missing.append(str(item["id"]))
@@ -185,9 +181,9 @@ class Portal:
 
     def archive(self, name: str, body: Any) -> tuple[int, None]:
         obj = self.object(name)
-        inputs = _inputs(body, {"inputs"}, {"id"})
+        inputs = batch_inputs(body, {"inputs"}, {"id"})
         for item in inputs:
-            _require(item, ("id",))
+            require_fields(item, ("id",))
             if not str(item["id"]).isdigit():
                 raise ApiError(400, f"Object IDs must be numeric: {item['id']!r} (archive takes record ids)")
         for item in inputs:  # a record already archived or never there is not an error
@@ -198,7 +194,7 @@ class Portal:
         obj = self.object(name)
         if not isinstance(body, dict):
             raise ApiError(400, "Invalid input JSON: expected an object")
-        _unknown_fields(body, {"filterGroups", "sorts", "query", "properties", "limit", "after"})
+        refuse_unknown_fields(body, {"filterGroups", "sorts", "query", "properties", "limit", "after"})
         having = _has_property_filters(obj, body.get("filterGroups") or [])
         limit = body.get("limit", 10)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= SEARCH_LIMIT:
@@ -288,57 +284,11 @@ def _matches(record: dict[str, str], groups: list[list[str]]) -> bool:
     return not groups or any(all(record.get(name) not in (None, "") for name in names) for names in groups)
 
 
-def _inputs(body: Any, top: set[str], item_keys: set[str]) -> list[dict[str, Any]]:
-    if not isinstance(body, dict):
-        raise ApiError(400, "Invalid input JSON: expected an object")
-    _unknown_fields(body, top)
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise ApiError(400, "inputs must be a non-empty array")
-    if len(inputs) > BATCH_LIMIT:
-        raise ApiError(400, f"Batch input size {len(inputs)} exceeds the limit of {BATCH_LIMIT}")
-    for item in inputs:
-        if not isinstance(item, dict):
-            raise ApiError(400, "Invalid input JSON: each input must be an object")
-        _unknown_fields(item, item_keys)
-        for key in ("id", "idProperty", "objectWriteTraceId"):
-            if key in item and (not isinstance(item[key], str) or not item[key]):
-                raise ApiError(400, f"Invalid input JSON: {key} must be a non-empty string")
-    return inputs
-
-
-def _unknown_fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(400, f'Invalid input JSON: Unrecognized field "{unknown[0]}"')
-
-
-def _require(body: dict[str, Any], keys: tuple[str, ...]) -> None:
-    for key in keys:
-        if key not in body:
-            raise ApiError(400, f"Invalid input JSON: missing required field {key}")
-
-
 def _id_property(obj: ObjectType, name: str) -> None:
     if name not in obj.properties:
         raise ApiError(400, f'Property "{name}" does not exist on {obj.singular}')
     if name not in obj.keys():
         raise ApiError(400, f"{name} is not a unique identifier property of {obj.singular}; it cannot be an idProperty")
-
-
-def _no_duplicates(values: list[str], message: str) -> None:
-    dupes = sorted({v for v in values if values.count(v) > 1})
-    if dupes:
-        raise ApiError(400, f"{message}: {dupes}")
-
-
-def _message(problems: list[tuple[str, str, str]]) -> str:
-    found = [{"isValid": False, "message": m, "error": code, "name": name} for code, m, name in problems]
-    return "Property values were not valid: " + json.dumps(found)
-
-
-def _details(problems: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    return [{"message": m, "code": code, "context": {"propertyName": [name]}} for code, m, name in problems]
 
 
 def _stamps(record: dict[str, str]) -> dict[str, str]:

@@ -4,10 +4,16 @@ gone mid-run, values JSON cannot carry, and a consumer whose table ends equal to
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sqlite3
 
+import duckdb
+import pyarrow.compute as pc
 import pytest
 
+from activation.destinations.streams import columnar
+from activation.destinations.streams.envelope import BEFORE, KEPT, Encoder, Event, Origin
 from activation.syncs.results import SyncError
 from examples.stream_consumer import apply
 from tests.destinations.cut_proxy import CutProxy
@@ -123,10 +129,8 @@ def assert_each_event_once(events: list[dict]) -> None:
     assert len(ids) == len(set(ids)), "a consumer would see an event twice"
 
 
-@pytest.mark.parametrize("kind", ["nats", "redis_stream"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_crash_mid_publish_then_a_redelivery_converge_without_duplicates(kind, tmp_path):
-    # (RabbitMQ: see test_a_crash_then_a_retry_of_the_same_change_is_dropped_by_every_broker; its
-    # deduplication by producer sequence cannot drop a retry whose change differs, rabbitmq_stream.py)
     ensure_broker(kind)
     streams = StreamHarness(tmp_path, kind)
     streams.mart(account_rows(range(1, 31)))
@@ -209,4 +213,61 @@ def test_values_json_cannot_carry_are_refused_before_publishing_or_set_aside(tmp
     assert (result.inserted, result.rejected) == (3, 2)
     assert sorted(e["subject"] for e in streams.events()) == ["A0001", "A0003", "A0005"]
     assert "A0004" not in streams.state_keys() and "A0002" not in streams.state_keys()
+    streams.drop()
+
+
+def test_the_batch_encoder_writes_the_bytes_the_row_by_row_encoder_writes():
+    # nulls, escapes, exponent decimals, fractional and zoned timestamps; updates whose kept
+    # values differ in one field, none, or are unknown; inserts; deletes (a batch of keys only)
+    con = duckdb.connect()
+    rows = """
+        SELECT i AS id, CASE WHEN i % 4 = 0 THEN NULL ELSE 'n"\\' || i || ' 日本' || chr(10) END AS name,
+               CAST(i AS DECIMAL(38, 10)) / 1e9 AS ltv, i / {d} AS churn, i % 2 = 0 AS active,
+               DATE '2024-01-01' + CAST(i AS INTEGER) AS signed_on,
+               TIMESTAMPTZ '2026-03-01 09:00:00+09:00' + INTERVAL (i * 1001) MILLISECOND AS scored_at,
+               TIMESTAMP '2026-03-01 09:00:00' + INTERVAL (i) SECOND AS naive_at
+        FROM range(0, 40) t(i)"""
+    columns = ["id", "name", "ltv", "churn", "active", "signed_on", "scored_at", "naive_at"]
+    kept = ", ".join(f"CASE WHEN a.id % 3 = 0 THEN a.{c} ELSE b.{c} END AS {BEFORE}{c}" for c in columns)
+    op = "CASE a.id % 5 WHEN 0 THEN 'delete' WHEN 1 THEN 'insert' ELSE 'update' END AS op"
+    query = (
+        f"SELECT a.*, {op}, {kept}, a.id % 7 <> 0 AS {KEPT} "
+        f"FROM ({rows.format(d=7.0)}) a JOIN ({rows.format(d=9.0)}) b USING (id) ORDER BY id"
+    )
+    batch = con.sql(query).to_arrow_table().combine_chunks().to_batches()[0]
+    encoder = Encoder(Origin("d", "s", "m", "r", "v1", dt.datetime(2026, 12, 8, tzinfo=dt.UTC)), ["id"], columns)
+    assert columnar.takes(batch.schema, ["id"], columns, set())  # `events` takes the batch path
+    fast, slow = encoder.events(batch, "op"), encoder.row_events(batch, "op")
+    assert [e.payload for e in fast] == [e.payload for e in slow] and len(fast) == 40
+    changed = {e.subject: json.loads(e.payload)["data"]["changed"] for e in fast}
+    assert (changed["3"], changed["2"], changed["7"]) == ([], ["churn"], None)  # 7: no kept values
+    deletes = batch.select(["id", "op", *[BEFORE + c for c in columns], KEPT]).filter(
+        pc.equal(batch.column("op"), "delete")
+    )
+    assert [e.payload for e in encoder.events(deletes, "op")] == [e.payload for e in encoder.row_events(deletes, "op")]
+
+
+def test_a_jetstream_batch_given_up_on_leaves_nothing_behind_and_its_late_acks_are_ignored(tmp_path):
+    import asyncio
+
+    from activation.destinations.streams.jetstream import open_broker
+
+    ensure_broker("nats")
+    streams = StreamHarness(tmp_path, "nats")
+
+    async def give_up_on_a_batch() -> tuple[int, int]:
+        broker = await open_broker(streams.destination().settings)
+        try:
+            await broker.prepare(streams.stream, 60)
+            events = [Event(f"id-{i}", b"{}", str(i), "r") for i in range(50)]
+            waiting = await broker.submit(streams.stream, events)
+            with pytest.raises(TimeoutError):  # what the publisher's acknowledgement timeout does
+                await asyncio.wait_for(waiting, 0)
+            left = len(broker._batches)
+            await asyncio.sleep(0.5)  # the PubAcks arrive for a batch no longer waited for
+            return left, await broker.length(streams.stream)
+        finally:
+            await broker.close()
+
+    assert asyncio.run(give_up_on_a_batch()) == (0, 50)
     streams.drop()

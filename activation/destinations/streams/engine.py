@@ -143,9 +143,8 @@ class StreamDestination(Destination):
                 self.published[spec.name] = published
                 try:
                     published.warnings += await broker.prepare(stream, self.settings.retry_horizon_seconds)
-                    if getattr(broker, "needs_digest", False):  # RabbitMQ: the producer is named after the change
-                        digest = self._digest(wh, job, encoder)
-                        await broker.begin(stream, spec.name, encoder.origin.state_version, digest)
+                    if hasattr(broker, "begin"):  # RabbitMQ: names its producer, finds what a failed attempt stored
+                        await broker.begin(stream, spec.name, encoder.origin.state_version)
                     published.length_before = await broker.length(stream)
                     await self._publish(wh, job, broker, encoder, published, log)
                     published.length_after = await broker.length(stream)
@@ -195,16 +194,6 @@ class StreamDestination(Destination):
         )
         plan = job.mart
         return Encoder(origin, spec.primary_key, plan.columns, Encoder.json_columns_of(plan.arrow_schema))
-
-    def _digest(self, wh: Warehouse, job: ApiJob, encoder: Encoder) -> str:
-        """A digest of every event id of this run (read and encoded, not sent)."""
-        import hashlib
-
-        digest = hashlib.blake2b(digest_size=8)
-        for events in self._batches(wh, job, encoder):
-            for event in events:
-                digest.update(event.id.encode())
-        return digest.hexdigest()
 
     def _batches(self, wh: Warehouse, job: ApiJob, encoder: Encoder):
         plan, size = job.mart, self.settings.batch_size

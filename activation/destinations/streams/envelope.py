@@ -37,6 +37,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from activation.destinations.streams import columnar
 from activation.syncs.model import JSON_FIELD
 
 VERSION = "1"
@@ -122,61 +123,100 @@ class Encoder:
         return [f.name for f in schema if f.metadata and f.metadata.get(JSON_FIELD)]
 
     def _column(self, batch: pa.RecordBatch, name: str) -> list:
+        """A column as Python values JSON takes as they are: timestamps as naive UTC (a zoned
+        timestamp's `to_pylist` builds a zoned datetime per value, and imports pandas to do it),
+        decimals as their exact text (Arrow's cast writes what `str(Decimal)` writes)."""
         column = batch.column(name)
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            column = pc.cast(column, pa.timestamp(column.type.unit, "UTC"))
+            column = column.cast(pa.timestamp(column.type.unit))  # the UTC instants, without the zone
+        elif pa.types.is_decimal(column.type):
+            column = column.cast(pa.string())
+        self._refuse_not_finite(batch, name)
+        return column.to_pylist()
+
+    def _refuse_not_finite(self, batch: pa.RecordBatch, name: str) -> None:
+        column = batch.column(name)
         if pa.types.is_floating(column.type) and len(column):
             bad = pc.or_(pc.is_nan(column), pc.is_inf(column))
             if pc.any(bad).as_py():
                 row = pc.index(bad, True).as_py()
                 key = "/".join(str(batch.column(k)[row].as_py()) for k in self.key)
                 raise UnencodableValue(key, name, f"{column[row].as_py()} has no JSON form")
-        return column.to_pylist()
 
-    def _object(self, values: Sequence[Any]) -> bytes:
-        if self.json_columns:  # JSON text embedded as JSON
-            values = [
-                orjson.Fragment(v) if v is not None and c in self.json_columns else v
-                for c, v in zip(self.columns, values, strict=True)
-            ]
-        return dumps(dict(zip(self.columns, values, strict=True)))
+    def _rows(self, batch: pa.RecordBatch, prefix: str = "") -> list[tuple]:
+        """The batch's rows of the sent columns (`prefix`: the kept values' copies), JSON columns as fragments."""
+        columns = []
+        for c in self.columns:
+            values = self._column(batch, prefix + c)
+            if c in self.json_columns:  # JSON text embedded as JSON
+                values = [orjson.Fragment(v) if v is not None else None for v in values]
+            columns.append(values)
+        return list(zip(*columns, strict=True))
 
     def events(self, batch: pa.RecordBatch, op_column: str) -> list[Event]:
         """One event per row; `op_column` holds insert / update / delete / snapshot."""
-        names = batch.schema.names
-        keys = [self._column(batch, k) for k in self.key]
-        ops = batch.column(op_column).to_pylist()
-        deleting = all(o == "delete" for o in ops)
-        afters = None if deleting else [self._column(batch, c) for c in self.columns]
-        kept = batch.column(KEPT).to_pylist() if KEPT in names else None
-        befores = [self._column(batch, BEFORE + c) for c in self.columns] if kept is not None else None
-        out = []
-        columns, values_at = self.columns, [self.columns.index(c) for c in self.values]
-        for i in range(batch.num_rows):
-            op = OPS[ops[i]]
-            key_values = [k[i] for k in keys]
-            subject = "/".join(str(v) for v in key_values)
-            try:
-                key = dumps(dict(zip(self.key, key_values, strict=True)))
-                if op == "d":
-                    after_values, after = None, b"null"
-                else:
-                    after_values = [a[i] for a in afters]
-                    after = self._object(after_values)
-                before, changed = b"null", b"null"
-                if befores is not None and kept[i] and op in ("u", "d"):
-                    before_values = [b[i] for b in befores]
-                    before = self._object(before_values)
-                    if op == "u":
-                        changed = dumps([columns[j] for j in values_at if before_values[j] != after_values[j]])
-            except TypeError as exc:  # a Decimal NaN, a type with no JSON form
-                raise UnencodableValue(subject, _culprit(columns, after_values), str(exc)) from exc
-            digest = hashlib.blake2b(self._prefix + key + op.encode() + after, digest_size=16).hexdigest()
+        if columnar.takes(batch.schema, self.key, self.columns, self.json_columns):
+            return self._columnar_events(batch, op_column)
+        return self.row_events(batch, op_column)
+
+    def _columnar_events(self, batch: pa.RecordBatch, op_column: str) -> list[Event]:
+        for name in batch.schema.names:
+            self._refuse_not_finite(batch, name)
+        found = columnar.parts(batch, op_column, self.key, self.columns, self.values, BEFORE, KEPT)
+        none = [None] * batch.num_rows
+        befores, changes = found.get("before", none), found.get("changed", none)
+        head, tail, prefix, blake2b, out = self._head, self._tail, self._prefix, hashlib.blake2b, []
+        for op_name, subject, key, after, before, changed in zip(
+            found["op"], found["subject"], found["key"], found["after"], befores, changes, strict=True
+        ):
+            op = OPS[op_name].encode()
+            key, after = key.encode(), b"null" if after is None else after.encode()
+            digest = blake2b(prefix + key + op + after, digest_size=16).hexdigest()
             payload = b"".join(
                 (
-                    self._head, digest.encode(), b'","subject":', dumps(subject), b',"data":{"op":"', op.encode(),
+                    head, digest.encode(), b'","subject":', dumps(subject), b',"data":{"op":"', op,
+                    b'","key":', key, b',"before":', b"null" if before is None else before.encode(),
+                    b',"after":', after, b',"changed":', b"null" if changed is None else changed.encode(),
+                    tail, b"}}",
+                )
+            )  # fmt: skip
+            out.append(Event(digest, payload, subject, OPS[op_name]))
+        return out
+
+    def row_events(self, batch: pa.RecordBatch, op_column: str) -> list[Event]:
+        """`events` a row at a time, for the column types `columnar` does not take."""
+        names, n = batch.schema.names, batch.num_rows
+        keys = list(zip(*(self._column(batch, k) for k in self.key), strict=True))
+        ops = batch.column(op_column).to_pylist()
+        deleting = all(o == "delete" for o in ops)
+        afters = [None] * n if deleting else self._rows(batch)
+        kept = batch.column(KEPT).to_pylist() if KEPT in names else None
+        befores = self._rows(batch, BEFORE) if kept is not None else None
+        columns, key_names, values_at = self.columns, self.key, [self.columns.index(c) for c in self.values]
+        head, tail, prefix, blake2b = self._head, self._tail, self._prefix, hashlib.blake2b
+        out = []
+        for i in range(n):
+            op = OPS[ops[i]]
+            key_values = keys[i]
+            subject = "/".join(str(v) for v in key_values)
+            after_values = afters[i]
+            try:
+                key = dumps(dict(zip(key_names, key_values, strict=True)))
+                after = b"null" if op == "d" else dumps(dict(zip(columns, after_values, strict=True)))
+                before, changed = b"null", b"null"
+                if befores is not None and kept[i] and op in ("u", "d"):
+                    before_values = befores[i]
+                    before = dumps(dict(zip(columns, before_values, strict=True)))
+                    if op == "u":
+                        changed = dumps([columns[j] for j in values_at if before_values[j] != after_values[j]])
+            except TypeError as exc:  # a type with no JSON form
+                raise UnencodableValue(subject, _culprit(columns, after_values), str(exc)) from exc
+            digest = blake2b(prefix + key + op.encode() + after, digest_size=16).hexdigest()
+            payload = b"".join(
+                (
+                    head, digest.encode(), b'","subject":', dumps(subject), b',"data":{"op":"', op.encode(),
                     b'","key":', key, b',"before":', before, b',"after":', after, b',"changed":', changed,
-                    self._tail, b"}}",
+                    tail, b"}}",
                 )
             )  # fmt: skip
             out.append(Event(digest, payload, subject, op))

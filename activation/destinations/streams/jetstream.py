@@ -109,6 +109,9 @@ class JetStream:
         self._next += 1
         name = str(self._next)
         batch = self._batches[name] = _Batch(len(events))
+        # answered, failed, or given up on (the publisher's timeout cancels it): forget the batch,
+        # so PubAcks that arrive late find nothing and a long run's map holds the batches in flight only
+        batch.done.add_done_callback(lambda _done: self._batches.pop(name, None))
         subject, reply, publish = self.subject(stream), f"{self.inbox}.{name}", self.nc.publish
         for e in events:
             await publish(subject, e.payload, reply=reply, headers={"Nats-Msg-Id": e.id})
@@ -127,7 +130,6 @@ class JetStream:
             batch.duplicates += 1
         batch.left -= 1
         if batch.left == 0:
-            del self._batches[msg.subject.rpartition(".")[2]]
             if batch.error:
                 batch.done.set_exception(RuntimeError(batch.error))
             else:

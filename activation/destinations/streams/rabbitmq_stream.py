@@ -1,31 +1,52 @@
 """RabbitMQ Streams (rstream, the stream protocol on port 5552): a sync publishes into the stream
 `<table>`. RabbitMQ deduplicates by producer name + publishing id: it drops a message whose id is
-not above the last one it stored for that name (and still confirms it). So a run's producer is
-named after (sync, state version, a digest of the run's event ids), and its events are numbered
-1..N in key order: a retry of the same change against the same state has the same name and the
-same numbers, and what was stored is dropped; a change with other content has another digest,
-so another name, and is published whole. The digest costs a first pass over the change (read
-and encoded, not sent). The stream's "length" as the checks read it is the producer's last
-stored publishing id (`query_publisher_sequence`; RabbitMQ 3.10 has no stream statistics)."""
+not above the last one it stored for that name (and still confirms it). A run's producer is
+named after (sync, state version), and its events are numbered on from the last id the broker
+stored for that name (`query_publisher_sequence`), so ids only grow.
+
+A retry against the same state version (the last one failed mid-way) finds that name's last id
+above 0: K events already landed. Which ones, it reads back from the stream (the K events of this
+sync and state version since the first attempt began, a time the first attempt stored beside the
+stream with `store_offset`): those it skips (counted as duplicates dropped), the rest it publishes,
+whether the mart changed in between or not. So consumers see each event once even when the
+retry's change differs from the attempt that failed. The read-back costs the events since the
+first attempt only. The stream's "length" as the checks read it is the producer's last stored
+publishing id (RabbitMQ 3.10 has no stream statistics)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Sequence
 
-from rstream import AMQPMessage, ConfirmationStatus, Producer, Properties
+import orjson
+from rstream import (
+    AMQPMessage,
+    ConfirmationStatus,
+    Consumer,
+    ConsumerOffsetSpecification,
+    OffsetType,
+    Producer,
+    Properties,
+    amqp_decoder,
+)
 
 from activation.destinations.streams.config import RabbitStreamSettings
 from activation.destinations.streams.envelope import Event
 from activation.destinations.streams.publisher import Acks
 
 FRAME_BYTES = 512 * 1024  # messages per send_batch kept under the protocol's 1 MiB frame
+CLOCK_SKEW_MS = 60_000  # the read-back starts this much before the first attempt (client and broker clocks)
+READ_BACK_IDLE_SECONDS = 2.0  # no message for this long: the read-back reached the stream's end
+
+
+class LandedUnknown(RuntimeError):
+    """The broker stored events of an earlier attempt that the read-back could not find."""
 
 
 class RabbitStream:
     kind = "rabbitmq"
-    needs_digest = True  # the producer's name carries a digest of the run's events (see above)
 
     def __init__(self, settings: RabbitStreamSettings, producer: Producer):
         self.settings, self.producer = settings, producer
@@ -33,7 +54,7 @@ class RabbitStream:
         self.name: str | None = None  # this run's producer name, set by `begin`
         self.next_id = 1
         self.stored_before = 0
-        self._waiting: dict[int, tuple[asyncio.Future, list[int]]] = {}
+        self.landed: set[str] = set()  # ids of this change's events an earlier attempt stored
 
     @classmethod
     async def connect(cls, settings: RabbitStreamSettings) -> RabbitStream:
@@ -45,11 +66,53 @@ class RabbitStream:
         await producer.start()
         return cls(settings, producer)
 
-    async def begin(self, stream: str, sync: str, state_version: str | None, digest: str) -> None:
-        """Name this run's producer; what RabbitMQ stored under the name already is dropped again."""
-        self.name = f"activation:{sync}:{state_version or 'new'}:{digest}"
-        self.next_id = 1
-        self.stored_before = await self.length(stream)
+    async def begin(self, stream: str, sync: str, state_version: str | None) -> None:
+        """Name this run's producer and find what earlier attempts of the same change stored."""
+        self.name = f"activation:{sync}:{state_version or 'new'}"
+        client = await self.producer.default_client
+        self.stored_before = await client.query_publisher_sequence(stream, self.name)
+        self.next_id = self.stored_before + 1
+        since = f"{self.name}:since"
+        if not self.stored_before:  # the first attempt: when it began, for a retry to read back from
+            await client.store_offset(stream, since, int(time.time() * 1000))
+            self.landed = set()
+            return
+        started_ms = await client.query_offset(stream, since)
+        self.landed = await self._read_back(stream, sync, state_version, started_ms)
+
+    async def _read_back(self, stream: str, sync: str, state_version: str | None, started_ms: int) -> set[str]:
+        settings = self.settings
+        password = os.environ[settings.password_env] if settings.password_env else "guest"
+        consumer = Consumer(
+            settings.host, settings.port, vhost=settings.vhost, username=settings.user, password=password,
+            load_balancer_mode=settings.load_balancer, max_retries=2,
+        )  # fmt: skip
+        found: set[str] = set()
+        arrived = asyncio.Event()
+
+        async def on_message(message: AMQPMessage, _context) -> None:
+            source = orjson.loads(bytes(message.body)).get("data", {}).get("source", {})
+            if source.get("sync") == sync and source.get("state_version") == state_version:
+                found.add(_text(message.properties.message_id))
+            arrived.set()
+
+        await consumer.start()
+        try:
+            at = ConsumerOffsetSpecification(OffsetType.TIMESTAMP, started_ms - CLOCK_SKEW_MS)
+            await consumer.subscribe(stream, on_message, decoder=amqp_decoder, offset_specification=at)
+            while len(found) < self.stored_before:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), READ_BACK_IDLE_SECONDS)
+                except TimeoutError:
+                    raise LandedUnknown(
+                        f"RabbitMQ stream {stream}: an earlier attempt stored {self.stored_before:,} events of this "
+                        f"change (producer {self.name}), the stream holds {len(found):,} of them since it began: "
+                        "publishing again could duplicate events; nothing was published"
+                    ) from None
+        finally:
+            await consumer.close()
+        return found
 
     async def prepare(self, stream: str, horizon_seconds: float) -> list[str]:
         if not await self.producer.stream_exists(stream):
@@ -66,6 +129,12 @@ class RabbitStream:
     async def submit(self, stream: str, events: Sequence[Event]) -> Awaitable[Acks]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
+        given = len(events)
+        if self.landed:  # stored by an earlier attempt of this change: dropped here, as the broker would
+            events = [e for e in events if e.id not in self.landed]
+        if not events:
+            done.set_result(None)
+            return self._acks(done, [], given)
         ids = list(range(self.next_id, self.next_id + len(events)))
         self.next_id += len(events)
         state = {"left": len(ids), "failed": None}
@@ -93,20 +162,23 @@ class RabbitStream:
                 chunk, size = [], 0
         if chunk:
             await self.producer.send_batch(stream, chunk, publisher_name=self.name, on_publish_confirm=confirmed)
-        return self._acks(done, ids)
+        return self._acks(done, ids, given)
 
-    async def _acks(self, done: asyncio.Future, ids: list[int]) -> Acks:
+    async def _acks(self, done: asyncio.Future, ids: list[int], given: int) -> Acks:
         failed = await done
         if failed:
             raise RuntimeError(failed)
-        duplicates = sum(1 for pid in ids if pid <= self.stored_before)  # confirmed, and dropped
-        return Acks(len(ids), duplicates)
+        return Acks(given, given - len(ids))
 
     async def close(self) -> None:
         try:
             await self.producer.close()
         except Exception:  # noqa: BLE001 - a connection already gone has nothing to close
             pass
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value  # AMQP 1.0 hands it back as bytes
 
 
 async def open_broker(settings: RabbitStreamSettings) -> RabbitStream:
