@@ -240,11 +240,17 @@ def step_sync(url: str, source: str, state: str, mode: str, streams: int | None,
     memory = _memory(start) | {"cpu": _cpu() - c0, "server_cpu": server_cpu(kind) - s0}
     engine.dispose()
     used = next((line.split(" on ")[1].split(" connections")[0] for line in lines if " connections " in line), "1")
+    counted = ""  # replace: counted from the warehouse's diff, or by comparing the tables (shadow_counts.py)
+    if any("counts from the warehouse's diff" in line for line in lines):
+        counted = ", counts from the diff"
+    elif any("comparing the new table with the old" in line for line in lines):
+        counted = ", compared"
     return {
         "rows": result.rows_sent,
         "seconds": seconds,
         **memory,
-        "note": f"{result.strategy}, {used} stream(s), +{result.inserted:,} ~{result.updated:,} -{result.deleted:,}",
+        "note": f"{result.strategy}, {used} stream(s), +{result.inserted:,} ~{result.updated:,} -{result.deleted:,}"
+        + counted,
     }
 
 

@@ -63,3 +63,36 @@ def bq(bigquery_emulator) -> Iterator[BigQueryEnv]:
     )
     yield BigQueryEnv(emulator=bigquery_emulator, env=env, client=client)
     client.close()
+
+
+# The files that take longest, longest first (CI's --durations, 2026-12-08). pyproject runs
+# `--dist loadfile --no-loadscope-reorder`: each file goes to the next free worker in this order,
+# so the long files start first and the short ones fill in at the end (xdist's own order, by
+# number of tests, left the one-test files that take a minute for last, one worker idle).
+SLOW_FILES_FIRST = (
+    "tests/integration/test_end_to_end.py",
+    "tests/syncs/test_crash.py",
+    "tests/integration/test_celery.py",
+    "tests/bigquery/test_bigquery_end_to_end.py",
+    "tests/integration/test_cli_plan_and_sync.py",
+    "tests/integration/test_component.py",
+    "tests/integration/test_definitions.py",
+    "tests/integration/test_api_syncs.py",
+    "tests/integration/test_checks.py",
+    "tests/syncs/test_zero_downtime.py",
+    "tests/integration/test_partitions.py",
+    "tests/integration/test_stream_demo.py",
+    "tests/integration/test_automation_converges.py",
+    "tests/syncs/test_sync_plan.py",
+    "tests/integration/test_plan_against.py",
+    "tests/syncs/test_properties.py",
+    "tests/integration/test_pools.py",
+    "tests/bigquery/test_bigquery_plan_against.py",
+    "tests/integration/test_dbt_executable.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+    # a stable sort: the other files keep their order
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))

@@ -24,16 +24,15 @@ from activation.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_USAGE,
-    Project,
     UsageError,
     activate_job,
-    load_project,
 )
 from activation.cli.demo import cmd_demo
 from activation.cli.history import cmd_history
 from activation.cli.impact import cmd_impact, load_lineage
 from activation.cli.plan import cmd_plan, plan_syncs
 from activation.cli.sync import cmd_run, cmd_sync
+from activation.sync_project import Project, ProjectError, load_project
 
 __all__ = [
     "EXIT_CHECK_FAILED",
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except ProjectError as exc:  # UsageError included
         print(f"activation {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a person reads the message; --verbose adds the traceback

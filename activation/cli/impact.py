@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from activation.cli.common import EXIT_OK, Project, UsageError, load_project, progress
+from activation.cli.common import EXIT_OK, UsageError, progress
+from activation.sync_project import Project, load_project
 
 
 def _compiled_dir(project: Project, given: str | None) -> Path:

@@ -9,8 +9,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from activation.cli.common import EXIT_OK, EXIT_REFUSED, Project, UsageError, load_project, progress
+from activation.cli.common import EXIT_OK, EXIT_REFUSED, UsageError, progress
 from activation.cli.report import print_problems
+from activation.sync_project import Project, load_project
 
 
 def plan_syncs(project: Project, specs: Sequence, *, full_resync: bool = False, sample: int = 5) -> list:

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from activation.cli.common import EXIT_USAGE, Project, activate_job, instance, load_project
+from activation.cli.common import EXIT_USAGE, activate_job, instance, sync_asset_keys
 from activation.cli.live import LiveRun
 from activation.cli.report import RunSummary
+from activation.sync_project import Project, load_project
 
 
 def _console_log_level(verbose: bool) -> dict[str, Any]:
@@ -91,15 +92,13 @@ def execute(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from activation.orchestration.translator import sync_asset_key
-
     project = load_project()
     specs = [s for s in project.select([]) if not s.partition]
     # One process per step, as under the webserver: dbt-duckdb keeps the warehouse open in the
     # process that ran dbt, so the syncs must not share it.
     return execute(
         project,
-        [sync_asset_key(s).to_user_string() for s in specs],
+        [k.to_user_string() for k in sync_asset_keys(specs)],
         verbose=args.verbose,
         run_config={},
         with_dbt=True,
@@ -107,8 +106,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from activation.orchestration.translator import sync_asset_key
-
     project = load_project()
     specs = project.select(args.syncs)
     daily = [s.name for s in specs if s.partition]
@@ -121,7 +118,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if daily:
         print(f"skipping {', '.join(daily)} (partitioned by day: the activate_daily job and backfills run them)")
     specs = [s for s in specs if not s.partition]
-    keys = [sync_asset_key(s) for s in specs]
+    keys = sync_asset_keys(specs)
     # In one process: without dbt in the run nothing holds the warehouse open, and the demo has
     # one destination of whole tables (one step), so separate processes would only add start-up time.
     run_config: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}

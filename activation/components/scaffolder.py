@@ -24,6 +24,15 @@ STARTER_HEADER = """\
 """
 
 
+DEFS_HEADER = """\
+# Reverse ETL syncs of dbt marts (README, "As a Dagster component").
+# dbt_project: activation builds the dbt models itself. If a dagster_dbt.DbtProjectComponent of this
+# defs/ tree builds them already, replace it with `dbt_component: ../dbt` (that component's folder,
+# relative to this file): the syncs then depend on the keys its translation gives the models.
+# warehouse_path: the DuckDB file dbt's profile writes and the syncs read.
+"""
+
+
 class ActivationSyncsParams(BaseModel):
     dbt_project: str | None = None  # the dbt project's folder; relative to where dg runs
 
@@ -41,6 +50,8 @@ class ActivationSyncsScaffolder(Scaffolder[ActivationSyncsParams]):
             root = (request.project_root or Path.cwd()).resolve()
             attributes["dbt_project"] = "{{ context.project_root }}/" + os.path.relpath(project_dir, root)
         scaffold_component(request, attributes)
+        defs_yaml = request.target_path / "defs.yaml"
+        defs_yaml.write_text(DEFS_HEADER + defs_yaml.read_text(encoding="utf-8"), encoding="utf-8")
         starter = starter_syncs(project_dir)
         (request.target_path / "syncs.yml").write_text(STARTER_HEADER + yaml.safe_dump(starter, sort_keys=False))
 

@@ -2,14 +2,16 @@
 Dagster component (a typed model of its defs.yaml, as dagster-sling's and dagster-dbt's are).
 
 It yields what `activation.definitions.build_definitions` builds, nothing else: the dbt models and
-tests, every destination table with its checks, the jobs, schedules and sensors. An attribute left
+tests, every destination table with its checks, the jobs, schedules and sensors. With
+`dbt_component` a dagster-dbt `DbtProjectComponent` of the same defs/ tree builds the models, and
+the syncs depend on the keys its translation gives them (activation.orchestration.dbt_component). An attribute left
 out falls back to the environment (ACTIVATION_SYNCS_FILE, ACTIVATION_DBT_PROJECT_DIR, ...) and then
 to the project's defaults, so the demo's defs.yaml stays empty and the command line reads the same
 project. Customise by subclassing: `build_settings`, or `translation` in YAML.
 
     type: activation.components.ActivationSyncs
     attributes:
-      dbt_project: "{{ context.project_root }}/dbt_project"
+      dbt_project: "{{ context.project_root }}/dbt_project"   # or dbt_component: ../dbt (a DbtProjectComponent)
       syncs_file: syncs.yml                 # beside this defs.yaml; or `syncs:` with the same content inline
       translation:
         key: "apps/{{ sync.destination }}/{{ sync.table }}"
@@ -49,6 +51,15 @@ class ActivationSyncs(dg.Component, dg.Resolvable):
             description="The dbt project whose models the syncs read, relative to this defs.yaml. "
             "Unset: $ACTIVATION_DBT_PROJECT_DIR, else dbt_project/ of the project.",
             examples=["{{ context.project_root }}/dbt_project"],
+        ),
+    ] = None
+    dbt_component: Annotated[
+        str | None,
+        Resolver.default(
+            description="The folder of a dagster_dbt.DbtProjectComponent in the same defs/ tree, relative to this "
+            "defs.yaml, that builds the models instead: the syncs depend on the keys its translation gives them, "
+            "read its project's manifest, and no dbt asset is yielded here. Excludes dbt_project.",
+            examples=["../dbt"],
         ),
     ] = None
     dbt_target: Annotated[
@@ -98,12 +109,21 @@ class ActivationSyncs(dg.Component, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from activation.definitions import build_definitions  # dbt and the manifest: only when loaded
+        from activation.orchestration.dbt_component import load_dbt_component
 
         if self.syncs is not None and self.syncs_file:
             raise dg.DagsterInvalidDefinitionError(
                 f"{context.path / 'defs.yaml'}: set either syncs_file or syncs (inline), not both"
             )
+        if self.dbt_component and self.dbt_project:
+            raise dg.DagsterInvalidDefinitionError(
+                f"{context.path / 'defs.yaml'}: set either dbt_project (activation builds the models) or "
+                "dbt_component (a dagster_dbt.DbtProjectComponent builds them), not both"
+            )
         settings = self.build_settings(context)
         inline = self.syncs is not None
         config = parse_sync_config(self.syncs, f"{settings.syncs_file}: attributes.syncs") if inline else None
-        return build_definitions(settings, config=config, translation=self.translation)
+        upstream = None
+        if self.dbt_component:
+            upstream = load_dbt_component(context, (context.path / self.dbt_component).resolve())
+        return build_definitions(settings, config=config, translation=self.translation, upstream_dbt=upstream)

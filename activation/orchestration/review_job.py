@@ -55,8 +55,8 @@ def build_review_job(asset_keys: Mapping[str, dg.AssetKey]) -> dg.JobDefinition:
 
 
 def _review(config: ReviewConfig):
-    from activation.cli.common import load_project
-    from activation.cli.review import review_build
+    from activation.orchestration.build_review import review_build
+    from activation.sync_project import load_project
 
     project = load_project()
     return review_build(

@@ -45,6 +45,22 @@ from activation.syncs.spec import DestinationSpec, SyncConfig, SyncSpec
 WAREHOUSE_RESOURCE = "warehouse"
 
 
+# The sync an asset writes, in its metadata: how the command line finds a sync's asset whatever a
+# component's translation renamed it to.
+SYNC_METADATA = "activation/sync"
+
+
+def sync_asset_keys(definitions: dg.Definitions) -> dict[str, dg.AssetKey]:
+    """Sync name -> its asset's key, as these definitions name it."""
+    graph = definitions.resolve_asset_graph()
+    out = {}
+    for key in graph.get_all_asset_keys():
+        name = graph.get(key).metadata.get(SYNC_METADATA)
+        if name is not None:
+            out[name] = key
+    return out
+
+
 def sync_asset_key(sync: SyncSpec) -> dg.AssetKey:
     """`<destination>/<table>` (`app/facilities`, `salesforce/Account`): what the UI, the asset
     history and the command line's selection know a sync by."""
@@ -149,6 +165,7 @@ class SyncTranslator:
     def get_metadata(self, sync: SyncSpec) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "dagster/table_name": f"{sync.destination}.{sync.table}",
+            SYNC_METADATA: sync.name,
             "source_model": sync.source,
             "primary_key": ", ".join(sync.primary_key),
             "mode": sync.mode.value,

@@ -1,6 +1,7 @@
-"""One demo lake and one dbt build per test session, copied into a DuckDB file per test.
+"""One demo lake and one dbt build per test run (shared by the xdist workers), copied into a
+DuckDB file per test.
 
-dbt runs twice in the whole session (the first day, and after a day of changes); tests
+dbt runs twice in the whole run (the first day, and after a day of changes); tests
 that need dbt to run inside Dagster do so on their own copy.
 """
 
@@ -41,19 +42,36 @@ class Lake:
     day2: Path  # after one day of changes, dbt built
 
 
+def shared_folder(tmp_path_factory, worker_id) -> Path:
+    """This run's folder: under pytest-xdist, the one its workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session")
-def lake(tmp_path_factory) -> Lake:
-    base = tmp_path_factory.mktemp("lake")
-    day1 = base / "day1" / "warehouse.duckdb"
-    day1.parent.mkdir()
-    demo.generate_lake(day1, scale=SCALE, seed=SEED)
-    day2 = base / "day2" / "warehouse.duckdb"
-    day2.parent.mkdir()
-    shutil.copy(day1, day2)  # raw day-1 lake, before dbt writes into day1
-    dbt_build(day1)
-    demo.apply_day_of_changes(day2, seed=SEED)
-    dbt_build(day2)
-    return Lake(day1=day1, day2=day2)
+def lake(tmp_path_factory, worker_id) -> Lake:
+    """Built once per run: under pytest-xdist the first worker to need it builds it while the
+    others wait (the tests only copy its files), instead of one generation and two dbt builds per worker."""
+    shared = shared_folder(tmp_path_factory, worker_id)
+    base = shared / "lake"
+    lake = Lake(day1=base / "day1" / "warehouse.duckdb", day2=base / "day2" / "warehouse.duckdb")
+    with open(shared / "lake.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "built").exists():
+            shutil.rmtree(base, ignore_errors=True)  # a build that failed in another worker
+            build_lake(lake)
+            (base / "built").touch()
+    return lake
+
+
+def build_lake(lake: Lake) -> None:
+    lake.day1.parent.mkdir(parents=True)
+    lake.day2.parent.mkdir()
+    demo.generate_lake(lake.day1, scale=SCALE, seed=SEED)
+    shutil.copy(lake.day1, lake.day2)  # raw day-1 lake, before dbt writes into day1
+    dbt_build(lake.day1)
+    demo.apply_day_of_changes(lake.day2, seed=SEED)
+    dbt_build(lake.day2)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +85,7 @@ def prepared_project(tmp_path_factory, worker_id):
     if worker_id == "master":
         InterpreterDbtPreparer().prepare(project)
         return project
-    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+    shared = shared_folder(tmp_path_factory, worker_id)
     with open(shared / "dbt-parse.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (shared / "dbt-parsed").exists():

@@ -68,6 +68,10 @@ def test_dg_check_defs_passes(settings, tmp_path):
     # rewritten under them.
     project = tmp_path / "dbt_project"
     shutil.copytree(PROJECT_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    # with dbt's partial-parse state (3 s less parsing); dg's parse still writes the copy's manifest
+    (project / "target").mkdir()
+    shutil.copy(PROJECT_ROOT / "dbt_project" / "target" / "partial_parse.msgpack", project / "target")
     env = {**os.environ, "ACTIVATION_DBT_PROJECT_DIR": str(project)}
     proc = subprocess.run(["dg", "check", "defs"], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / "target" / "manifest.json").exists(), "dg parsed the copy"

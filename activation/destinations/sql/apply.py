@@ -2,7 +2,9 @@
 swap. The caller (destination.py) orders them: parents' writes first and children's deletes
 first, all in one transaction where no shadow table is swapped in.
 
-Every count is a row count the database reported, or a COUNT over the tables themselves.
+Every count is a row count the database reported, or a COUNT over the tables themselves; replace's
+swap may take the warehouse's diff instead, only where the destination provably holds what the
+state says (shadow_counts.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from activation.destinations.sql import collisions, foreign_keys
+from activation.destinations.sql import collisions, foreign_keys, shadow_counts
 from activation.destinations.sql.dialect import quoted
 from activation.destinations.sql.prepare import OLD
 from activation.destinations.sql.run import Job, Run, count, on_key, scope_clause, short_name
@@ -43,7 +45,8 @@ def stage(run: Run, conn: sa.Connection, job: Job) -> None:
         if not job.loaded:  # else loaded on several connections already (parallel_load.py)
             rows = wh.rows(mart, job.spec.batch_size, everything=True)
             job.result.rows_sent = run.load(conn, job, job.shadow, rows, mart.mart_rows)
-        job.update(planned=compare(run, conn, job, job.shadow, t, owned))
+        counts = shadow_counts.from_the_diff(run, conn, job)
+        job.update(planned=counts if counts is not None else compare(run, conn, job, job.shadow, t, owned))
         return
     job.staging = run.temp_table(conn, job, "__stage", mart.columns)
     rows = wh.rows(mart, job.spec.batch_size, everything=plan.sends_everything())

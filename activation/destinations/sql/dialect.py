@@ -205,6 +205,12 @@ class SqlDialect:
     def after_swap(self, conn: sa.Connection, olds: Sequence[str]) -> None:
         """Clean up after a swap succeeded."""
 
+    # -- whether anyone wrote a table since this sync did (shadow_counts.py) -----------------------
+    def write_mark(self, conn: sa.Connection, table: str) -> str | None:
+        """A value the server changes whenever a row of `table` is written, or the table is
+        recreated; None where the server does not tell (then replace always compares)."""
+        return None
+
     # -- loading on several connections (parallel_load.py) ---------------------------------------
     def parallel_loads(self, conn: sa.Connection) -> bool:
         """Whether `load_csv` can load one table on several connections at once."""

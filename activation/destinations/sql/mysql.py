@@ -306,6 +306,22 @@ class MySQL(SqlDialect):
             with conn.begin():
                 conn.execute(sa.text(f"DROP TABLE {', '.join(olds)}"))
 
+    def write_mark(self, conn: sa.Connection, table: str) -> str | None:
+        """InnoDB's time of the last commit that changed the table (kept in memory: NULL after a
+        restart) and the table's creation time (a rename or a rebuild renews it); both in seconds."""
+        if not conn.dialect.is_mariadb:  # MySQL 8 caches these for a day unless told not to
+            conn.exec_driver_sql("SET SESSION information_schema_stats_expiry = 0")
+        row = conn.execute(
+            sa.text(
+                "SELECT CREATE_TIME, UPDATE_TIME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+            ),
+            {"t": table},
+        ).first()
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        return f"innodb created {row[0]} written {row[1]}"
+
     # -- loading on several connections -----------------------------------------------------------
     def parallel_loads(self, conn: sa.Connection) -> bool:
         return conn.dialect.driver == "pymysql"

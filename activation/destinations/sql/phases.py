@@ -37,6 +37,7 @@ from activation.destinations.sql import (
     parallel_load,
     prepare,
     preview,
+    shadow_counts,
     values,
     written_keys,
 )
@@ -206,6 +207,8 @@ def write(run: Run, conn: sa.Connection, jobs: Sequence[Job], fks: dict, sample:
             for job in reversed(jobs):
                 with apply.naming_foreign_key_violations(run, conn, job, fks, deleting=True, swapped=True):
                     apply.delete(run, conn, job)
+    for job in jobs:
+        shadow_counts.remember(run, conn, job)
 
 
 def _transaction(run: Run, conn: sa.Connection) -> contextlib.AbstractContextManager:
@@ -239,9 +242,8 @@ def _writes(run: Run, conn: sa.Connection, job: Job, fks: dict) -> Iterator[None
 def keep_description(run: Run, conn: sa.Connection, job: Job) -> None:
     """The table as this run wrote it, kept beside the state for reviews without credentials."""
     charsets = run.dialect.character_sets(conn, job.spec.table)
-    destination_schemas.record(
-        run.warehouse, job.spec, described.describe(job.target, conn.dialect.name, charsets, conn.dialect)
-    )
+    description = described.describe(job.target, conn.dialect.name, charsets, conn.dialect)
+    destination_schemas.record(run.warehouse, job.spec, description | {shadow_counts.KEY: job.write_mark})
 
 
 def finish(run: Run, conn: sa.Connection, job: Job, elapsed: float) -> SyncResult:

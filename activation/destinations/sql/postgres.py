@@ -180,6 +180,25 @@ class Postgres(SqlDialect):
     def set_lock_timeout(self, conn: sa.Connection, wait_seconds: float) -> None:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_seconds}s'")
 
+    def write_mark(self, conn: sa.Connection, table: str) -> str | None:
+        """The relation and its file (TRUNCATE, VACUUM FULL and a swap renew them), its updated and
+        deleted rows as the statistics count them, and when those counts last started from zero
+        (a reset, a restart); None when the server counts nothing (`track_counts` off)."""
+        row = conn.execute(
+            sa.text(
+                "SELECT c.oid, pg_relation_filenode(c.oid), "
+                "pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid), "
+                "(SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()), "
+                "pg_postmaster_start_time() FROM pg_class c "
+                "WHERE c.oid = to_regclass(:t) AND current_setting('track_counts')::bool"
+            ),
+            {"t": quoted(conn, table)},
+        ).first()
+        if row is None:
+            return None
+        oid, filenode, written, reset, started = row
+        return f"relation {oid} file {filenode} updated+deleted {written} counted since {reset} and {started}"
+
     # -- loading on several connections -----------------------------------------------------------
     def parallel_loads(self, conn: sa.Connection) -> bool:
         return conn.dialect.driver == "psycopg"

@@ -50,6 +50,7 @@ class Job:
     sends_trailing_space: bool | None = None  # a key to send ends with a space (collisions.py)
     may_merge: bool | None = None  # a trigger or another unique key could merge keys (written_keys.py)
     twins: int | None = None  # rows the merge met under a key of other bytes (MySQL's merge counts them)
+    write_mark: str | None = None  # the server's mark of the table as this run left it (shadow_counts.py)
 
     @property
     def spec(self) -> SyncSpec:
