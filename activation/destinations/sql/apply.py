@@ -154,19 +154,25 @@ def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
     soft = spec.soft_delete_column
     if spec.mode is not Mode.INSERT and (values or soft):
         dialect = run.dialect
-        if dialect.can_merge(conn, t):
+        if dialect.can_merge(conn, t, spec.primary_key):
             if spec.mode is not Mode.UPDATE and not spec.scope:
                 job.result.inserted, job.result.updated = dialect.merge(run, conn, job)
                 return
             job.result.updated = dialect.merge_update(run, conn, job)
         else:
-            assignments = {c: s.c[c] for c in values}
-            if soft:
-                assignments[soft] = None
-            stmt = sa.update(t).where(on_key(job, t, s), owned, run.differs(job, t, s)).values(assignments)
-            job.result.updated = conn.execute(stmt).rowcount
+            job.result.updated = update_changed(run, conn, job)
     if spec.mode is not Mode.UPDATE:
         job.result.inserted = conn.execute(_insert_new_keys(job)).rowcount
+
+
+def update_changed(run: Run, conn: sa.Connection, job: Job) -> int:
+    """Update the owned rows that differ from their staged ones, in one UPDATE join; the count."""
+    t, s, spec = job.target, job.staging, job.spec
+    assignments = {c: s.c[c] for c in job.mart.columns if c not in spec.primary_key}
+    if spec.soft_delete_column:
+        assignments[spec.soft_delete_column] = None
+    stmt = sa.update(t).where(on_key(job, t, s), scope_clause(job, t), run.differs(job, t, s)).values(assignments)
+    return conn.execute(stmt).rowcount
 
 
 def _insert_new_keys(job: Job) -> sa.Insert:
@@ -189,7 +195,14 @@ def leaving(run: Run, conn: sa.Connection, job: Job, *, join: bool = True) -> sa
         return sa.and_(owned, ~sa.exists().where(on_key(job, t, job.staging)), *kept(run, conn, job, t))
     if job.deleted_keys is not None:
         gone = job.deleted_keys
-        if not run.dialect.delete_joins or not join:
+        if not run.dialect.delete_joins:
+            # IN, not a correlated EXISTS: SQLite then probes the table's key index per gone key
+            # instead of scanning the table (0.6 s of a 1% sync at 1M rows). The comparison is the
+            # table column's, as the EXISTS's was.
+            keys = [t.c[k] for k in job.spec.primary_key]
+            left = keys[0] if len(keys) == 1 else sa.tuple_(*keys)
+            return sa.and_(owned, left.in_(sa.select(*[gone.c[k] for k in job.spec.primary_key])))
+        if not join:
             return sa.and_(owned, sa.exists().where(on_key(job, t, gone)))
         return sa.and_(owned, on_key(job, t, gone))  # a join: MySQL runs EXISTS as one probe per row
     return None

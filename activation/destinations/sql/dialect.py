@@ -176,8 +176,8 @@ class SqlDialect:
         """The column as a comparison that tells every change (a collation may not)."""
         return column
 
-    def can_merge(self, conn: sa.Connection, table: sa.Table) -> bool:
-        """Whether `merge` and `merge_update` may write into `table`."""
+    def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
+        """Whether `merge` and `merge_update` may write into `table`, synced by `key`."""
         return False
 
     def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:

@@ -214,7 +214,7 @@ class MySQL(SqlDialect):
             return sa.cast(column, sa.LargeBinary)
         return column
 
-    def can_merge(self, conn: sa.Connection, table: sa.Table) -> bool:
+    def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
         """ON DUPLICATE KEY UPDATE fires on any unique key: with a second one it could update the wrong row."""
         inspector = sa.inspect(conn)
         indexes = inspector.get_indexes(table.name)

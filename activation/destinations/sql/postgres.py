@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -24,11 +24,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
 from activation.destinations.base import Capabilities
+from activation.destinations.sql import on_conflict
 from activation.destinations.sql.bulk import insert_rows, non_empty, wrapped_driver_errors
 from activation.destinations.sql.csv_files import CsvFile, CsvRules, csv_batch
 from activation.destinations.sql.dialect import Report, SqlDialect, quoted
 from activation.destinations.sql.key_rules import Rule
 from activation.syncs.validate import Check
+
+if TYPE_CHECKING:
+    from activation.destinations.sql.run import Job, Run
 
 # SQLSTATE: serialization failure, deadlock, lock timeout, admin/crash shutdown, cannot connect now;
 # and class 08, connection exceptions.
@@ -153,6 +157,25 @@ class Postgres(SqlDialect):
         if conn.dialect.driver == "psycopg":
             return _copy(conn, table, batches, report)
         return insert_rows(conn, table, batches, report)
+
+    def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
+        triggers = "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass(:q) AND NOT tgisinternal"
+        return on_conflict.can_upsert(conn, table, key, triggers)
+
+    def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
+        """One INSERT ... ON CONFLICT DO UPDATE (on_conflict.py) returning, per row written, whether
+        it was inserted: a new tuple has `xmax = 0`, an updated one the xmax of the lock the upsert took."""
+        written = on_conflict.upsert(run, job, postgresql.insert)
+        written = written.returning(sa.literal_column("xmax = 0").label("inserted")).cte("written")
+        inserted, updated = conn.execute(
+            sa.select(sa.func.count().filter(written.c.inserted), sa.func.count().filter(sa.not_(written.c.inserted)))
+        ).one()
+        return on_conflict.checked(job, inserted, updated, job.result.rows_sent - inserted)
+
+    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
+        from activation.destinations.sql.apply import update_changed
+
+        return update_changed(run, conn, job)
 
     def set_lock_timeout(self, conn: sa.Connection, wait_seconds: float) -> None:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_seconds}s'")

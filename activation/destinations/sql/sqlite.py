@@ -14,16 +14,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 
 from activation.destinations.base import Capabilities
+from activation.destinations.sql import on_conflict
 from activation.destinations.sql.dialect import SqlDialect
 from activation.destinations.sql.key_rules import Rule
+from activation.destinations.sql.run import on_key
 from activation.syncs.validate import Check
+
+if TYPE_CHECKING:
+    from activation.destinations.sql.run import Job, Run
 
 
 def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
@@ -95,6 +100,27 @@ class SQLite(SqlDialect):
 
     def loose_key_type(self, rule: Rule, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
         return sa.Text(collation=rule.collation)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def can_merge(self, conn: sa.Connection, table: sa.Table, key: Sequence[str]) -> bool:
+        triggers = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"
+        return on_conflict.can_upsert(conn, table, key, triggers)
+
+    def merge(self, run: Run, conn: sa.Connection, job: Job) -> tuple[int, int]:
+        """One INSERT ... ON CONFLICT DO UPDATE (on_conflict.py). SQLite returns no sign of an
+        insert, so the staged keys already in the table are counted first (a key-index probe each);
+        the statement's row count is the inserts plus the updates."""
+        t, s = job.target, job.staging
+        met = conn.execute(sa.select(sa.func.count()).select_from(s).where(sa.exists().where(on_key(job, t, s))))
+        met = met.scalar_one()
+        inserted = job.result.rows_sent - met
+        written = conn.execute(on_conflict.upsert(run, job, sqlite.insert)).rowcount
+        return on_conflict.checked(job, inserted, written - inserted, met)
+
+    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
+        from activation.destinations.sql.apply import update_changed
+
+        return update_changed(run, conn, job)
 
     # -- errors -----------------------------------------------------------------------------------
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
