@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from activation.cli import EXIT_REFUSED
-from activation.cli.common import Project
 from activation.cli.plan import report_plan
 from activation.settings import Settings
+from activation.sync_project import Project
 from activation.syncs.model import MartRelation
 from activation.syncs.spec import SyncConfig
 from tests.databases import destination_database
