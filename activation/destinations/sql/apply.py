@@ -158,9 +158,10 @@ def upsert(run: Run, conn: sa.Connection, job: Job) -> None:
             if spec.mode is not Mode.UPDATE and not spec.scope:
                 job.result.inserted, job.result.updated = dialect.merge(run, conn, job)
                 return
-            job.result.updated = dialect.merge_update(run, conn, job)
+            updated = dialect.merge_update(run, conn, job)
         else:
-            job.result.updated = update_changed(run, conn, job)
+            updated = None
+        job.result.updated = update_changed(run, conn, job) if updated is None else updated
     if spec.mode is not Mode.UPDATE:
         job.result.inserted = conn.execute(_insert_new_keys(job)).rowcount
 

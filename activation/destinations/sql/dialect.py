@@ -184,9 +184,11 @@ class SqlDialect:
         """Insert and update the staged rows in one statement; returns (inserted, updated)."""
         raise NotImplementedError
 
-    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
-        """Update the rows that differ from the staged ones in one statement; returns the count."""
-        raise NotImplementedError
+    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int | None:
+        """Update the rows that differ from the staged ones in one statement of the dialect's own;
+        returns the count, or None where apply's UPDATE join is the best it has (ON CONFLICT
+        cannot update without inserting)."""
+        return None
 
     def swap(self, conn: sa.Connection, renames: Sequence[tuple[str, str, str | None]], wait_seconds: float) -> None:
         """One attempt to put every table `new` in place of its `table` at once, atomically, waiting

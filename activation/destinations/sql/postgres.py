@@ -172,11 +172,6 @@ class Postgres(SqlDialect):
         ).one()
         return on_conflict.checked(job, inserted, updated, job.result.rows_sent - inserted)
 
-    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
-        from activation.destinations.sql.apply import update_changed
-
-        return update_changed(run, conn, job)
-
     def set_lock_timeout(self, conn: sa.Connection, wait_seconds: float) -> None:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_seconds}s'")
 

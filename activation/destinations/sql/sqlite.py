@@ -117,11 +117,6 @@ class SQLite(SqlDialect):
         written = conn.execute(on_conflict.upsert(run, job, sqlite.insert)).rowcount
         return on_conflict.checked(job, inserted, written - inserted, met)
 
-    def merge_update(self, run: Run, conn: sa.Connection, job: Job) -> int:
-        from activation.destinations.sql.apply import update_changed
-
-        return update_changed(run, conn, job)
-
     # -- errors -----------------------------------------------------------------------------------
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
         return exc.connection_invalidated or _locked(exc)
